@@ -1,0 +1,1 @@
+"""The DAT task as Gymnasium environments."""
