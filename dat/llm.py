@@ -1,0 +1,291 @@
+"""The frozen chat LLM that DAT steers: chat rendering, last-token states, prefix-steered generation.
+
+A dialogue is a list of chat messages (``{"role": ..., "content": ...}``) rendered with the
+tokenizer's own chat template. Every batched call left-pads and passes an explicit attention mask
+and position ids, so a dialogue gives the same result alone or in a batch.
+
+Prefix embeddings (the DAT action tokens) are spliced into each sample's embedded prompt:
+
+* ``start``: right after BOS (DAT's choice; at the very start when the template has no BOS),
+* ``before_reply``: just before the final reply header (``<|im_start|>assistant``), which the
+  trained-prefix measurement found to steer more strongly.
+
+Generation always goes through ``inputs_embeds`` (steered or not), so steered and unsteered replies
+are produced by the same code path; the repetition penalty then covers generated tokens only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import GenerationConfig
+
+from dat.loading import DEFAULT_MODEL, ModelConfig, load_model
+
+Message = Mapping[str, str]
+Dialogue = Sequence[Message]
+POSITIONS = ("start", "before_reply")
+
+
+class ContextOverflowError(ValueError):
+    """A dialogue (plus prefix and reply budget) does not fit in the model's context window."""
+
+
+@dataclass
+class SamplingConfig:
+    """Decoding settings; every field is passed explicitly, the checkpoint's defaults are never used."""
+
+    max_new_tokens: int = 40
+    """Maximum number of tokens per utterance."""
+    temperature: float = 0.7
+    """Softmax temperature when sampling."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    repetition_penalty: float = 1.2
+    """Penalty on tokens already generated (SmolLM2 loops without one)."""
+    do_sample: bool = True
+    """Sample (True) or decode greedily (False)."""
+    seed: int = 0
+    """Seed for the sampling stream of a call (callers derive one per call)."""
+
+
+@dataclass
+class Batch:
+    """A left-padded batch of embedded prompts, with the prefix spliced in."""
+
+    embeds: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    prefix_index: list[int]
+
+
+class FrozenLM:
+    """A frozen causal chat LM with batched, prefix-steerable generation.
+
+    >>> lm = FrozenLM.load(ModelConfig())                          # doctest: +SKIP
+    >>> chat = [{"role": "user", "content": "I'm asking $180 for the bike."}]
+    >>> lm.generate([chat], sampling=SamplingConfig(do_sample=False))   # doctest: +SKIP
+    ['...']
+    """
+
+    def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.hidden_size: int = model.get_input_embeddings().weight.shape[1]
+        self.max_context: int = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.end_ids: set[int] = _end_of_turn_ids(tokenizer)
+        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.end_ids)
+        self._header_ids: list[int] = self._reply_header_ids()
+
+    @classmethod
+    def load(cls, cfg: ModelConfig) -> FrozenLM:
+        model, tokenizer = load_model(cfg)
+        return cls(model, tokenizer, name=cfg.name)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    # ----------------------------------------------------------------------------------- text
+    def render(self, messages: Dialogue, add_generation_prompt: bool = True) -> str:
+        """The dialogue as the model reads it, through the tokenizer's chat template."""
+        return self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def encode(self, messages: Dialogue) -> list[int]:
+        """Token ids of the rendered dialogue, ending with the reply header."""
+        return self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, messages: Dialogue) -> int:
+        return len(self.encode(messages))
+
+    def fits(self, messages: Dialogue, prefix_tokens: int = 0, new_tokens: int = 0) -> bool:
+        """Whether the dialogue, a prefix and a reply budget fit in the context window."""
+        return self.count_tokens(messages) + prefix_tokens + new_tokens <= self.max_context
+
+    # ----------------------------------------------------------------------------------- states
+    @torch.no_grad()
+    def states(self, dialogues: Sequence[Dialogue], layer: int = -1) -> Tensor:
+        """Last-token hidden states ``(batch, hidden)`` in float32, without any prefix (the RL state)."""
+        ids = [self._checked_ids(d, 0, 0) for d in dialogues]
+        batch = self._splice(ids, None, "start")
+        out = self.model(
+            inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
+        )
+        return out.hidden_states[layer][:, -1, :].float()
+
+    # ----------------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        dialogues: Sequence[Dialogue],
+        prefix_embeds: Sequence[Tensor | None] | Tensor | None = None,
+        sampling: SamplingConfig | None = None,
+        position: str = "start",
+        seed: int | None = None,
+    ) -> list[str]:
+        """Generate the next utterance for each dialogue, each steered by its own prefix (or none)."""
+        sampling = sampling or SamplingConfig()
+        prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
+        ids = [
+            self._checked_ids(d, 0 if p is None else p.shape[0], sampling.max_new_tokens)
+            for d, p in zip(dialogues, prefixes)
+        ]
+        batch = self._splice(ids, prefixes, position)
+        config = self._generation_config(sampling)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sampling.seed if seed is None else seed)
+            out = self.model.generate(
+                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config
+            )
+        return [self._decode(row) for row in out.tolist()]
+
+    def reply_logprobs(
+        self,
+        dialogues: Sequence[Dialogue],
+        replies: Sequence[str],
+        prefix_embeds: Sequence[Tensor | None] | Tensor | None = None,
+        position: str = "start",
+        add_end: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher-forced log-probs of ``replies``: (summed log-prob per sample, token count per sample).
+
+        Differentiable in the prefix (the LM weights stay frozen): self-cloning trains through it,
+        and the fluency measure (mean token log-prob under the unsteered model) reads it.
+        """
+        prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
+        end = [self.tokenizer.eos_token_id] if add_end and self.tokenizer.eos_token_id is not None else []
+        targets = [self.tokenizer(r, add_special_tokens=False)["input_ids"] + end for r in replies]
+        prompts = [self._checked_ids(d, 0 if p is None else p.shape[0], len(t)) for d, p, t in
+                   zip(dialogues, prefixes, targets)]
+        batch = self._splice([p + t for p, t in zip(prompts, targets)], prefixes, position,
+                             header_offset=[len(t) for t in targets])
+        logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                            position_ids=batch.position_ids).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        width = batch.embeds.shape[1]
+        rows: list[Tensor] = []
+        for i, target in enumerate(targets):
+            start = width - len(target)  # target tokens are the last ones (left padding)
+            index = torch.tensor(target, dtype=torch.long)
+            rows.append(logprobs[i, start - 1 : width - 1].gather(1, index[:, None]).sum())
+        total = torch.stack(rows)
+        return total, torch.tensor([len(t) for t in targets], dtype=torch.float32)
+
+    @torch.no_grad()
+    def next_token_logprobs(
+        self, dialogues: Sequence[Dialogue], prefix_embeds=None, position: str = "start"
+    ) -> Tensor:
+        """Log-distribution ``(batch, vocab)`` of the first reply token (for KL / JS of prefixes)."""
+        prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
+        ids = [self._checked_ids(d, 0 if p is None else p.shape[0], 1) for d, p in zip(dialogues, prefixes)]
+        batch = self._splice(ids, prefixes, position)
+        logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                            position_ids=batch.position_ids, logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+
+    # ----------------------------------------------------------------------------------- internals
+    def insert_index(self, ids: Sequence[int], position: str, header_offset: int = 0) -> int:
+        """Where the prefix goes in one sample's token ids (before any padding)."""
+        if position == "start":
+            bos = self.tokenizer.bos_token_id
+            return 1 if bos is not None and ids and ids[0] == bos else 0
+        if position == "before_reply":
+            end = len(ids) - header_offset
+            header = self._header_ids
+            if list(ids[end - len(header) : end]) != header:
+                raise ValueError("The prompt does not end with the reply header; cannot place the prefix.")
+            return end - len(header)
+        raise ValueError(f"prefix position {position!r} is not one of {POSITIONS}; fix prefix.position.")
+
+    def _splice(
+        self,
+        ids: Sequence[Sequence[int]],
+        prefixes: Sequence[Tensor | None] | None,
+        position: str,
+        header_offset: Sequence[int] | None = None,
+    ) -> Batch:
+        embedding = self.model.get_input_embeddings()
+        rows, index = [], []
+        for i, sample in enumerate(ids):
+            embeds = embedding(torch.tensor(sample, dtype=torch.long))
+            prefix = prefixes[i] if prefixes is not None else None
+            at = self.insert_index(sample, position, header_offset[i] if header_offset else 0)
+            if prefix is not None and prefix.shape[0] > 0:
+                embeds = torch.cat([embeds[:at], prefix.to(embeds.dtype), embeds[at:]], dim=0)
+            rows.append(embeds)
+            index.append(at)
+        width = max(r.shape[0] for r in rows)
+        pad = embedding(torch.tensor([self.pad_id]))[0]
+        embeds = torch.stack([torch.cat([pad.expand(width - r.shape[0], -1), r], 0) for r in rows])
+        mask = torch.stack([
+            torch.cat([torch.zeros(width - r.shape[0], dtype=torch.long), torch.ones(r.shape[0], dtype=torch.long)])
+            for r in rows
+        ])
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        return Batch(embeds, mask, position_ids, index)
+
+    def _checked_ids(self, messages: Dialogue, prefix_tokens: int, new_tokens: int) -> list[int]:
+        ids = self.encode(messages)
+        if len(ids) + prefix_tokens + new_tokens > self.max_context:
+            raise ContextOverflowError(
+                f"The dialogue has {len(ids)} tokens; with {prefix_tokens} prefix tokens and "
+                f"{new_tokens} new tokens it exceeds the context of {self.max_context} tokens of "
+                f"{self.name!r}. Shorten the dialogue (env.max_turns), lower sampling.max_new_tokens, "
+                "or use a model with a longer context."
+            )
+        return ids
+
+    def _checked_prefixes(self, prefix_embeds, n: int) -> list[Tensor | None]:
+        if prefix_embeds is None:
+            return [None] * n
+        if isinstance(prefix_embeds, Tensor) and prefix_embeds.dim() == 2:
+            prefix_embeds = [prefix_embeds] * n
+        prefixes = list(prefix_embeds)
+        if len(prefixes) != n:
+            raise ValueError(f"Got {len(prefixes)} prefixes for {n} dialogues; pass one (or None) per dialogue.")
+        for i, p in enumerate(prefixes):
+            if p is not None and (p.dim() != 2 or p.shape[1] != self.hidden_size):
+                raise ValueError(
+                    f"Prefix {i} has shape {tuple(p.shape)}; expected (L, {self.hidden_size}) for model "
+                    f"{self.name!r}. Check that the up-projection was built for this model (prefix.*)."
+                )
+        return prefixes
+
+    def _generation_config(self, s: SamplingConfig) -> GenerationConfig:
+        sample = s.do_sample and s.temperature > 0
+        return GenerationConfig(
+            max_new_tokens=s.max_new_tokens, min_new_tokens=0, do_sample=sample, num_beams=1,
+            temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
+            top_k=0 if sample else None, repetition_penalty=s.repetition_penalty,
+            eos_token_id=sorted(self.end_ids), pad_token_id=self.pad_id, bos_token_id=None,
+        )
+
+    def _decode(self, tokens: Sequence[int]) -> str:
+        cut = next((i for i, t in enumerate(tokens) if t in self.end_ids), len(tokens))
+        return self.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
+
+    def _reply_header_ids(self) -> list[int]:
+        probe = [{"role": "user", "content": "x"}]
+        with_header = self.tokenizer(self.render(probe, True), add_special_tokens=False)["input_ids"]
+        without = self.tokenizer(self.render(probe, False), add_special_tokens=False)["input_ids"]
+        if with_header[: len(without)] != without:
+            raise ValueError("The chat template's generation prompt is not a pure suffix; cannot find it.")
+        return with_header[len(without):]
+
+
+def _end_of_turn_ids(tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>"):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            ids.add(tid)
+    if not ids:
+        raise ValueError("The tokenizer has no end-of-turn token; set tokenizer.eos_token.")
+    return ids

