@@ -16,6 +16,7 @@ are produced by the same code path; the repetition penalty then covers generated
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -139,7 +140,9 @@ class FrozenLM:
         ]
         batch = self._splice(ids, prefixes, position)
         config = self._generation_config(sampling)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # Documented above: with inputs_embeds the repetition penalty covers generated tokens only.
+            warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             torch.manual_seed(sampling.seed if seed is None else seed)
             out = self.model.generate(
                 inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config

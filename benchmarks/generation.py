@@ -1,0 +1,81 @@
+"""Generation throughput of the default model: batch 1 vs 8, with and without prefixes, and load time.
+
+Prompt about 250 tokens (persona + three turns), 64 new tokens (min = max, so every run generates the
+same number), greedy. tokens/s = generated tokens / wall time of the call (prefill included).
+"""
+
+from __future__ import annotations
+
+import common  # noqa: F401  (CPU settings before torch)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
+from dat.loading import ModelConfig  # noqa: E402
+
+PERSONA = (
+    "You are Maya Chen, 34, a graphic designer who rides to work every day. You want to buy a used road bike "
+    "for at most $100 because your budget is tight this month, but you care about safety and want the brakes "
+    "checked. You are friendly, a little stubborn, and you always ask follow-up questions before you agree to "
+    "anything. Reply in one or two short sentences. The seller is a stranger you met through an online "
+    "marketplace listing; you have never met before and you are meeting at a cafe near the station."
+)
+TURNS = [
+    ("user", "Hi! The bike is a 2019 Trek, recently serviced, and I'm asking $180 for it. It has new tyres."),
+    ("assistant", "Thanks for meeting me. It looks nice, but $180 is far above my budget. Has the chain been replaced?"),
+    ("user", "The chain is new, and the brakes were adjusted last week. I could go down to $160 if you decide today."),
+    ("assistant", "I appreciate that. Could you tell me why you are selling it, and whether there are any scratches?"),
+    ("user", "I'm moving abroad next month, so it has to go. There is one small scratch on the frame, nothing else."),
+]
+
+
+def dialogue() -> list[dict[str, str]]:
+    return [{"role": "system", "content": PERSONA}, *({"role": r, "content": c} for r, c in TURNS)]
+
+
+def tokens_per_second(lm: FrozenLM, batch: int, prefix: bool, new_tokens: int, repeats: int) -> float:
+    dialogues = [dialogue()] * batch
+    prefixes = [torch.randn(2, lm.hidden_size) * 3 for _ in range(batch)] if prefix else None
+    sampling = SamplingConfig(do_sample=False, max_new_tokens=new_tokens, repetition_penalty=1.2)
+    config = lm._generation_config(sampling)
+    config.min_new_tokens = new_tokens
+    lm.generate(dialogues[:1], sampling=SamplingConfig(do_sample=False, max_new_tokens=4))  # warm-up
+    times = []
+    for _ in range(repeats):
+        batch_data = lm._splice([lm.encode(d) for d in dialogues], prefixes, "start")
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = lm.model.generate(inputs_embeds=batch_data.embeds, attention_mask=batch_data.attention_mask,
+                                    generation_config=config)
+        times.append(time.perf_counter() - start)
+        assert out.shape[1] == new_tokens
+    return batch * new_tokens / min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    lm = FrozenLM.load(ModelConfig())  # converts on first use, so the timed load below is from the cache
+    start = time.perf_counter()
+    lm = FrozenLM.load(ModelConfig())
+    load_s = time.perf_counter() - start
+    prompt_tokens = lm.count_tokens(dialogue())
+    rows = []
+    for batch in (1, 8):
+        for prefix in (False, True):
+            tps = tokens_per_second(lm, batch, prefix, args.new_tokens, args.repeats)
+            rows.append({"batch": batch, "prefix": prefix, "tokens_per_s": round(tps, 2)})
+            print(rows[-1], flush=True)
+    common.write_result("generation", {
+        "model": lm.name, "dtype": str(lm.dtype), "prompt_tokens": prompt_tokens,
+        "new_tokens": args.new_tokens, "load_from_cache_s": round(load_s, 2), "rows": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""UpProjection: shapes, token-sized scale, a stable PCA basis, and a safetensors round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dat.prefix import PrefixConfig, UpProjection, build_projection, embedding_stats, pca_basis
+
+
+@pytest.fixture
+def embedding() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(500, 32, generator=g) * torch.linspace(0.2, 3.0, 32)
+
+
+def test_pca_basis_is_orthonormal_and_ordered(embedding):
+    basis = pca_basis(embedding, 8)
+    assert torch.allclose(basis @ basis.T, torch.eye(8), atol=1e-5)
+    centred = embedding - embedding.mean(0)
+    variances = (centred @ basis.T).var(0)
+    assert torch.all(variances[:-1] >= variances[1:])
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_unit_action_gives_token_sized_prefix(embedding, tied):
+    cfg = PrefixConfig(action_dim=8, tokens=2, tied=tied, norm=1.0)
+    projection = UpProjection.pca(embedding, cfg)
+    action = torch.randn(5, 8)
+    action = action / action.norm(dim=1, keepdim=True)
+    prefix = projection(action)
+    assert prefix.shape == (5, 2, 32)
+    _, median = embedding_stats(embedding)
+    total = prefix.norm(dim=-1).pow(2).sum(-1).sqrt()  # both tokens together
+    expected = median * (2**0.5 if tied else 2**0.5)
+    assert torch.allclose(total, torch.full((5,), expected), rtol=1e-4)
+    if tied:
+        assert torch.equal(prefix[:, 0], prefix[:, 1])
+
+
+def test_norm_scales_linearly(embedding):
+    small = UpProjection.pca(embedding, PrefixConfig(action_dim=8, norm=1.0))
+    large = UpProjection.pca(embedding, PrefixConfig(action_dim=8, norm=4.0))
+    action = torch.rand(3, 8)
+    assert torch.allclose(large(action), 4 * small(action), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["pca", "learned"])
+def test_save_load_round_trip(embedding, tmp_path, kind):
+    projection = build_projection(embedding, PrefixConfig(kind=kind, action_dim=8))
+    if kind == "learned":
+        with torch.no_grad():
+            projection.linear.bias.add_(0.5)
+    projection.save(tmp_path / "proj", record={"trained_by": "test"})
+    loaded = UpProjection.load(tmp_path / "proj")
+    action = torch.rand(4, 8) * 2 - 1
+    assert torch.equal(loaded(action), projection(action))
+    assert UpProjection.record_of(tmp_path / "proj") == {"trained_by": "test"}
+
+
+def test_pca_basis_is_cached(embedding, tmp_path):
+    build_projection(embedding, PrefixConfig(action_dim=8), tmp_path)
+    cached = tmp_path / "pca_basis_8.safetensors"
+    assert cached.is_file()
+    again = build_projection(embedding * 0 + 1, PrefixConfig(action_dim=8), tmp_path)  # basis read from disk
+    assert torch.allclose(again.basis, pca_basis(embedding, 8))
+
+
+def test_bad_shapes_are_explained(embedding):
+    projection = UpProjection.pca(embedding, PrefixConfig(action_dim=8))
+    with pytest.raises(ValueError, match=r"expected \(batch, 8\)"):
+        projection(torch.zeros(2, 7))
+    with pytest.raises(ValueError, match="divisible"):
+        UpProjection.pca(embedding, PrefixConfig(action_dim=7, tokens=2, tied=False))
+    with pytest.raises(FileNotFoundError, match="prefix.path"):
+        UpProjection.load("/nonexistent/projection")
