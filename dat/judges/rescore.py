@@ -1,0 +1,135 @@
+"""Re-score saved episodes with another judge, into a new file (the input is never modified).
+
+    python -m dat.judges.rescore --episodes runs/episodes.jsonl --out runs/episodes.api.jsonl \\
+        judge=api judge.api.base_url=http://127.0.0.1:8000/v1 judge.api.model=qwen2.5-7b-instruct
+
+``judge=NAME`` picks ``conf/judge/NAME.yaml``; ``judge.a.b=value`` overrides one field. Each input line
+is a JSON object with at least ``{"record": DialogueRecord.to_dict(), ...}``; the output line is the same
+object with ``judgement`` and ``reward`` replaced, every other field kept as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dat.judges.base import Judge
+from dat.judges.config import BACKENDS, JudgeConfig, RewardWeights
+from dat.judges.factory import make_judge
+from dat.judges.reward import reward
+from dat.records import DialogueRecord
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def load_config(overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> JudgeConfig:
+    """JudgeConfig from ``judge=NAME`` (conf/judge/NAME.yaml) and ``judge.field=value`` overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    name, dotlist = None, []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected judge=NAME or judge.field=value")
+        if key.lstrip("+") == "judge":
+            name = value
+        elif key.lstrip("+").startswith("judge."):
+            dotlist.append(f"{key.lstrip('+')[len('judge.'):]}={value}")
+        else:
+            raise ValueError(f"override {item!r}: only judge=NAME and judge.field=value are understood")
+    node = OmegaConf.structured(JudgeConfig)
+    if name is not None:
+        path = conf_dir / "judge" / f"{name}.yaml"
+        if path.exists():
+            loaded = OmegaConf.load(path)
+            loaded.pop("defaults", None)
+            try:
+                node = OmegaConf.merge(node, loaded)
+            except OmegaConfBaseException as err:
+                raise ValueError(f"{path}: {err}") from None
+        elif name in BACKENDS:
+            node.backend = name
+        else:
+            options = sorted(p.stem for p in (conf_dir / "judge").glob("*.yaml")) or list(BACKENDS)
+            raise ValueError(f"judge={name}: no {path}; choose one of {', '.join(options)}")
+    try:
+        if dotlist:
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist))
+        return OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:
+        raise ValueError(f"judge overrides {dotlist}: {err}") from None
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    with path.open(encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+                DialogueRecord.from_dict(obj["record"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"{path}:{number}: not an episode line with a valid 'record' ({err!r})") from None
+            lines.append(obj)
+    return lines
+
+
+def rescore(episodes: Path, out: Path, judge: Judge, weights: RewardWeights | None = None,
+            batch_size: int = 32) -> dict[str, float]:
+    """Judge every episode of ``episodes`` again and write them to ``out``; returns a summary."""
+    episodes, out = Path(episodes), Path(out)
+    if out.resolve() == episodes.resolve():
+        raise ValueError(f"--out {out} is the input file; write the re-scored episodes to a new file")
+    lines = _read(episodes)
+    records = [DialogueRecord.from_dict(obj["record"]) for obj in lines]
+    rewards: list[float] = []
+    failures = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for start in range(0, len(lines), batch_size):
+            batch, objs = records[start:start + batch_size], lines[start:start + batch_size]
+            for obj, record, judgement in zip(objs, batch, judge(batch), strict=True):
+                value = reward(judgement, record.steered, weights)
+                obj["judgement"], obj["reward"] = judgement.to_dict(), value
+                failures += 0 if judgement.ok else 1
+                if value is not None:
+                    rewards.append(value)
+                f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    summary = {"episodes": float(len(lines)), "failures": float(failures),
+               "mean_reward": sum(rewards) / len(rewards) if rewards else float("nan")}
+    return {**summary, **judge.metrics()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=Path, required=True, help="input episodes JSONL (left intact)")
+    parser.add_argument("--out", type=Path, required=True, help="output JSONL with the new judgements")
+    parser.add_argument("--cache-dir", default=None, help="judge cache folder (default: judge.cache_dir)")
+    parser.add_argument("--conf-dir", type=Path, default=CONF_DIR, help="folder holding judge/*.yaml")
+    parser.add_argument("--batch-size", type=int, default=32, help="episodes per judge call")
+    parser.add_argument("overrides", nargs="*", help="judge=NAME and judge.field=value")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.overrides, args.conf_dir)
+        judge = make_judge(cfg, cache_dir=args.cache_dir)
+        summary = rescore(args.episodes, args.out, judge, cfg.weights, args.batch_size)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
