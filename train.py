@@ -1,4 +1,10 @@
-"""Entry point: ``python train.py [overrides]``. Composes the Hydra config and calls ``train(cfg)``."""
+"""Entry point: ``python train.py [overrides]``, or ``-m`` for a sweep. The only wiring code.
+
+Stage 1 prepares the up-projection (loads a saved one, reuses the cached self-cloned one, or
+trains it by self-cloning); stage 2 runs rounds of collect -> TD3+BC updates -> held-out evaluation
+against the unsteered model and a zero action -> log -> checkpoint -> export. Re-running the same
+command resumes from the last complete round.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +14,168 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: ~10x faster
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import hydra  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
+from dat.buffer import add_episode  # noqa: E402
+from dat.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
+from dat.episodes import save_episodes  # noqa: E402
+from dat.evaluation import evaluate_conditions, eval_metrics  # noqa: E402
+from dat.export import DATPolicy  # noqa: E402
+from dat.judges import make_judge  # noqa: E402
+from dat.judges.reward import reward as judged_reward  # noqa: E402
 from dat.llm import FrozenLM  # noqa: E402
-from dat.loading import artefact_folder  # noqa: E402
-from dat.prefix import build_projection  # noqa: E402
+from dat.policy import OfflineEnv, TD3BC  # noqa: E402
+from dat.report import learning_curves, write_report  # noqa: E402
+from dat.rollout import collect  # noqa: E402
 from dat.seeding import derive_seed, seed_everything  # noqa: E402
+from dat.stage1 import prepare_projection  # noqa: E402
+from dat.tracking import make_tracker  # noqa: E402
+from envs.scenarios import load_scenarios  # noqa: E402
 
 
-def train(cfg: TrainConfig) -> dict[str, float]:
-    """Load the frozen model and run one steered generation (the training loop is not wired in yet)."""
+def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
+    """Train a planner as ``cfg`` says; return the final evaluation metrics."""
+    out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.model.threads or torch.get_num_threads())
+    bar = tqdm(total=cfg.loop.rounds, desc="stage 1: up-projection", unit="round", dynamic_ncols=True)
+
     lm = FrozenLM.load(cfg.model)
-    projection = build_projection(lm.model.get_input_embeddings().weight, cfg.prefix, artefact_folder(cfg.model))
-    dialogue = [{"role": "system", "content": cfg.goal}, {"role": "user", "content": cfg.prompt}]
-    generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "demo-action"))
-    action = torch.rand(1, cfg.prefix.action_dim, generator=generator) * 2 - 1
-    prefix = projection(action)[0]
-    steered = lm.generate([dialogue], [prefix], cfg.sampling, position=cfg.prefix.position)[0]
-    plain = lm.generate([dialogue], None, cfg.sampling)[0]
-    print(f"partner : {cfg.prompt}\nplain   : {plain}\nsteered : {steered}")
-    return {"prefix_norm": float(prefix.norm(dim=-1).mean())}
+    scenarios = cfg.env.scenarios
+    train_tasks = load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
+    eval_tasks = load_scenarios(scenarios.eval, root=scenarios.root)
+    projection = prepare_projection(cfg, lm, train_tasks, out)
+    judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
+
+    def reward_fn(judgement, steered: int) -> float | None:
+        return judged_reward(judgement, steered, cfg.judge.weights)
+
+    obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
+    checkpoints = out / "checkpoints"
+    found = latest_checkpoint(checkpoints) if cfg.resume else None
+    if found is not None:
+        algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space))
+        tqdm.write(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
+    else:
+        if not cfg.resume and latest_checkpoint(checkpoints) is not None:
+            raise FileExistsError(f"{checkpoints} holds a checkpoint and resume=false; choose another "
+                                  "output directory (hydra.run.dir=...) or delete it.")
+        algo = TD3BC.from_config(cfg.algo, observation_space=obs_space, action_space=act_space, seed=cfg.seed)
+        state = RunState(judge_cache=str(cfg.judge.cache_dir or out / "judge_cache"))
+    tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
+    state.wandb_id = tracker.run_id
+    bar.n = state.round
+    metrics: dict[str, float] = {}
+
+    def policy_fn(states) -> np.ndarray:
+        actions, _ = algo.predict(np.asarray(states, dtype=np.float32), deterministic=True)
+        return actions
+
+    try:
+        for rnd in range(state.round, cfg.loop.rounds):
+            started = time.perf_counter()
+            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
+            explore = "random" if rnd == 0 and cfg.loop.random_first_round else policy_fn
+            stats: dict[str, float] = {}
+            episodes = collect(
+                lm, projection, train_tasks, explore, cfg.loop.episodes_per_round, cfg.env, judge,
+                derive_seed(cfg.seed, "collect", rnd), reward_fn=reward_fn,
+                noise=0.0 if explore == "random" else cfg.algo.exploration_noise,
+                batch_size=cfg.loop.batch_size, stats=stats,
+            )
+            save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)
+            for e in episodes:
+                add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
+                            terminated=bool(e.dones[-1]))
+            state.episodes += len(episodes)
+            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train ({algo.replay_buffer.size()} steps)")
+            if cfg.algo.normalize_states:
+                algo.fit_normalizer()
+            updates = time.perf_counter()
+            train_metrics = algo.learn_offline(cfg.algo.gradient_steps_per_round)
+            updates = time.perf_counter() - updates
+            metrics = {**stats, **train_metrics, **_judge_metrics(judge),
+                       "perf/updates_per_s": cfg.algo.gradient_steps_per_round / max(updates, 1e-9),
+                       "rollout/buffer_transitions": float(algo.replay_buffer.size())}
+            last = rnd == cfg.loop.rounds - 1
+            if last or (rnd + 1) % cfg.loop.eval_every == 0:
+                bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
+                summary, table = evaluate_conditions(
+                    lm, projection, eval_tasks, policy_fn, cfg.loop.eval_episodes, cfg.env, judge,
+                    derive_seed(cfg.seed, "eval"), reward_fn, cfg.loop.batch_size,
+                )
+                metrics.update(eval_metrics(summary))
+                write_report(summary, out / "eval" / f"round-{rnd:04d}", _metadata(cfg, rnd, lm))
+                tracker.table("eval/transcripts", table[0], table[1], step=rnd)
+                bar.set_postfix(eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
+                                base=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
+            metrics["perf/round_seconds"] = time.perf_counter() - started
+            tracker.log(metrics, step=rnd)
+            state.history.append({"round": rnd, **metrics})
+            state.round = rnd + 1
+            save_checkpoint(checkpoints, algo, state)
+            DATPolicy.from_trained(algo, projection, cfg.model.name, cfg.env.state_layer).save_pretrained(
+                out / "export")
+            learning_curves(state.history, out / "learning_curves.png")
+            bar.update(1)
+    finally:
+        bar.close()
+        tracker.summary({k: v for k, v in metrics.items() if k.startswith("eval/")})
+        tracker.finish()
+    final = next((h for h in reversed(state.history) if "eval/policy/mean" in h), metrics)
+    _print_outro(out)
+    return {k: float(v) for k, v in final.items() if isinstance(v, int | float)}
+
+
+def _plain(cfg: TrainConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def _fresh(folder: Path) -> Path:
+    """An empty folder: a round interrupted before its checkpoint is collected again, not twice."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _judge_metrics(judge) -> dict[str, float]:
+    return dict(judge.metrics()) if hasattr(judge, "metrics") else {}
+
+
+def _metadata(cfg: TrainConfig, rnd: int, lm: FrozenLM) -> dict:
+    return {"model": lm.name, "judge": f"{cfg.judge.backend} ({', '.join(cfg.judge.weights.weights)})",
+            "prefix": f"{cfg.prefix.kind}, {cfg.prefix.position}, L={cfg.prefix.tokens}, norm={cfg.prefix.norm}",
+            "round": rnd, "episodes per condition": cfg.loop.eval_episodes, "seed": cfg.seed,
+            "scenarios": cfg.env.scenarios.eval}
+
+
+def _print_outro(out: Path) -> None:
+    print(f"\noutputs: {out}\n  export (DATPolicy.from_pretrained): {out / 'export'}\n"
+          f"  checkpoints: {out / 'checkpoints'}\n  episodes: {out / 'episodes'}\n"
+          f"  evaluation: {out / 'eval'}\n  learning curves: {out / 'learning_curves.png'}")
+    reports = sorted((out / "eval").glob("round-*/evaluation.md"))
+    if reports:
+        print(f"\nheld-out evaluation ({reports[-1].parent.name}):\n")
+        print(reports[-1].read_text())
 
 
 register_configs()
+OmegaConf.register_new_resolver("or_default", lambda value: value or "default", replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

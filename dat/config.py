@@ -13,8 +13,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from dat.llm import SamplingConfig
+from dat.dialogue import EnvConfig
+from dat.judges.config import JudgeConfig
 from dat.loading import ModelConfig
+from dat.policy import AlgoConfig
 from dat.prefix import PrefixConfig
 
 
@@ -37,28 +39,78 @@ class LoggerConfig:
 
 
 @dataclass
+class ScenarioConfig:
+    """Which tasks the planner trains on and which held-out tasks it is evaluated on."""
+
+    train: str = "bundled:train"
+    """Training tasks: bundled[:train|:eval], sotopia, sotopia-hard, or a folder (see envs.scenarios)."""
+    eval: str = "bundled:eval"
+    """Held-out evaluation tasks, same syntax."""
+    root: str | None = None
+    """Folder of the official Sotopia profiles (for sotopia*), else $DAT_SOTOPIA_DIR."""
+    ids: str | None = None
+    """Optional id list (file path) restricting the training tasks."""
+
+
+@dataclass
+class EnvGroupConfig(EnvConfig):
+    """The dialogue rules (``dat.dialogue.EnvConfig``) plus the task sets they are played on."""
+
+    scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)
+    """Training and evaluation task sets."""
+
+
+@dataclass
+class LoopConfig:
+    """The collect -> train -> evaluate rounds of stage 2."""
+
+    rounds: int = 3
+    """Collection rounds (round 0 uses random actions, later rounds the policy plus noise)."""
+    episodes_per_round: int = 32
+    """Dialogues collected per round."""
+    eval_episodes: int = 16
+    """Held-out dialogues per condition (policy, unsteered, zero action) at each evaluation."""
+    eval_every: int = 1
+    """Evaluate every this many rounds (the last round is always evaluated)."""
+    batch_size: int = 16
+    """Dialogues advanced together in one batched generation call."""
+    random_first_round: bool = True
+    """Collect round 0 with uniform random actions (DAT's collection) instead of the initial policy."""
+
+
+@dataclass
 class TrainConfig:
     """The whole run: one object, built from the composed Hydra config in ``main()``."""
 
     seed: int = 0
     """The run seed; every random stream derives from it."""
-    prompt: str = "Hi! The bike is a 2019 Trek, recently serviced, and I'm asking $180 for it."
-    """Partner line for the demonstration generation (until training is wired in)."""
-    goal: str = "You are a buyer. Negotiate the price of the used bike down to $100 or less."
-    """System text for the demonstration generation."""
+    name: str = "dat"
+    """Run name (W&B run name, export model card)."""
+    resume: bool = True
+    """Resume from the output directory's last complete checkpoint when there is one."""
+    output_dir: str | None = None
+    """Where outputs go; None uses Hydra's run directory."""
     model: ModelConfig = field(default_factory=ModelConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+GROUPS = {
+    "model": ModelConfig, "prefix": PrefixConfig, "env": EnvGroupConfig, "judge": JudgeConfig,
+    "algo": AlgoConfig, "logger": LoggerConfig, "loop": LoopConfig,
+}
 
 
 def register_configs() -> None:
     """Register the schemas so ``conf/*.yaml`` files are validated against them."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    store.store(group="model", name="model_schema", node=ModelConfig)
-    store.store(group="prefix", name="prefix_schema", node=PrefixConfig)
-    store.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for group, node in GROUPS.items():
+        store.store(group=group, name=f"{group}_schema", node=node)
 
 
 def to_config(cfg: DictConfig | dict[str, Any], schema: type = TrainConfig) -> Any:

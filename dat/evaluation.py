@@ -1,0 +1,105 @@
+"""Paired evaluation: every condition plays the same held-out episodes (same tasks, sides and seeds).
+
+Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at all, the
+baseline), ``zero`` (a zero action: the prefix slots without content) and ``random`` (uniform
+random actions). Because episode ``i`` of every condition has the same seed, its task, sides and
+sampling stream match across conditions, and differences are paired per episode and clustered by
+scenario (``dat.stats``). Failed judgements become NaN: counted, never averaged in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dat.dialogue import DialogueTask, EnvConfig
+from dat.episodes import Episode
+from dat.judges.dimensions import DIMENSIONS
+from dat.llm import FrozenLM
+from dat.prefix import UpProjection
+from dat.report import flat_metrics
+from dat.rollout import collect
+from dat.stats import summarize_conditions
+
+BASELINE = "unsteered"
+
+
+def condition_policies(policy: Callable | None) -> dict[str, Any]:
+    """The policies of each condition (the planner's only when there is one)."""
+    policies: dict[str, Any] = {BASELINE: None, "zero": "zero", "random": "random"}
+    if policy is not None:
+        policies = {"policy": policy, **policies}
+    return policies
+
+
+def run_conditions(
+    lm: FrozenLM,
+    projection: UpProjection,
+    tasks: Sequence[DialogueTask],
+    policies: Mapping[str, Any],
+    n: int,
+    cfg: EnvConfig,
+    judge: Callable,
+    seed: int,
+    reward_fn: Callable,
+    batch_size: int | None = None,
+) -> dict[str, list[Episode]]:
+    """``n`` episodes per condition, all with the same episode seeds (failed judgements kept)."""
+    return {
+        name: collect(lm, projection, tasks, policy, n, cfg, judge, seed, reward_fn=reward_fn,
+                      batch_size=batch_size, keep_failed=True)
+        for name, policy in policies.items()
+    }
+
+
+def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+    """Per-episode reward and the steered agent's score on each judged dimension (NaN = failed/absent)."""
+    scores: dict[str, list[float]] = {"reward": []}
+    for dim in DIMENSIONS:
+        scores[dim] = []
+    for e in episodes:
+        ok = e.judgement is not None and e.judgement.get("status") == "ok" and not e.judgement_failed
+        scores["reward"].append(float(e.reward) if ok and e.reward is not None else np.nan)
+        own = e.judgement["scores"][e.steered] if ok else {}
+        for dim in DIMENSIONS:
+            scores[dim].append(float(own[dim]) if dim in own else np.nan)
+    arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
+    return {k: v for k, v in arrays.items() if k == "reward" or not np.isnan(v).all()}
+
+
+def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0) -> dict[str, Any]:
+    """Means, intervals and paired differences to the unsteered baseline, clustered by scenario."""
+    first = next(iter(runs.values()))
+    for name, episodes in runs.items():
+        if [e.seed for e in episodes] != [e.seed for e in first]:
+            raise ValueError(f"condition {name!r} did not play the same episodes; pairing is impossible.")
+    scores = {name: episode_scores(episodes) for name, episodes in runs.items()}
+    return summarize_conditions(scores, baseline=BASELINE, groups=[e.task_id for e in first], seed=seed)
+
+
+def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tuple[list[str], list[list[Any]]]:
+    """A table of eval transcripts (condition, task, reward, dialogue) for the tracker."""
+    columns = ["condition", "task", "steered", "reward", "transcript"]
+    rows = [[name, e.task_id, e.steered, e.reward, e.record.transcript()]
+            for name, episodes in runs.items() for e in episodes[:limit]]
+    return columns, rows
+
+
+def evaluate_conditions(
+    lm: FrozenLM, projection: UpProjection, tasks: Sequence[DialogueTask], policy: Callable | None, n: int,
+    cfg: EnvConfig, judge: Callable, seed: int, reward_fn: Callable, batch_size: int | None = None,
+    with_random: bool = False,
+) -> tuple[dict[str, Any], tuple[list[str], list[list[Any]]]]:
+    """Run and summarise the conditions; return the summary and a transcript table."""
+    policies = condition_policies(policy)
+    if not with_random:
+        policies.pop("random")
+    runs = run_conditions(lm, projection, tasks, policies, n, cfg, judge, seed, reward_fn, batch_size)
+    return summarize(runs, seed), transcript_rows(runs)
+
+
+def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Flat ``eval/<condition>/<dimension>/<stat>`` scalars, with the reward as the headline."""
+    return flat_metrics(summary, prefix="eval", headline="reward")

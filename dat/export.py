@@ -1,0 +1,115 @@
+"""The minimal, shareable artefact of a run: the planner and everything needed to steer with it.
+
+``DATPolicy`` holds the actor MLP, the state normaliser, the up-projection, the base model's name,
+the prefix settings and the state layer. It saves as ``model.safetensors`` + ``config.json``
+through huggingface_hub's ``PyTorchModelHubMixin`` (``save_pretrained`` / ``from_pretrained`` /
+``push_to_hub``): no pickle, loadable anywhere torch is. Critics, targets, optimisers and the buffer
+belong to the resumable training checkpoint (``dat.checkpoint``), not here.
+
+>>> policy = DATPolicy.from_pretrained("outputs/train/default/export")   # doctest: +SKIP
+>>> prefix = policy(lm.states([chat]))                                   # doctest: +SKIP
+>>> lm.generate([chat], list(prefix), position=policy.position)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import Tensor, nn
+
+from dat.prefix import PrefixConfig, UpProjection
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def actor_mlp(state_dim: int, action_dim: int, hidden: list[int], activation: str) -> nn.Sequential:
+    """The same layer layout as SB3's TD3 actor (``mu``): Linear/activation blocks, then tanh."""
+    layers: list[nn.Module] = []
+    width = state_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        width = size
+    layers += [nn.Linear(width, action_dim), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class DATPolicy(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="dat-pipeline",
+    tags=["dialogue-action-tokens", "td3-bc", "steering"],
+):
+    """A trained DAT planner: state ``(batch, hidden)`` -> action -> prefix ``(batch, L, hidden)``."""
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        actor_hidden: list[int],
+        activation: str,
+        prefix: dict,
+        base_model: str,
+        state_layer: int = -1,
+        norm_eps: float = 1e-3,
+    ):
+        super().__init__()
+        self.settings = {
+            "state_dim": state_dim, "action_dim": action_dim, "actor_hidden": list(actor_hidden),
+            "activation": activation, "prefix": dict(prefix), "base_model": base_model,
+            "state_layer": state_layer, "norm_eps": norm_eps,
+        }
+        self.base_model = base_model
+        self.state_layer = state_layer
+        self.norm_eps = norm_eps
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.mu = actor_mlp(state_dim, action_dim, list(actor_hidden), activation)
+        prefix_cfg = PrefixConfig(**prefix)
+        chunk = prefix_cfg.action_dim if prefix_cfg.tied else prefix_cfg.action_dim // prefix_cfg.tokens
+        placeholder = torch.zeros(chunk, state_dim) if prefix_cfg.kind == "pca" else None
+        self.projection = UpProjection(prefix_cfg, state_dim, 1.0, placeholder)
+
+    @property
+    def position(self) -> str:
+        return self.projection.cfg.position
+
+    @torch.no_grad()
+    def act(self, states: Tensor) -> Tensor:
+        """Deterministic action in [-1, 1]^d for float32 states."""
+        normalised = (states.float() - self.state_mean) / (self.state_std + self.norm_eps)
+        return self.mu(normalised)
+
+    @torch.no_grad()
+    def forward(self, states: Tensor) -> Tensor:
+        """Prefix embeddings for the given states."""
+        return self.projection(self.act(states))
+
+    @classmethod
+    def from_trained(cls, algo, projection: UpProjection, base_model: str, state_layer: int = -1) -> DATPolicy:
+        """Build the export from a trained ``dat.policy.TD3BC`` and the run's up-projection."""
+        actor = algo.actor
+        hidden = [m.out_features for m in actor.mu if isinstance(m, nn.Linear)][:-1]
+        activation = next(
+            (name for name, kind in ACTIVATIONS.items() for m in actor.mu if type(m) is kind and name != "tanh"),
+            "tanh",
+        )
+        extractor = actor.features_extractor
+        mean = getattr(extractor, "mean", None)
+        state_dim = int(algo.observation_space.shape[0])
+        policy = cls(
+            state_dim=state_dim, action_dim=int(algo.action_space.shape[0]), actor_hidden=hidden,
+            activation=activation, prefix=asdict(projection.cfg), base_model=base_model,
+            state_layer=state_layer, norm_eps=float(getattr(extractor, "eps", 0.0)),
+        )
+        with torch.no_grad():
+            if mean is not None:
+                policy.state_mean.copy_(extractor.mean)
+                policy.state_std.copy_(extractor.std)
+            else:  # no normaliser: identity
+                policy.norm_eps = 0.0
+                policy.settings["norm_eps"] = 0.0
+            policy.mu.load_state_dict(actor.mu.state_dict())
+            policy.projection.load_state_dict(projection.state_dict())
+        return policy.eval()

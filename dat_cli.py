@@ -1,0 +1,111 @@
+"""``dat`` console command: talk to, or watch, a steered model from an exported planner.
+
+    dat chat --policy outputs/train/default/export --task bundled-003        # planner vs model partner
+    dat chat --policy outputs/train/default/export --interactive             # you are the partner
+    dat chat --task bundled-003                                              # no planner: unsteered
+
+Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import torch  # noqa: E402
+
+from dat.dialogue import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave  # noqa: E402
+from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
+from dat.loading import ModelConfig  # noqa: E402
+from dat.records import Utterance  # noqa: E402
+from dat.seeding import derive_seed  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dat", description="Dialogue Action Tokens tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="run a steered dialogue from an exported planner")
+    chat.add_argument("--policy", help="folder written by DATPolicy.save_pretrained (omit: unsteered)")
+    chat.add_argument("--model", help="base model; default: the one the policy was trained on")
+    chat.add_argument("--scenarios", default="bundled:eval", help="task set (see envs.scenarios)")
+    chat.add_argument("--task", help="task id; default: the first task of the set")
+    chat.add_argument("--side", type=int, default=0, choices=(0, 1), help="which agent the planner steers")
+    chat.add_argument("--turns", type=int, default=3, help="rounds")
+    chat.add_argument("--interactive", action="store_true", help="you play the partner")
+    chat.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    chat.add_argument("--max-new-tokens", type=int, default=48)
+    chat.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from envs.scenarios import load_scenarios
+
+    policy = None
+    if args.policy:
+        from dat.export import DATPolicy
+
+        policy = DATPolicy.from_pretrained(args.policy)
+    model = args.model or (policy.base_model if policy is not None else "smollm2-135m-instruct")
+    lm = FrozenLM.load(ModelConfig(name=model))
+    tasks = load_scenarios(args.scenarios)
+    task = next((t for t in tasks if t.id == args.task), None) if args.task else tasks[0]
+    if task is None:
+        print(f"No task {args.task!r} in {args.scenarios}; ids: {', '.join(t.id for t in tasks[:20])} …")
+        return 2
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, seed=args.seed)
+    cfg = EnvConfig(max_turns=args.turns, sampling=sampling, steered=args.side, partner_opens=False)
+    dialogue = Dialogue.open(task, args.side, False, cfg)
+    names = task.record([], args.side).names
+    print(f"[{task.id}] {names[args.side]} ({'steered' if policy else 'unsteered'}) talks with "
+          f"{names[1 - args.side]} ({'you' if args.interactive else 'the model'}).\n")
+    if args.interactive:
+        return _interactive(lm, policy, dialogue, cfg, names, args.seed)
+    lockstep = Lockstep(lm, policy.projection if policy is not None else None, cfg)
+    lockstep.start([dialogue], args.seed)
+    for rnd in range(cfg.max_turns):
+        actions = policy.act(lockstep.observe([dialogue])) if policy is not None else None
+        shown = len(dialogue.turns)
+        lockstep.step([dialogue], actions, (derive_seed(args.seed, rnd, 0), derive_seed(args.seed, rnd, 1)))
+        for turn in dialogue.turns[shown:]:
+            print(f"{names[turn.agent]}: {turn.text}")
+        if dialogue.done:
+            break
+    return 0
+
+
+def _interactive(lm: FrozenLM, policy, dialogue: Dialogue, cfg: EnvConfig, names, seed: int) -> int:
+    print(f"(type your lines as {names[dialogue.partner]}; an empty line or '{cfg.leave_phrase}' ends)\n")
+    for rnd in range(cfg.max_turns):
+        view = dialogue.view(dialogue.steered)
+        prefix = None
+        if policy is not None:
+            prefix = list(policy(lm.states([view], layer=policy.state_layer)))
+        position = policy.position if policy is not None else "start"
+        text = lm.generate([view], prefix, replace(cfg.sampling, seed=derive_seed(seed, rnd)), position=position)
+        line = clean_utterance(text[0])
+        dialogue.turns.append(Utterance(dialogue.steered, line))
+        print(f"{names[dialogue.steered]}: {line}")
+        if says_leave(line, cfg.leave_phrase):
+            break
+        try:
+            reply = input(f"{names[dialogue.partner]}: ").strip()
+        except EOFError:
+            break
+        if not reply or says_leave(reply, cfg.leave_phrase):
+            break
+        dialogue.turns.append(Utterance(dialogue.partner, reply))
+    return 0
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        sys.exit(main())

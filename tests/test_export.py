@@ -1,0 +1,57 @@
+"""DATPolicy: an export gives exactly the trained policy's actions and prefixes, offline, without pickle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from dat.export import DATPolicy
+from dat.policy import AlgoConfig, NetArch, TD3BC
+from dat.prefix import PrefixConfig, UpProjection, build_projection
+
+
+def trained_algo(normalize: bool) -> TD3BC:
+    obs = spaces.Box(-np.inf, np.inf, (16,), np.float32)
+    act = spaces.Box(-1, 1, (4,), np.float32)
+    cfg = AlgoConfig(net_arch=NetArch(actor=[32, 32], critic=[32]), batch_size=8, normalize_states=normalize)
+    algo = TD3BC.from_config(cfg, observation_space=obs, action_space=act, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(32):
+        s = rng.normal(3.0, 2.0, (1, 16)).astype(np.float32)
+        algo.replay_buffer.add(s, s, rng.uniform(-1, 1, (1, 4)), np.array([1.0]), np.array([True]), [{}])
+    if normalize:
+        algo.fit_normalizer()
+    algo.learn_offline(10)
+    return algo
+
+
+@pytest.mark.parametrize("kind", ["pca", "learned"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_export_round_trip_gives_same_actions(tmp_path, kind, normalize):
+    algo = trained_algo(normalize)
+    embedding = torch.randn(100, 16)
+    projection = build_projection(embedding, PrefixConfig(kind=kind, action_dim=4, position="before_reply"))
+    policy = DATPolicy.from_trained(algo, projection, base_model="tiny-random")
+    policy.save_pretrained(tmp_path / "export")
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "export").iterdir()}
+    loaded = DATPolicy.from_pretrained(tmp_path / "export")
+    states = np.random.default_rng(1).normal(3.0, 2.0, (5, 16)).astype(np.float32)
+    expected, _ = algo.predict(states, deterministic=True)
+    assert np.allclose(loaded.act(torch.from_numpy(states)).numpy(), expected, atol=1e-6)
+    assert torch.allclose(loaded(torch.from_numpy(states)), projection(torch.from_numpy(expected)), atol=1e-5)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["base_model"] == "tiny-random" and config["prefix"]["position"] == "before_reply"
+    assert loaded.position == "before_reply"
+
+
+def test_projection_survives_as_part_of_export(tmp_path):
+    projection = UpProjection.pca(torch.randn(50, 16), PrefixConfig(action_dim=4, norm=3.0))
+    policy = DATPolicy.from_trained(trained_algo(True), projection, base_model="m")
+    policy.save_pretrained(tmp_path)
+    loaded = DATPolicy.from_pretrained(tmp_path)
+    assert torch.equal(loaded.projection.basis, projection.basis)
+    assert float(loaded.projection.token_norm) == pytest.approx(float(projection.token_norm))
