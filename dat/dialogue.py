@@ -1,0 +1,244 @@
+"""The rules of one DAT dialogue, shared by the Gymnasium env and the batched runner so they cannot drift.
+
+Who sees what. Each agent reads its own chat: ``system`` = the task's view for that agent (its own
+profile and goal, the partner's background as the relationship allows, never the partner's goal or
+secret), then the turns so far, its own as ``assistant`` and the partner's as ``user``. The agent that
+opens the dialogue first reads a short ``user`` cue (``EnvConfig.opening_cue``), so every chat starts
+with a user message and alternates, as strict chat templates require.
+
+One round is one steered utterance and (unless the dialogue ended) one partner reply; an episode
+has at most ``max_turns`` rounds, i.e. ``2 * max_turns`` utterances, and the steered agent always
+speaks ``max_turns`` times if nobody leaves (when the partner opens, its opening line is the first
+of the ``2 * max_turns`` utterances and the steered agent has the last word, as in DAT).
+
+A generation becomes an utterance by keeping its first non-empty line, stripped (DAT and Sotopia
+keep the first line: small models tend to continue with the partner's lines or stage directions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.prefix import UpProjection
+from dat.records import DialogueRecord, Utterance
+
+
+class DialogueTask(Protocol):
+    """What the env and the runner need from a task (``envs.scenarios.Task`` is one)."""
+
+    id: str
+
+    def agent_view(self, i: int, leave_phrase: str | None = ...) -> str: ...
+
+    def record(self, turns: Iterable[Utterance], steered: int) -> DialogueRecord: ...
+
+
+@dataclass
+class EnvConfig:
+    """The dialogue rules: episode length, who is steered, who opens, how utterances are decoded."""
+
+    max_turns: int = 3
+    """Rounds per episode (one steered utterance + one partner reply each); DAT uses 3."""
+    leave_phrase: str = "left the conversation"
+    """Saying this (case-insensitive substring) ends the episode; agents are told about it."""
+    reward_per_turn: bool = False
+    """Judge after every step and pay the change in reward (False: one terminal reward, as DAT)."""
+    steered: Any = "random"
+    """Which agent the planner steers: "random" (drawn per episode), 0 or 1."""
+    partner_opens: Any = "random"
+    """Whether the partner speaks first: "random" (drawn per episode), true or false."""
+    opening_cue: str = "(The conversation starts. You speak first.)"
+    """User message the opening agent reads before its first line; "" leaves it out."""
+    state_layer: int = -1
+    """Hidden layer whose last-token vector is the RL state (-1: the last, as DAT)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Decoding of every utterance (both agents); do_sample=false for greedy."""
+
+    def validate(self) -> EnvConfig:
+        """Raise a ValueError naming the field when a setting is unusable."""
+        if not isinstance(self.max_turns, int) or self.max_turns < 1:
+            raise ValueError(f"env.max_turns={self.max_turns!r} must be a positive integer (rounds).")
+        if self.steered not in ("random", 0, 1) or isinstance(self.steered, bool):
+            raise ValueError(f"env.steered={self.steered!r} must be 'random', 0 or 1.")
+        if self.partner_opens != "random" and not isinstance(self.partner_opens, bool):
+            raise ValueError(f"env.partner_opens={self.partner_opens!r} must be 'random', true or false.")
+        if not self.leave_phrase.strip():
+            raise ValueError("env.leave_phrase is empty; give the phrase that ends a dialogue.")
+        if self.sampling.max_new_tokens < 1:
+            raise ValueError("env.sampling.max_new_tokens must be at least 1.")
+        return self
+
+
+def clean_utterance(text: str) -> str:
+    """The first non-empty line of a generation, stripped."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def says_leave(text: str, phrase: str) -> bool:
+    return phrase.strip().lower() in text.lower()
+
+
+def agent_messages(system: str, turns: Sequence[Utterance], agent: int, opening_cue: str = "") -> list[dict]:
+    """Agent ``agent``'s chat: its system text, the opening cue if it opens, then the turns."""
+    messages = [{"role": "system", "content": system}]
+    if opening_cue and (not turns or turns[0].agent == agent):
+        messages.append({"role": "user", "content": opening_cue})
+    messages += [{"role": "assistant" if t.agent == agent else "user", "content": t.text} for t in turns]
+    return messages
+
+
+def draw_setup(rng: np.random.Generator, n_tasks: int, cfg: EnvConfig) -> tuple[int, int, bool]:
+    """(task index, steered side, partner opens) for one episode; always three draws, in this order."""
+    index = int(rng.integers(n_tasks))
+    side = int(rng.integers(2))
+    opens = bool(rng.integers(2))
+    steered = side if cfg.steered == "random" else int(cfg.steered)
+    partner_opens = opens if cfg.partner_opens == "random" else bool(cfg.partner_opens)
+    return index, steered, partner_opens
+
+
+@dataclass
+class Dialogue:
+    """One running dialogue: its task, sides, turns so far, and how it ended."""
+
+    task: DialogueTask
+    steered: int
+    partner_opens: bool
+    systems: tuple[str, str]
+    opening_cue: str = ""
+    turns: list[Utterance] = field(default_factory=list)
+    terminated: bool = False
+    truncated: bool = False
+    left_by: int | None = None
+    state: Tensor | None = None
+    """The latest observation (kept so a dialogue too long to encode repeats its last state)."""
+    paid: float = 0.0
+    """Reward paid so far (per-turn rewards pay the change of the judged reward)."""
+
+    @classmethod
+    def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig) -> Dialogue:
+        systems = (task.agent_view(0, leave_phrase=cfg.leave_phrase),
+                   task.agent_view(1, leave_phrase=cfg.leave_phrase))
+        return cls(task, steered, partner_opens, systems, cfg.opening_cue)
+
+    @property
+    def partner(self) -> int:
+        return 1 - self.steered
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    def view(self, agent: int) -> list[dict]:
+        return agent_messages(self.systems[agent], self.turns, agent, self.opening_cue)
+
+    def record(self) -> DialogueRecord:
+        return self.task.record(list(self.turns), self.steered)
+
+
+class Lockstep:
+    """Advances a batch of dialogues together: one batched LM call per half-round.
+
+    The env is this with a batch of one, so env and runner share every rule.
+    """
+
+    def __init__(self, lm: FrozenLM, projection: UpProjection | None, cfg: EnvConfig):
+        self.lm, self.projection, self.cfg = lm, projection, cfg.validate()
+        # The prefix budget is reserved even for unsteered runs, so every condition truncates alike.
+        self.prefix_tokens = projection.cfg.tokens if projection is not None else 0
+        self.position = projection.cfg.position if projection is not None else "start"
+        self.counts = {"generate_calls": 0, "states_calls": 0, "generated_tokens": 0, "utterances": 0}
+
+    def start(self, dialogues: Sequence[Dialogue], seed: int) -> None:
+        """Generate the partner's opening lines (one call); fail early if a task cannot fit at all.
+
+        The opening line is never read as leaving: the steered agent always gets its first turn.
+        """
+        budget = self.cfg.sampling.max_new_tokens
+        openers = [d for d in dialogues if d.partner_opens]
+        for d in openers:
+            self._require(d, d.partner, 0, budget)
+        texts = self._generate([d.view(d.partner) for d in openers], None, seed)
+        for d, text in zip(openers, texts, strict=True):
+            d.turns.append(Utterance(d.partner, text))
+        for d in dialogues:
+            self._require(d, d.steered, self.prefix_tokens, budget)
+
+    def observe(self, dialogues: Sequence[Dialogue]) -> Tensor:
+        """Last-token states ``(B, hidden)`` of each steered agent's own chat, without prefix."""
+        fit = [d for d in dialogues if self.lm.fits(d.view(d.steered))]
+        if fit:
+            self.counts["states_calls"] += 1
+            states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer)
+            for d, s in zip(fit, states, strict=True):
+                d.state = s
+        for d in dialogues:
+            if d.state is None:
+                self._require(d, d.steered, 0, 0)
+        return torch.stack([d.state for d in dialogues])  # type: ignore[misc]
+
+    def step(self, dialogues: Sequence[Dialogue], actions: Tensor | None, seeds: tuple[int, int]) -> None:
+        """One round for each (unfinished) dialogue: the steered line, then the partner's reply.
+
+        ``actions`` ``(B, d)`` become per-sample prefixes; None generates without any prefix.
+        """
+        if any(d.done for d in dialogues):
+            raise RuntimeError("A finished dialogue was stepped; reset it first.")
+        prefixes = None
+        if actions is not None:
+            if self.projection is None:
+                raise ValueError("Actions were given but there is no up-projection to make prefixes of them.")
+            with torch.no_grad():
+                prefixes = list(self.projection(actions.float()))
+        texts = self._generate([d.view(d.steered) for d in dialogues], prefixes, seeds[0])
+        budget = self.cfg.sampling.max_new_tokens
+        replying = []
+        for d, text in zip(dialogues, texts, strict=True):
+            if self._add(d, d.steered, text):
+                continue
+            if not self.lm.fits(d.view(d.partner), 0, budget):
+                d.truncated = True
+                continue
+            replying.append(d)
+        texts = self._generate([d.view(d.partner) for d in replying], None, seeds[1])
+        for d, text in zip(replying, texts, strict=True):
+            if not self._add(d, d.partner, text) and not self.lm.fits(
+                    d.view(d.steered), self.prefix_tokens, budget):
+                d.truncated = True
+
+    def _add(self, d: Dialogue, agent: int, text: str) -> bool:
+        """Append an utterance; return whether it ended the dialogue (leave phrase or last turn)."""
+        d.turns.append(Utterance(agent, text))
+        if says_leave(text, self.cfg.leave_phrase):
+            d.terminated, d.left_by = True, agent
+        elif len(d.turns) >= 2 * self.cfg.max_turns:
+            d.terminated = True
+        return d.terminated
+
+    def _generate(self, chats: list[list[dict]], prefixes: list[Tensor] | None, seed: int) -> list[str]:
+        if not chats:
+            return []
+        sampling = replace(self.cfg.sampling, seed=int(seed))
+        raw = self.lm.generate(chats, prefixes, sampling, position=self.position)
+        self.counts["generate_calls"] += 1
+        self.counts["utterances"] += len(raw)
+        lengths = [len(ids) for ids in self.lm.tokenizer(raw, add_special_tokens=False)["input_ids"]]
+        self.counts["generated_tokens"] += sum(lengths)
+        return [clean_utterance(r) for r in raw]
+
+    def _require(self, d: Dialogue, agent: int, prefix_tokens: int, new_tokens: int) -> None:
+        if not self.lm.fits(d.view(agent), prefix_tokens, new_tokens):
+            n = self.lm.count_tokens(d.view(agent))
+            raise ContextOverflowError(
+                f"Task {d.task.id!r}: agent {agent}'s chat has {n} tokens; with {prefix_tokens} prefix and "
+                f"{new_tokens} new tokens it exceeds the {self.lm.max_context}-token context of "
+                f"{self.lm.name!r}. Drop this task, lower env.sampling.max_new_tokens, or use a model with a "
+                "longer context."
+            )
