@@ -62,33 +62,54 @@ def test_two_token_label_ten_is_scored_in_the_same_pass(tiny):
     assert all(len(judge._labels[k]) == 1 for k in range(10))
 
 
-def test_expectation_matches_separate_unpadded_passes(tiny):
-    """Batched, left-padded scoring equals the label probabilities computed one prompt at a time."""
+def test_scores_match_separate_unpadded_passes(tiny):
+    """Batched scoring with a shared, left-padded context cache equals label probabilities computed
+    from one full, unpadded prompt at a time."""
     model, tokenizer = tiny
-    judge = LocalJudge(model, tokenizer, "tiny", batch_size=8)
-    prompts = [judge._prompt(make_record(0, turns=t), 0, "goal") for t in (1, 4)]
-    expected, _ = judge._score(prompts)
-    for prompt, got in zip(prompts, expected, strict=True):
-        weights = []
-        for label in LABELS:
-            seq = judge._labels[label]
-            with torch.no_grad():
-                logits = model(torch.tensor([prompt + seq])).logits[0].float()
-            logp = torch.log_softmax(logits, -1)
-            p = math.exp(sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(seq)))
-            if label == 1:  # a "1" not followed by "0"
-                p *= 1 - math.exp(float(logp[len(prompt), judge._labels[10][1]]))
-            weights.append(p)
-        mean = sum(k * w for k, w in zip(LABELS, weights, strict=True)) / sum(weights)
-        assert got == pytest.approx(mean, abs=1e-4)
+    judge = LocalJudge(model, tokenizer, "tiny", dimensions=("goal", "secret"), batch_size=8)
+    records = [make_record(0, turns=1), make_record(1, turns=4)]
+    judgements = judge(records)
+    for record, j in zip(records, judgements, strict=True):
+        for dim in ("goal", "secret"):
+            prompt = judge._prompt(record, 0, dim)
+            weights = []
+            for label in LABELS:
+                seq = judge._labels[label]
+                with torch.no_grad():
+                    logits = model(torch.tensor([prompt + seq])).logits[0].float()
+                logp = torch.log_softmax(logits, -1)
+                p = math.exp(sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(seq)))
+                if label == 1:  # a "1" not followed by "0"
+                    p *= 1 - math.exp(float(logp[len(prompt), judge._labels[10][1]]))
+                weights.append(p)
+            mean = sum(k * w for k, w in zip(LABELS, weights, strict=True)) / sum(weights)
+            assert j.scores[0].get(dim) == pytest.approx(RANGES[dim][0] + mean, abs=1e-4)
+
+
+def test_shared_context_and_full_passes_agree(tiny):
+    records = [make_record(0, turns=1), make_record(1, turns=4, steered=1), make_record(2, turns=3)]
+    shared = LocalJudge(*tiny, "tiny", agents="both", batch_size=14)(records)
+    full = LocalJudge(*tiny, "tiny", agents="both", batch_size=14, share_context=False)(records)
+    for a, b in zip(shared, full, strict=True):
+        for agent in (0, 1):
+            x, y = a.scores[agent].available(), b.scores[agent].available()
+            assert list(x) == list(y) == list(DIMENSIONS)
+            assert all(x[d] == pytest.approx(y[d], abs=1e-4) for d in DIMENSIONS)
 
 
 def test_long_transcripts_are_cut_to_the_budget(tiny):
-    judge = LocalJudge(*tiny, "tiny", dimensions=("goal",), max_prompt_tokens=200)
+    judge = LocalJudge(*tiny, "tiny", dimensions=("goal",), max_prompt_tokens=700)
     long = make_record(turns=40)
-    assert len(judge._prompt(long, 0, "goal")) <= 200
+    prompt = judge._prompt(long, 0, "goal")
+    assert 600 < len(prompt) <= 700 and tokenizer_text(judge, prompt).count("(earlier turns omitted)") == 1
     [j] = judge([long])
     assert j.ok and 0 <= j.scores[0].goal <= 10
+    with pytest.raises(ValueError, match="max_prompt_tokens=200 leaves"):
+        LocalJudge(*tiny, "tiny", max_prompt_tokens=200)([long])
+
+
+def tokenizer_text(judge: LocalJudge, ids: list[int]) -> str:
+    return judge.tokenizer.decode(ids)
 
 
 def test_unknown_dimension_is_a_configuration_error(tiny):
