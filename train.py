@@ -87,6 +87,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     try:
         for rnd in range(state.round, cfg.loop.rounds):
             started = time.perf_counter()
+            seed_everything(derive_seed(cfg.seed, "round", rnd))  # a resumed round replays exactly
             bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
             explore = "random" if rnd == 0 and cfg.loop.random_first_round else policy_fn
             stats: dict[str, float] = {}

@@ -1,0 +1,126 @@
+"""train(cfg) end to end on the tiny model: outputs, resume without loss or duplication, W&B, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+import train as train_module
+from dat.config import TrainConfig, to_config
+from dat.export import DATPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def config(tmp_path: Path, *overrides: str) -> TrainConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["debug=tiny", f"model.cache_dir={tmp_path / 'cache'}", *overrides])
+    return to_config(cfg)
+
+
+def test_default_config_composes_with_documented_defaults(tmp_path):
+    cfg = config(tmp_path)
+    assert cfg.model.name == "tiny-random" and cfg.loop.rounds == 2  # debug overrides the defaults
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        full = to_config(compose("train"))
+    assert full.model.name == "smollm2-135m-instruct" and full.algo.alpha == 2.5
+    assert full.judge.backend == "embedding" and full.env.scenarios.eval == "bundled:eval"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        paper = to_config(compose("train", overrides=["experiment=dat_paper"]))
+    assert paper.algo.alpha == 0.0 and paper.algo.critic_lr == 1e-5 and paper.algo.net_arch.actor == [4096, 4096]
+
+
+@pytest.mark.parametrize("override, error", [
+    ("algo.alpah=1", ConfigCompositionException), ("seed=abc", ConfigCompositionException),
+    ("model=gpt9", ConfigCompositionException),
+])
+def test_mistyped_config_fails_at_start(tmp_path, override, error):
+    with pytest.raises((error, ConfigKeyError, ValidationError)) as info:
+        config(tmp_path, override)
+    assert override.split("=")[0].split(".")[-1] in str(info.value)
+
+
+def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_path):
+    out = tmp_path / "run"
+    metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}"))
+    assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
+    assert (out / "learning_curves.png").is_file() and (out / "eval" / "round-0001" / "evaluation.png").is_file()
+    state = json.loads((out / "checkpoints" / "round-0002" / "state.json").read_text())
+    assert state["round"] == 2 and len(state["history"]) == 2
+    assert sorted(p.name for p in (out / "episodes").iterdir()) == ["round-0000", "round-0001"]
+    policy = DATPolicy.from_pretrained(out / "export")
+    assert policy.base_model == "tiny-random" and policy.act(torch.zeros(1, 64)).shape == (1, 8)
+    check_wandb_run(out)
+
+    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3"))
+    state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
+    assert [h["round"] for h in state["history"]] == [0, 1, 2]  # resumed at round 2, nothing repeated
+    transitions = [h["rollout/buffer_transitions"] for h in state["history"]]
+    assert transitions[2] - transitions[1] == pytest.approx(transitions[1] - transitions[0], abs=4)
+    with pytest.raises(FileExistsError, match="resume=false"):
+        train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=4", "resume=false"))
+
+
+def check_wandb_run(out: Path) -> None:
+    """Read the offline run back with W&B's own reader and check every metric family is there."""
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    wandb = Path(sys.executable).parent / "wandb"
+    inspect = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(runs[0])],
+                             capture_output=True, text=True, check=True)
+    summary = json.loads(inspect.stdout)
+    keys = set(summary["summary"])
+    for key in ("train/critic_loss", "train/actor_loss", "train/lambda", "train/q_mean", "rollout/reward_mean",
+                "judge/calls", "eval/policy/mean", "eval/unsteered/mean", "perf/dialogues_per_hour",
+                "eval/transcripts"):
+        assert key in keys, key
+    assert summary["state"] == "finished"
+    assert summary["config"]["algo"]["alpha"] == 2.5
+
+
+def run_script(tmp_path: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "offline"}
+    args = [sys.executable, str(ROOT / "train.py"), "debug=tiny", "logger=none",
+            f"model.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}", *extra]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_script(tmp_path, straight).wait(timeout=600) == 0
+    process = run_script(tmp_path, killed)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "round-0001" / "COMPLETE").exists():  # round 1 of 2 is done
+        assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.stderr else ""
+        time.sleep(0.2)
+    time.sleep(1.0)  # somewhere inside round 2: its episodes and updates are lost and must be redone
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert run_script(tmp_path, killed).wait(timeout=600) == 0
+    a = DATPolicy.from_pretrained(straight / "export")
+    b = DATPolicy.from_pretrained(killed / "export")
+    states = torch.randn(6, 64)
+    assert torch.allclose(a.act(states), b.act(states), atol=1e-6)
+    for name in ("round-0000", "round-0001"):
+        lines_a = (straight / "episodes" / name).glob("*.jsonl")
+        lines_b = (killed / "episodes" / name).glob("*.jsonl")
+        assert sum(len(p.read_text().splitlines()) for p in lines_a) == sum(
+            len(p.read_text().splitlines()) for p in lines_b)
+    history_a = json.loads((straight / "checkpoints" / "round-0002" / "state.json").read_text())["history"]
+    history_b = json.loads((killed / "checkpoints" / "round-0002" / "state.json").read_text())["history"]
+    for key in ("rollout/buffer_transitions", "train/critic_loss", "eval/policy/mean"):
+        assert np.allclose([h[key] for h in history_a], [h[key] for h in history_b], equal_nan=True), key
