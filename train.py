@@ -55,7 +55,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     lm = FrozenLM.load(cfg.model)
     scenarios = cfg.env.scenarios
     train_tasks = load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
-    eval_tasks = load_scenarios(scenarios.eval, root=scenarios.root)
+    eval_tasks = load_scenarios(scenarios.eval, root=scenarios.root)[: cfg.loop.eval_tasks]
     projection = prepare_projection(cfg, lm, train_tasks, out)
     judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
 
@@ -79,6 +79,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     state.wandb_id = tracker.run_id
     bar.n = state.round
     metrics: dict[str, float] = {}
+    baselines: dict = {}  # unsteered and zero-action eval episodes: the same every round
 
     def policy_fn(states) -> np.ndarray:
         actions, _ = algo.predict(np.asarray(states, dtype=np.float32), deterministic=True)
@@ -115,8 +116,8 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
             if last or (rnd + 1) % cfg.loop.eval_every == 0:
                 bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
                 summary, table = evaluate_conditions(
-                    lm, projection, eval_tasks, policy_fn, cfg.loop.eval_episodes, cfg.env, judge,
-                    derive_seed(cfg.seed, "eval"), reward_fn, cfg.loop.batch_size,
+                    lm, projection, eval_tasks, policy_fn, cfg.loop.eval_per_task, cfg.env, judge,
+                    derive_seed(cfg.seed, "eval"), reward_fn, cfg.loop.batch_size, baselines,
                 )
                 metrics.update(eval_metrics(summary))
                 write_report(summary, out / "eval" / f"round-{rnd:04d}", _metadata(cfg, rnd, lm))
@@ -161,7 +162,7 @@ def _judge_metrics(judge) -> dict[str, float]:
 def _metadata(cfg: TrainConfig, rnd: int, lm: FrozenLM) -> dict:
     return {"model": lm.name, "judge": f"{cfg.judge.backend} ({', '.join(cfg.judge.weights.weights)})",
             "prefix": f"{cfg.prefix.kind}, {cfg.prefix.position}, L={cfg.prefix.tokens}, norm={cfg.prefix.norm}",
-            "round": rnd, "episodes per condition": cfg.loop.eval_episodes, "seed": cfg.seed,
+            "round": rnd, "episodes": f"{cfg.loop.eval_per_task} per held-out task and condition", "seed": cfg.seed,
             "scenarios": cfg.env.scenarios.eval}
 
 

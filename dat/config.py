@@ -68,8 +68,10 @@ class LoopConfig:
     """Collection rounds (round 0 uses random actions, later rounds the policy plus noise)."""
     episodes_per_round: int = 32
     """Dialogues collected per round."""
-    eval_episodes: int = 16
-    """Held-out dialogues per condition (policy, unsteered, zero action) at each evaluation."""
+    eval_per_task: int = 1
+    """Held-out dialogues per evaluation task and condition (policy, unsteered, zero action)."""
+    eval_tasks: int | None = None
+    """Evaluate on the first N held-out tasks only (None: all of them)."""
     eval_every: int = 1
     """Evaluate every this many rounds (the last round is always evaluated)."""
     batch_size: int = 16

@@ -34,26 +34,6 @@ def condition_policies(policy: Callable | None) -> dict[str, Any]:
     return policies
 
 
-def run_conditions(
-    lm: FrozenLM,
-    projection: UpProjection,
-    tasks: Sequence[DialogueTask],
-    policies: Mapping[str, Any],
-    n: int,
-    cfg: EnvConfig,
-    judge: Callable,
-    seed: int,
-    reward_fn: Callable,
-    batch_size: int | None = None,
-) -> dict[str, list[Episode]]:
-    """``n`` episodes per condition, all with the same episode seeds (failed judgements kept)."""
-    return {
-        name: collect(lm, projection, tasks, policy, n, cfg, judge, seed, reward_fn=reward_fn,
-                      batch_size=batch_size, keep_failed=True)
-        for name, policy in policies.items()
-    }
-
-
 def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
     """Per-episode reward and the steered agent's score on each judged dimension (NaN = failed/absent)."""
     scores: dict[str, list[float]] = {"reward": []}
@@ -88,15 +68,28 @@ def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tu
 
 
 def evaluate_conditions(
-    lm: FrozenLM, projection: UpProjection, tasks: Sequence[DialogueTask], policy: Callable | None, n: int,
-    cfg: EnvConfig, judge: Callable, seed: int, reward_fn: Callable, batch_size: int | None = None,
-    with_random: bool = False,
+    lm: FrozenLM, projection: UpProjection, tasks: Sequence[DialogueTask], policy: Callable | None,
+    per_task: int, cfg: EnvConfig, judge: Callable, seed: int, reward_fn: Callable, batch_size: int | None = None,
+    reuse: dict[str, list[Episode]] | None = None,
 ) -> tuple[dict[str, Any], tuple[list[str], list[list[Any]]]]:
-    """Run and summarise the conditions; return the summary and a transcript table."""
-    policies = condition_policies(policy)
-    if not with_random:
-        policies.pop("random")
-    runs = run_conditions(lm, projection, tasks, policies, n, cfg, judge, seed, reward_fn, batch_size)
+    """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task.
+
+    The baselines do not depend on the planner and their episodes are seeded, so a round can pass
+    the previous round's baseline episodes in ``reuse`` (which it fills) instead of replaying them.
+    """
+    order = [i for i in range(len(tasks)) for _ in range(per_task)]
+    reuse = {} if reuse is None else reuse
+    runs: dict[str, list[Episode]] = {}
+    for name, chosen in condition_policies(policy).items():
+        if name == "random":
+            continue
+        if name in reuse:
+            runs[name] = reuse[name]
+            continue
+        runs[name] = collect(lm, projection, tasks, chosen, len(order), cfg, judge, seed, reward_fn=reward_fn,
+                             batch_size=batch_size, keep_failed=True, task_order=order)
+        if name != "policy":
+            reuse[name] = runs[name]
     return summarize(runs, seed), transcript_rows(runs)
 
 

@@ -125,10 +125,13 @@ def collect(
     batch_size: int | None = None,
     keep_failed: bool = False,
     stats: dict[str, float] | None = None,
+    task_order: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Run ``n`` dialogues (``batch_size`` at a time, default all) and return them as episodes.
 
     ``noise`` adds N(0, noise²) exploration to the policy's actions (clipped to [-1, 1]; not to None).
+    ``task_order`` fixes the task of each episode (indices into ``tasks``, one per episode; sides are
+    still drawn from the episode seed), e.g. K episodes per scenario for evaluation.
     Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given, receives
     ``rollout/…`` and ``perf/…`` metrics (including how many were dropped).
     """
@@ -140,10 +143,14 @@ def collect(
     lockstep = Lockstep(lm, projection, cfg)
     start = time.perf_counter()
     episodes: list[Episode] = []
+    if task_order is not None and (len(task_order) != n or not all(0 <= i < len(tasks) for i in task_order)):
+        raise ValueError(f"task_order needs {n} indices into the {len(tasks)} tasks.")
     size = batch_size or n
     for first in range(0, n, size):
-        seeds = [derive_seed(seed, "episode", offset + i) for i in range(first, min(first + size, n))]
-        episodes += _run_batch(lockstep, tasks, policy, action_dim, seeds, judge, reward_fn, noise, seed)
+        chunk = range(first, min(first + size, n))
+        seeds = [derive_seed(seed, "episode", offset + i) for i in chunk]
+        order = [task_order[i] for i in chunk] if task_order is not None else None
+        episodes += _run_batch(lockstep, tasks, policy, action_dim, seeds, judge, reward_fn, noise, seed, order)
     kept = [e for e in episodes if keep_failed or not e.judgement_failed]
     if stats is not None:
         stats.update(_metrics(episodes, len(episodes) - len(kept), lockstep, time.perf_counter() - start))
@@ -168,9 +175,11 @@ def _metrics(episodes: list[Episode], dropped: int, lockstep: Lockstep, elapsed:
 
 
 def _run_batch(lockstep: Lockstep, tasks, policy: Policy, action_dim: int, seeds: list[int], judge,
-               reward_fn: RewardFn, noise: float, seed: int) -> list[Episode]:
+               reward_fn: RewardFn, noise: float, seed: int, order: list[int] | None = None) -> list[Episode]:
     cfg = lockstep.cfg
     setups = [draw_setup(np.random.default_rng(s), len(tasks), cfg) for s in seeds]
+    if order is not None:
+        setups = [(i, steered, opens) for i, (_, steered, opens) in zip(order, setups, strict=True)]
     dialogues = [Dialogue.open(tasks[i], steered, opens, cfg) for i, steered, opens in setups]
     action_rngs = [np.random.default_rng(derive_seed(s, "actions")) for s in seeds]
     key = seeds[0]  # generation streams of this batch

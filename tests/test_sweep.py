@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["debug=tiny", "loop.rounds=1", "loop.episodes_per_round=2", "loop.eval_episodes=2", "env.max_turns=1"]
+SMALL = ["debug=tiny", "loop.rounds=1", "loop.episodes_per_round=2", "loop.eval_tasks=2", "env.max_turns=1"]
 
 
 def sweep(tmp_path: Path, *args: str) -> list[Path]:
