@@ -12,6 +12,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
 from dat.dialogue import EnvConfig
+from dat.judges.rule import RuleJudge
 from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
 from dat.loading import ModelConfig
 from dat.prefix import PrefixConfig, UpProjection
@@ -171,8 +172,7 @@ def test_failed_judgement_pays_zero_and_is_flagged(lm, proj):
 
 
 def test_real_judge_objects_flow_through_the_default_reward(lm, proj):
-    rule = pytest.importorskip("dat.judges.rule")
-    judge = rule.RuleJudge(checks=[{"kind": "regex", "pattern": "."}])
+    judge = RuleJudge(checks=[{"kind": "regex", "pattern": "."}])
     steps = run(make_env(lm, proj, judge, max_turns=1))
     assert steps[-1][1] == pytest.approx(1.0)  # every rule satisfied: goal 10 -> normalised 1.0
     assert steps[-1][4]["judgement"]["status"] == "ok"
