@@ -49,7 +49,7 @@ def tokens_per_second(lm: FrozenLM, batch: int, prefix: bool, new_tokens: int, r
         start = time.perf_counter()
         with torch.no_grad():
             out = lm.model.generate(inputs_embeds=batch_data.embeds, attention_mask=batch_data.attention_mask,
-                                    generation_config=config)
+                                    generation_config=config, logits_processor=lm._penalty(sampling))
         times.append(time.perf_counter() - start)
         assert out.shape[1] == new_tokens
     return batch * new_tokens / min(times)

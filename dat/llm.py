@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from dat.loading import DEFAULT_MODEL, ModelConfig, load_model
 
@@ -141,11 +141,11 @@ class FrozenLM:
         batch = self._splice(ids, prefixes, position)
         config = self._generation_config(sampling)
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            # Documented above: with inputs_embeds the repetition penalty covers generated tokens only.
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             torch.manual_seed(sampling.seed if seed is None else seed)
             out = self.model.generate(
-                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config
+                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config,
+                logits_processor=self._penalty(sampling),
             )
         return [self._decode(row) for row in out.tolist()]
 
@@ -266,9 +266,21 @@ class FrozenLM:
         return GenerationConfig(
             max_new_tokens=s.max_new_tokens, min_new_tokens=0, do_sample=sample, num_beams=1,
             temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
-            top_k=0 if sample else None, repetition_penalty=s.repetition_penalty,
+            top_k=0 if sample else None, repetition_penalty=1.0,
             eos_token_id=sorted(self.end_ids), pad_token_id=self.pad_id, bos_token_id=None,
         )
+
+    @staticmethod
+    def _penalty(s: SamplingConfig) -> LogitsProcessorList:
+        """The repetition penalty over generated tokens, the same for every row of a batch.
+
+        transformers' built-in penalty, given ``inputs_embeds``, skips each row's first
+        pad-length generated tokens, so a padded row would decode differently in a batch than
+        alone; this processor sees only generated ids (the embeds path passes no prompt ids).
+        """
+        if s.repetition_penalty == 1.0:
+            return LogitsProcessorList()
+        return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(s.repetition_penalty)])
 
     def _decode(self, tokens: Sequence[int]) -> str:
         cut = next((i for i, t in enumerate(tokens) if t in self.end_ids), len(tokens))

@@ -97,3 +97,21 @@ def test_metrics_count_calls_and_failures():
     judge([make_record([{"kind": "keyword", "pattern": "cash"}]), make_record()])
     m = judge.metrics()
     assert (m["judge/calls"], m["judge/failures"], m["judge/cache_hits"]) == (2, 1, 0)
+
+
+def test_graded_sentiment_gives_partial_credit_and_scenario_checks_can_be_ignored():
+    from dat.judges.rule import RuleJudge as Judge
+    from dat.records import DialogueRecord as Record, Utterance as Line
+
+    def record(text: str) -> Record:
+        return Record("t", "s", ("A", "B"), ("", ""), ("g", "h"), (Line(0, text), Line(1, "ok")), steered=0,
+                      checks=({"kind": "keyword", "pattern": "never-said"},))
+
+    graded = [{"kind": "sentiment", "target": "positive", "graded": True}]
+    only = Judge(graded, scenario_checks=False)
+    happy, sad = only([record("I love this, wonderful, thank you!"), record("This is awful and I hate it.")])
+    assert 7.5 < happy.scores[0].goal <= 10.0 and 0.0 <= sad.scores[0].goal < 2.5
+    both = Judge(graded)([record("I love this, wonderful, thank you!")])[0]
+    assert both.scores[0].goal == pytest.approx(happy.scores[0].goal / 2)  # the unmet keyword counts too
+    with pytest.raises(ValueError, match="graded"):
+        Judge([{"kind": "keyword", "pattern": "x", "graded": True}])

@@ -155,3 +155,12 @@ def test_default_model_from_wheel_generates_a_steered_reply(tmp_path_factory):
     chat = [{"role": "system", "content": "You are a buyer."}, {"role": "user", "content": "I'm asking $180."}]
     steered = lm.generate([chat], [prefix], SamplingConfig(do_sample=False, max_new_tokens=16))
     assert len(steered[0].split()) >= 3
+
+
+def test_repetition_penalty_batched_equals_alone(lm):
+    penalised = SamplingConfig(do_sample=False, max_new_tokens=12, repetition_penalty=1.5)
+    batched = lm.generate(DIALOGUES, prefixes(lm), sampling=penalised)
+    alone = [lm.generate([d], [p], sampling=penalised)[0] for d, p in zip(DIALOGUES, prefixes(lm))]
+    assert batched == alone
+    plain = SamplingConfig(do_sample=False, max_new_tokens=12, repetition_penalty=1.0)
+    assert batched != lm.generate(DIALOGUES, prefixes(lm), sampling=plain)  # the penalty does act

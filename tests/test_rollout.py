@@ -56,9 +56,6 @@ def test_batched_transcripts_equal_each_dialogue_alone(lm, proj, per_turn):
         assert e.reward == pytest.approx(said / 100)
 
 
-@pytest.mark.xfail(reason="transformers skips the repetition penalty on the first generated tokens of left-"
-                          "padded rows when generating from inputs_embeds; FrozenLM must apply it itself",
-                   strict=False)
 def test_batched_equals_alone_with_repetition_penalty(lm, proj):
     greedy = SamplingConfig(do_sample=False, max_new_tokens=8)  # the default repetition penalty (1.2)
     cfg = EnvConfig(max_turns=2, sampling=greedy, leave_phrase=NEVER)

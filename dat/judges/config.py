@@ -97,6 +97,8 @@ class RuleJudgeConfig:
     """VADER compound score above which text is positive (below minus it: negative)."""
     agents: str = "steered"
     """Whose goal to score: 'steered' or 'both'."""
+    scenario_checks: bool = True
+    """Apply each scenario's own checks too (False: only the checks above, e.g. for a sanity task)."""
 
 
 @dataclass

@@ -67,7 +67,7 @@ def make_judge(cfg: JudgeConfig, lm: Any = None, cache_dir: str | Path | None = 
     else:
         from dat.judges.rule import RuleJudge
 
-        judge = RuleJudge(cfg.rule.checks, cfg.rule.sentiment_threshold, cfg.rule.agents)
+        judge = RuleJudge(cfg.rule.checks, cfg.rule.sentiment_threshold, cfg.rule.agents, cfg.rule.scenario_checks)
     if not cfg.cache:
         return judge
     from dat.judges.cache import CachedJudge

@@ -7,13 +7,18 @@ use the same dicts::
     {"agent": 0, "kind": "regex", "pattern": r"\\bI agree\\b"}    # Python regex, case-insensitive
     {"agent": 0, "kind": "price", "at_most": 100}                # and/or "at_least": 50
     {"agent": 1, "kind": "sentiment", "target": "positive"}     # positive | negative | neutral
+    {"kind": "sentiment", "target": "positive", "graded": true}  # partial credit (compound + 1) / 2
 
 ``agent`` is whose goal the rule measures (absent: the steered agent). ``speaker`` says whose lines are read:
 "self" (that agent; the default for keyword, regex and sentiment), "partner", or "any" (the default for
 price). The price reached is the last currency amount ($90, 90 dollars, 90 USD) in those lines; without
 one the rule fails. Sentiment is the mean VADER compound score of the lines against ``sentiment_threshold``.
-An agent's goal score is ``10 x (rules satisfied) / (rules for that agent)``; an agent without rules gets
-no score, and a dialogue whose steered agent has none is a failed judgement.
+A ``graded`` sentiment rule gives partial credit instead of pass / fail: (c + 1) / 2 for positive,
+(1 - c) / 2 for negative and 1 - |c| for neutral, with c the mean compound score, which makes a
+smooth reward for sanity tasks. An agent's goal score is ``10 x mean credit`` over its rules (a
+passed rule earns 1, a failed one 0); an agent without rules gets no score, and a dialogue whose
+steered agent has none is a failed judgement. ``scenario_checks=False`` ignores the records' own
+checks and applies the configured ones only.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dat.records import DialogueRecord
 KINDS = ("keyword", "regex", "price", "sentiment")
 SPEAKERS = ("self", "partner", "any")
 TARGETS = ("positive", "negative", "neutral")
-_KEYS = {"agent", "kind", "pattern", "at_most", "at_least", "target", "speaker", "description"}
+_KEYS = {"agent", "kind", "pattern", "at_most", "at_least", "target", "speaker", "description", "graded"}
 _AMOUNT = re.compile(
     r"\$\s?(\d[\d,]*(?:\.\d+)?)|(\d[\d,]*(?:\.\d+)?)\s*(?:dollars?|usd|bucks)\b", re.IGNORECASE
 )
@@ -48,6 +53,7 @@ class Rule:
     at_least: float | None = None
     target: str | None = None
     speaker: str = "self"
+    graded: bool = False
 
     def describe(self) -> str:
         if self.kind == "price":
@@ -55,7 +61,7 @@ class Rule:
                       f">= {self.at_least:g}" if self.at_least is not None else ""]
             return "price " + " and ".join(b for b in bounds if b)
         if self.kind == "sentiment":
-            return f"sentiment {self.target}"
+            return f"sentiment {self.target}{' (graded)' if self.graded else ''}"
         return f"{self.kind} {' | '.join(self.patterns)!r}"
 
 
@@ -76,6 +82,8 @@ def parse_rule(spec: Any, where: str) -> Rule:
     if speaker not in SPEAKERS:
         raise ValueError(f"{where}: 'speaker' must be one of {SPEAKERS}, got {speaker!r}")
     common = {"kind": kind, "agent": agent, "speaker": speaker}
+    if spec.get("graded") and kind != "sentiment":
+        raise ValueError(f"{where}: 'graded' applies to sentiment rules only")
     if kind in ("keyword", "regex"):
         raw = spec.get("pattern")
         patterns = (raw,) if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else ()
@@ -98,7 +106,7 @@ def parse_rule(spec: Any, where: str) -> Rule:
     target = spec.get("target")
     if target not in TARGETS:
         raise ValueError(f"{where}: a sentiment rule needs 'target' in {TARGETS}, got {target!r}")
-    return Rule(target=target, **common)
+    return Rule(target=target, graded=bool(spec.get("graded", False)), **common)
 
 
 def parse_rules(specs: Sequence[Any], where: str) -> tuple[Rule, ...]:
@@ -127,16 +135,18 @@ class RuleJudge:
     model = "rules"
 
     def __init__(self, checks: Sequence[dict[str, Any]] = (), sentiment_threshold: float = 0.05,
-                 agents: str = "steered") -> None:
+                 agents: str = "steered", scenario_checks: bool = True) -> None:
         self.extra = parse_rules(list(checks), "judge.rule.checks")
         self.sentiment_threshold = sentiment_threshold
         self.agents = agents
-        self.version = "rule-v1:" + settings_hash([list(checks), sentiment_threshold, agents])
+        self.scenario_checks = scenario_checks
+        self.version = "rule-v2:" + settings_hash([list(checks), sentiment_threshold, agents, scenario_checks])
         self.stats = JudgeStats()
         self._vader: Any = None
 
     def __call__(self, records: Sequence[DialogueRecord]) -> list[Judgement]:
-        rules = [parse_rules(list(r.checks), f"record {r.task_id!r} checks") for r in records]
+        rules = [parse_rules(list(r.checks) if self.scenario_checks else [], f"record {r.task_id!r} checks")
+                 for r in records]
         out = []
         for record, own in zip(records, rules, strict=True):
             start = time.perf_counter()
@@ -160,11 +170,11 @@ class RuleJudge:
                                             self.name, self.model, self.version, Usage())
                 continue
             results = [self._check(record, agent, r) for r in mine]
-            passed = sum(ok for ok, _ in results)
-            scores[agent] = AgentScores(goal=10.0 * passed / len(mine))
-            details = "; ".join(f"{r.describe()}: {'yes' if ok else 'no'}{note}"
+            credit = sum(float(ok) for ok, _ in results)
+            scores[agent] = AgentScores(goal=10.0 * credit / len(mine))
+            details = "; ".join(f"{r.describe()}: {_verdict(ok)}{note}"
                                 for r, (ok, note) in zip(mine, results, strict=True))
-            reasoning[agent] = {"goal": f"{passed}/{len(mine)} rules satisfied: {details}"}
+            reasoning[agent] = {"goal": f"{credit:g}/{len(mine)} rules satisfied: {details}"}
         return Judgement(scores=(scores[0], scores[1]), backend=self.name, model=self.model,
                          reasoning=(reasoning[0], reasoning[1]), version=self.version)
 
@@ -185,6 +195,9 @@ class RuleJudge:
                 rule.at_least is None or price >= rule.at_least)
             return ok, f" (last price {price:g})"
         compound = self._sentiment(texts)
+        if rule.graded:
+            graded = {"positive": (compound + 1) / 2, "negative": (1 - compound) / 2, "neutral": 1 - abs(compound)}
+            return graded[rule.target or "neutral"], f" (compound {compound:.2f})"  # type: ignore[return-value]
         thr = self.sentiment_threshold
         ok = {"positive": compound > thr, "negative": compound < -thr, "neutral": abs(compound) <= thr}
         return ok[rule.target or "neutral"], f" (compound {compound:.2f})"
@@ -197,3 +210,9 @@ class RuleJudge:
 
             self._vader = SentimentIntensityAnalyzer()
         return sum(self._vader.polarity_scores(t)["compound"] for t in texts) / len(texts)
+
+
+def _verdict(ok: float | bool) -> str:
+    if isinstance(ok, bool) or ok in (0.0, 1.0):
+        return "yes" if ok else "no"
+    return f"{float(ok):.2f}"
