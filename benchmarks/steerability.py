@@ -1,0 +1,445 @@
+"""Steerability benchmark: does the choice of action reproducibly change what the frozen LM says?
+
+For each prefix configuration (``conf/prefix/<name>.yaml``), on the first turn of one task per bundled
+scenario of a split (held-out ``eval`` for the gate; the chats are built by the env's own rules, the
+partner opening): K random actions uniform in [-1, 1]^d (the RL action space) x 2 samples each,
+plus unsteered samples. Replies are scored with cheap rewards: VADER sentiment, MiniLM similarity to
+the agent's goal, and a keyword/rule hit from the scenario's checks. Also measured: fluency (mean
+token log-prob under the unsteered model), degenerate replies, the first reply token's KL to no
+prefix and JS between actions. The best action per prompt (chosen on its 2 samples) is re-sampled
+to see if its advantage over the average action survives. Statistics: ``dat.steerability``.
+
+Learned configurations are self-cloned first on the bundled *train* scenarios (``dat.selfclone``) and
+cached under ``<model artefacts>/projections/<name>``. Partial results are cached under
+``<model artefacts>/steerability/<split>/`` so an interrupted run resumes per configuration.
+
+    python benchmarks/steerability.py                                   # all configurations, eval split
+    python benchmarks/steerability.py --configs learned_target --clone-only
+"""
+
+from __future__ import annotations
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import common  # noqa: F401  (CPU settings before torch)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
+
+from dat import steerability as st  # noqa: E402
+from dat.dialogue import EnvConfig, clean_utterance  # noqa: E402
+from dat.judges.embedding import EmbeddingJudge  # noqa: E402
+from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
+from dat.loading import ModelConfig, artefact_folder  # noqa: E402
+from dat.prefix import PrefixConfig, build_projection  # noqa: E402
+from dat.promptcache import PromptCache  # noqa: E402
+from dat.seeding import derive_seed  # noqa: E402
+from dat.selfclone import SelfCloneConfig, ensure_projection, opening_chats  # noqa: E402
+from envs.scenarios import load_scenarios  # noqa: E402
+from envs.scenarios.schema import render_goal  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
+CONFIGS = ("pca_start", "pca_reply", "learned", "learned_target")
+REWARDS = ("sentiment", "goal", "keyword")
+AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
+
+
+def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None]:
+    """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node)."""
+    raw = OmegaConf.load(CONF / f"{name}.yaml")
+    node = {k: v for k, v in raw.get("prefix", raw).items() if k != "defaults"}
+    prefix = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrefixConfig), node))
+    clone = None
+    if "selfclone" in raw:
+        clone = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SelfCloneConfig), raw["selfclone"]))
+    return prefix, clone
+
+
+def keyword_pattern(task, side: int) -> str:
+    """Regex of the side's rule checks (keywords, regexes, an amount for price checks), else goal words."""
+    parts = []
+    for check in task.scenario.checks:
+        if check.get("agent") != side:
+            continue
+        if check["kind"] == "price":
+            parts.append(AMOUNT)
+        elif check["kind"] in ("keyword", "regex"):
+            pats = check["pattern"] if isinstance(check["pattern"], list) else [check["pattern"]]
+            parts += [rf"\b{re.escape(p)}\b" if check["kind"] == "keyword" else p for p in pats]
+    if not parts:
+        words = {w.lower() for w in re.findall(r"[A-Za-z]{5,}", render_goal(task.scenario.agent_goals[side]))}
+        parts = [rf"\b{w}" for w in sorted(words)]
+    return "|".join(parts)
+
+
+class Prompts:
+    """The benchmark's chats (steered agent's first turn), their goals, keyword rules and prompt caches."""
+
+    def __init__(self, lm: FrozenLM, split: str, n: int, max_new_tokens: int, seed: int, embedder):
+        tasks, seen = [], set()
+        for t in load_scenarios(f"bundled:{split}"):
+            if t.scenario.id not in seen:
+                seen.add(t.scenario.id)
+                tasks.append(t)
+        self.tasks = tasks[:n]
+        env = EnvConfig(sampling=SamplingConfig(max_new_tokens=max_new_tokens, do_sample=False))
+        self.chats = opening_chats(
+            lm, self.tasks, env, derive_seed(seed, "openers"), sides=(0,), partner_opens=(True,)
+        )
+        self.goals = [render_goal(t.scenario.agent_goals[0]) for t in self.tasks]
+        self.patterns = [re.compile(keyword_pattern(t, 0), re.IGNORECASE) for t in self.tasks]
+        self.goal_vectors = embedder.embed(self.goals)
+        self.cache = PromptCache(lm, self.chats)
+
+    def __len__(self) -> int:
+        return len(self.chats)
+
+
+class Scorer:
+    """Cheap rewards and quality measures of raw generations (scored as the env records them: first line)."""
+
+    def __init__(self, lm: FrozenLM, prompts: Prompts, embedder):
+        self.lm, self.prompts, self.embedder = lm, prompts, embedder
+        self.vader = SentimentIntensityAnalyzer()
+
+    def __call__(self, p: int, raw: list[str]) -> dict[str, np.ndarray]:
+        texts = [clean_utterance(r) for r in raw]
+        vectors = self.embedder.embed([t or " " for t in texts])
+        tokens = [self.lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        lp, n = [], []
+        with torch.no_grad():
+            for s in range(0, len(raw), 16):
+                total, count = self.prompts.cache.reply_logprobs([p] * len(raw[s : s + 16]), raw[s : s + 16])
+                lp.append(total)
+                n.append(count)
+        return {
+            "sentiment": np.array([self.vader.polarity_scores(t)["compound"] for t in texts]),
+            "goal": (vectors @ self.prompts.goal_vectors[p]).numpy().astype(float),
+            "keyword": np.array([float(bool(self.prompts.patterns[p].search(t))) for t in texts]),
+            "fluency": (torch.cat(lp) / torch.cat(n)).numpy().astype(float),
+            "degenerate": np.array(
+                [float(st.is_degenerate(t, k)) for t, k in zip(texts, tokens, strict=True)]
+            ),
+            "texts": texts,
+        }
+
+
+def generate(
+    lm, prompts: Prompts, p: int, prefixes, rows: int, position: str, sampling, seed: int
+) -> list[str]:
+    if prefixes is None or position == "before_reply":
+        return prompts.cache.generate([p] * rows, prefixes, sampling, seed=seed)
+    return lm.generate([prompts.chats[p]] * rows, prefixes, sampling, position=position, seed=seed)
+
+
+def first_token(lm, prompts: Prompts, p: int, prefixes, position: str) -> np.ndarray:
+    if prefixes is None or position == "before_reply":
+        index = [p] * (1 if prefixes is None else len(prefixes))
+        return prompts.cache.next_token_logprobs(index, prefixes).numpy()
+    return lm.next_token_logprobs([prompts.chats[p]] * len(prefixes), prefixes, position=position).numpy()
+
+
+def stack(parts: list[dict], key: str) -> np.ndarray:
+    return np.stack([part[key] for part in parts])
+
+
+def baseline(lm, prompts: Prompts, scorer: Scorer, args, sampling) -> dict:
+    """Unsteered samples per prompt: reference levels, and the noise row (pseudo-actions)."""
+    parts = [
+        scorer(
+            p,
+            generate(
+                lm, prompts, p, None, args.baseline, "start", sampling, derive_seed(args.seed, "baseline", p)
+            ),
+        )
+        for p in range(len(prompts))
+    ]
+    logps = np.stack([first_token(lm, prompts, p, None, "start")[0] for p in range(len(prompts))])
+    out = {
+        "rewards": {},
+        "fluency": float(stack(parts, "fluency").mean()),
+        "degenerate": float(stack(parts, "degenerate").mean()),
+        "examples": [part["texts"][:2] for part in parts],
+    }
+    for name in REWARDS:
+        values = stack(parts, name)
+        noise = st.pseudo_actions(values, 2)
+        out["rewards"][name] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "corr": st.same_action_correlation(noise),
+            "anova": st.anova(noise),
+        }
+    return {"summary": out, "first_token": logps}
+
+
+def run_config(
+    name: str, lm, prompts: Prompts, scorer: Scorer, base: dict, args, sampling, artefacts
+) -> dict:
+    """All measurements of one prefix configuration (see the module docstring)."""
+    started = time.time()
+    prefix_cfg, clone_cfg = load_preset(name)
+    embedding = lm.model.get_input_embeddings().weight
+    if prefix_cfg.kind == "learned":
+        projection = ensure_projection(
+            lm,
+            lambda: train_chats(lm, args, artefacts),
+            prefix_cfg,
+            clone_overrides(clone_cfg, args),
+            artefacts,
+        )
+    else:
+        projection = build_projection(embedding, prefix_cfg, artefacts)
+    position = prefix_cfg.position
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "actions", prefix_cfg.action_dim))
+    actions = torch.rand(args.actions, prefix_cfg.action_dim, generator=g) * 2 - 1
+    with torch.no_grad():
+        prefixes = list(projection(actions))
+    token_norm = float(projection.token_norm)
+    parts, kl, jsd = [], [], []
+    for p in range(len(prompts)):
+        rows = [prefixes[k] for k in range(args.actions) for _ in range(2)]
+        raw = generate(
+            lm, prompts, p, rows, len(rows), position, sampling, derive_seed(args.seed, name, "main", p)
+        )
+        parts.append(scorer(p, raw))
+        logps = first_token(lm, prompts, p, prefixes, position)
+        kl.append(float(st.kl(logps, base["first_token"][p][None]).mean()))
+        jsd.append(st.mean_pairwise_js(logps))
+        print(
+            f"  [{name}] prompt {p + 1}/{len(prompts)} done ({(time.time() - started) / 60:.1f} min)",
+            flush=True,
+        )
+    table = {
+        key: stack(parts, key).reshape(len(prompts), args.actions, 2)
+        for key in (*REWARDS, "fluency", "degenerate")
+    }
+    chosen = {r: st.best_actions(table[r]) for r in REWARDS}
+    fresh_parts = []
+    for p in range(len(prompts)):  # re-sample every selected action of this prompt in one call
+        picked = sorted({int(chosen[r][p]) for r in REWARDS})
+        rows = [prefixes[k] for k in picked for _ in range(args.fresh)]
+        raw = generate(
+            lm, prompts, p, rows, len(rows), position, sampling, derive_seed(args.seed, name, "fresh", p)
+        )
+        scores = scorer(p, raw)
+        fresh_parts.append(
+            {
+                k: {
+                    key: scores[key][i * args.fresh : (i + 1) * args.fresh]
+                    for key in (*REWARDS, "fluency", "degenerate")
+                }
+                for i, k in enumerate(picked)
+            }
+        )
+    rewards = {}
+    for r in REWARDS:
+        fresh = np.stack([fresh_parts[p][int(chosen[r][p])][r] for p in range(len(prompts))])
+        rewards[r] = {
+            "mean_shift": float(table[r].mean() - base["summary"]["rewards"][r]["mean"]),
+            "corr": st.same_action_correlation(table[r]),
+            "anova": st.anova(table[r]),
+            "best_of_k": st.best_of_k(table[r], fresh),
+        }
+    fresh_fluency = np.concatenate([v["fluency"] for part in fresh_parts for v in part.values()])
+    fresh_degenerate = np.concatenate([v["degenerate"] for part in fresh_parts for v in part.values()])
+    steered_fluency = float(np.concatenate([table["fluency"].ravel(), fresh_fluency]).mean())
+    result = {
+        "name": name,
+        "prefix": asdict(prefix_cfg),
+        "selfclone": asdict(clone_cfg) if clone_cfg else None,
+        "split": args.split,
+        "prompts": len(prompts),
+        "actions": args.actions,
+        "samples": 2,
+        "fresh": args.fresh,
+        "prefix_norm": float(torch.stack(prefixes).norm(dim=-1).mean() / token_norm),
+        "first_token": {"kl": float(np.mean(kl)), "js": float(np.mean(jsd))},
+        "rewards": rewards,
+        "fluency": {
+            "steered": steered_fluency,
+            "baseline": base["summary"]["fluency"],
+            "cost": base["summary"]["fluency"] - steered_fluency,
+        },
+        "degenerate": float(np.concatenate([table["degenerate"].ravel(), fresh_degenerate]).mean()),
+        "examples": [parts[0]["texts"][2 * k] for k in range(min(4, args.actions))],
+        "minutes": round((time.time() - started) / 60, 1),
+    }
+    if prefix_cfg.kind == "learned":
+        result["selfclone_record"] = json.loads(
+            (artefacts / "projections" / clone_cfg.name / "projection.json").read_text()
+        )["record"]
+    result["gate"], result["gate_reasons"] = st.gate(result)
+    return result
+
+
+def clone_overrides(cfg: SelfCloneConfig, args) -> SelfCloneConfig:
+    cfg = replace(cfg, sampling=replace(cfg.sampling, max_new_tokens=args.max_new_tokens))
+    if args.clone_steps is not None:
+        cfg = replace(cfg, steps=args.clone_steps)
+    if args.clone_minutes is not None:
+        cfg = replace(cfg, time_limit_min=args.clone_minutes)
+    return cfg
+
+
+def train_chats(lm, args, artefacts: Path) -> list:
+    """First-turn chats of every bundled train task, both sides, both openings (cached on disk).
+
+    The partner's opening lines cost a few minutes of generation, so they are kept in
+    ``<model artefacts>/steerability/train_chats_<seed>_<tokens>.json`` and reused by every run.
+    """
+    path = artefacts / "steerability" / f"train_chats_{args.seed}_{args.max_new_tokens}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    env = EnvConfig(sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
+    chats = opening_chats(lm, load_scenarios("bundled:train"), env, derive_seed(args.seed, "train"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(chats, indent=1))
+    return chats
+
+
+def markdown(results: dict) -> str:
+    """The README table: one summary row per configuration, then the per-reward statistics."""
+    base = results["baseline"]
+    lines = [
+        f"Held-out split: `{results['settings']['split']}` ({results['settings']['prompts']} prompts), "
+        f"K = {results['settings']['actions']} random actions x 2 samples, "
+        f"{results['settings']['fresh']} fresh "
+        f"samples per selected action, {results['settings']['max_new_tokens']} new tokens, model "
+        f"`{results['model']}`. Gate: correlation >= {st.MIN_CORRELATION} (any reward), best-of-K >= "
+        f"{st.MIN_BEST_OF_K_Z} SE (any reward), degenerate <= {100 * st.MAX_DEGENERATE:.0f} %, "
+        "log-prob cost <= "
+        f"{st.MAX_LOGPROB_COST} nats/token.",
+        "",
+        "| configuration | position | prefix norm (x token) | first-token KL | pairwise JS | "
+        "corr sentiment | "
+        "corr goal | corr keyword | best-of-K z (sent / goal / kw) | log-prob cost | degenerate | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    noise = base["rewards"]
+    lines.append(
+        "| no prefix (noise: pseudo-actions) | - | 0 | 0 | 0 | "
+        + " | ".join(f"{noise[r]['corr']['corr']:+.2f}" for r in REWARDS)
+        + f" | - | 0 | {100 * base['degenerate']:.1f} % | - |"
+    )
+    for name, res in results["configs"].items():
+        rw = res["rewards"]
+        lines.append(
+            f"| {name} | {res['prefix']['position']} | {res['prefix_norm']:.1f} | "
+            f"{res['first_token']['kl']:.3f} | "
+            f"{res['first_token']['js']:.3f} | "
+            + " | ".join(f"{rw[r]['corr']['corr']:+.2f} ± {rw[r]['corr']['se']:.2f}" for r in REWARDS)
+            + " | "
+            + " / ".join(f"{rw[r]['best_of_k']['z']:+.1f}" for r in REWARDS)
+            + f" | {res['fluency']['cost']:+.2f} | {100 * res['degenerate']:.1f} % | "
+            f"{'**pass**' if res['gate'] else 'fail'} |"
+        )
+    lines += [
+        "",
+        "| configuration | reward | mean shift vs unsteered | between-action std | within-action std | F | "
+        "best-of-K advantage (± SE) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, res in results["configs"].items():
+        for r in REWARDS:
+            s = res["rewards"][r]
+            lines.append(
+                f"| {name} | {r} | {s['mean_shift']:+.3f} | {s['anova']['between_std']:.3f} | "
+                f"{s['anova']['within_std']:.3f} | {s['anova']['F']:.2f} | "
+                f"{s['best_of_k']['advantage']:+.3f} ± {s['best_of_k']['se']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--split", default="eval", choices=("train", "eval"))
+    parser.add_argument("--prompts", type=int, default=8, help="at most this many scenarios (one task each)")
+    parser.add_argument("--actions", type=int, default=16, help="K random actions")
+    parser.add_argument("--fresh", type=int, default=8, help="fresh samples per selected action")
+    parser.add_argument("--baseline", type=int, default=16, help="unsteered samples per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", default=ModelConfig().name, help="model.name (tiny-random for a smoke test)"
+    )
+    parser.add_argument("--clone-steps", type=int, default=None, help="override selfclone.steps")
+    parser.add_argument("--clone-minutes", type=float, default=None, help="stop self-cloning after this long")
+    parser.add_argument(
+        "--clone-only", action="store_true", help="train the learned projections, measure nothing"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="re-measure configurations cached from earlier runs"
+    )
+    parser.add_argument("--out", default=str(common.RESULTS))
+    args = parser.parse_args()
+
+    model_cfg = ModelConfig(name=args.model)
+    lm = FrozenLM.load(model_cfg)
+    artefacts = artefact_folder(model_cfg)
+    if args.clone_only:
+        for name in args.configs:
+            prefix_cfg, clone_cfg = load_preset(name)
+            if clone_cfg is not None:
+                ensure_projection(
+                    lm,
+                    lambda: train_chats(lm, args, artefacts),
+                    prefix_cfg,
+                    clone_overrides(clone_cfg, args),
+                    artefacts,
+                )
+        return
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)  # the env's decoding, shorter replies
+    embedder = EmbeddingJudge()
+    work = artefacts / "steerability" / args.split
+    work.mkdir(parents=True, exist_ok=True)
+    prompts = Prompts(lm, args.split, args.prompts, args.max_new_tokens, args.seed, embedder)
+    scorer = Scorer(lm, prompts, embedder)
+    print(f"{len(prompts)} prompts; baseline ...", flush=True)
+    base = baseline(lm, prompts, scorer, args, sampling)
+    settings = {k: v for k, v in vars(args).items() if k not in ("configs", "force", "out", "clone_only")}
+    settings["prompts"] = len(prompts)
+    out_path = Path(args.out) / (
+        "steerability.json" if args.split == "eval" else f"steerability_{args.split}.json"
+    )
+    results = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    results.update(
+        {
+            "model": lm.name,
+            "settings": settings,
+            "baseline": base["summary"],
+            "prompts": [
+                {"task": t.id, "goal": g, "keyword": pat.pattern, "opening": c[-1]["content"]}
+                for t, g, pat, c in zip(
+                    prompts.tasks, prompts.goals, prompts.patterns, prompts.chats, strict=True
+                )
+            ],
+        }
+    )
+    results.setdefault("configs", {})
+    for name in args.configs:
+        cached = work / f"{name}.json"
+        if cached.is_file() and not args.force:
+            res = json.loads(cached.read_text())
+        else:
+            print(f"configuration {name} ...", flush=True)
+            res = run_config(name, lm, prompts, scorer, base, args, sampling, artefacts)
+            cached.write_text(json.dumps(res, indent=2))
+        results["configs"][name] = res
+        print(
+            f"{name}: gate {'PASS' if res['gate'] else 'fail'}; " + "; ".join(res["gate_reasons"]), flush=True
+        )
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps({**results, "machine": common.machine()}, indent=2))
+        out_path.with_suffix(".md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

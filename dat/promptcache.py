@@ -1,0 +1,204 @@
+"""Key/value caches of dialogue prompts, for prefixes placed just before the reply header.
+
+With ``position="before_reply"`` everything before the prefix (system text, history) is the same
+for every action, so its keys and values can be computed once per dialogue and shared by all the
+actions, samples and replies that follow it. Self-cloning and the steerability benchmark score or
+sample dozens of replies per dialogue; on a 2-core CPU recomputing a 250-token prompt for each of
+them costs several times more than the work that actually depends on the action.
+
+``PromptCache`` gives the same numbers as ``FrozenLM`` (same tokens, same positions, same masks;
+``tests/test_promptcache.py`` checks it) for replies scored, states read, first-token
+distributions and sampled replies, and is differentiable in the prefix like ``reply_logprobs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache
+
+from dat.llm import ContextOverflowError, Dialogue, FrozenLM, SamplingConfig
+
+Prefixes = Sequence[Tensor | None] | Tensor | None
+
+
+class PromptCache:
+    """Per-dialogue caches of the prompt up to (not including) the reply header.
+
+    >>> cache = PromptCache(lm, dialogues)                               # doctest: +SKIP
+    >>> cache.generate([0, 0, 1], prefixes, SamplingConfig(), seed=3)   # doctest: +SKIP
+    """
+
+    def __init__(self, lm: FrozenLM, dialogues: Sequence[Dialogue], batch_size: int = 8):
+        self.lm = lm
+        self.heads: list[list[int]] = []
+        self.header: list[int] | None = None
+        for d in dialogues:
+            ids = lm.encode(d)
+            split = lm.insert_index(ids, "before_reply")
+            if self.header is not None and ids[split:] != self.header:
+                raise ValueError("Dialogues end with different reply headers; cache them separately.")
+            self.header = ids[split:]
+            self.heads.append(ids[:split])
+        self.keys: list[list[Tensor]] = []  # per dialogue, per layer: (kv_heads, T, head_dim)
+        self.values: list[list[Tensor]] = []
+        for start in range(0, len(self.heads), batch_size):
+            self._prefill(self.heads[start : start + batch_size])
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    @torch.no_grad()
+    def _prefill(self, heads: list[list[int]]) -> None:
+        width = max(len(h) for h in heads)
+        ids = torch.tensor([[self.lm.pad_id] * (width - len(h)) + h for h in heads])
+        mask = torch.tensor([[0] * (width - len(h)) + [1] * len(h) for h in heads])
+        out = self.lm.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        layers = out.past_key_values.layers
+        for i, h in enumerate(heads):
+            self.keys.append([layer.keys[i, :, width - len(h) :].clone() for layer in layers])
+            self.values.append([layer.values[i, :, width - len(h) :].clone() for layer in layers])
+
+    def _assemble(
+        self, index: Sequence[int], suffix_lengths: Sequence[int]
+    ) -> tuple[DynamicCache, Tensor, Tensor]:
+        """A batch cache (left-padded) plus the full attention mask and suffix position ids."""
+        lengths = [len(self.heads[i]) for i in index]
+        width, span = max(lengths), max(suffix_lengths)
+        for i, n, s in zip(index, lengths, suffix_lengths, strict=True):
+            if n + s > self.lm.max_context:
+                raise ContextOverflowError(
+                    f"Dialogue {i} has {n} prompt tokens; with {s} more it exceeds the context of "
+                    f"{self.lm.max_context} tokens of {self.lm.name!r}. Shorten the dialogue or the reply "
+                    "budget."
+                )
+        data = []
+        for layer in range(len(self.keys[index[0]])):
+            pair = []
+            for store in (self.keys, self.values):
+                rows = [store[i][layer] for i in index]
+                pair.append(
+                    torch.stack(
+                        [
+                            torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1)
+                            for r in rows
+                        ]
+                    )
+                )
+            data.append(tuple(pair))
+        mask = torch.tensor(
+            [
+                [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
+                for n, s in zip(lengths, suffix_lengths, strict=True)
+            ]
+        )
+        positions = torch.stack([torch.arange(span) + n for n in lengths])
+        return DynamicCache(ddp_cache_data=data), mask, positions
+
+    def _suffixes(self, prefixes: Prefixes, n: int, tails: Sequence[Sequence[int]]) -> list[Tensor]:
+        """Per sample: [prefix, reply header, tail tokens] as embeddings."""
+        prefixes = self.lm._checked_prefixes(prefixes, n)
+        embed = self.lm.model.get_input_embeddings()
+        rows = []
+        for p, tail in zip(prefixes, tails, strict=True):
+            tokens = embed(torch.tensor(list(self.header or []) + list(tail), dtype=torch.long))
+            rows.append(tokens if p is None else torch.cat([p.to(tokens.dtype), tokens], 0))
+        return rows
+
+    def _forward(self, index: Sequence[int], rows: list[Tensor], **kwargs):
+        cache, mask, positions = self._assemble(index, [r.shape[0] for r in rows])
+        span = positions.shape[1]
+        embeds = torch.stack([torch.cat([r, r.new_zeros(span - r.shape[0], r.shape[1])], 0) for r in rows])
+        return self.lm.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            **kwargs,
+        )
+
+    def targets(self, replies: Sequence[str], add_end: bool | Sequence[bool] = True) -> list[list[int]]:
+        """Reply token ids as ``FrozenLM.reply_logprobs`` scores them (plus EOS; per reply if a list)."""
+        tok = self.lm.tokenizer
+        ends = [add_end] * len(replies) if isinstance(add_end, bool) else list(add_end)
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        return [
+            tok(r, add_special_tokens=False)["input_ids"] + (eos if e else [])
+            for r, e in zip(replies, ends, strict=True)
+        ]
+
+    def reply_logprobs(
+        self,
+        index: Sequence[int],
+        replies: Sequence[str],
+        prefixes: Prefixes = None,
+        add_end: bool | Sequence[bool] = True,
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher-forced (summed log-prob, token count) per sample; differentiable in the prefixes."""
+        targets = self.targets(replies, add_end)
+        rows = self._suffixes(prefixes, len(index), targets)
+        logits = self._forward(index, rows).logits
+        totals = []
+        for i, (row, target) in enumerate(zip(rows, targets, strict=True)):
+            first = row.shape[0] - len(target)  # position of the first target token in the suffix
+            lp = torch.log_softmax(logits[i, first - 1 : row.shape[0] - 1].float(), dim=-1)
+            totals.append(lp.gather(1, torch.tensor(target)[:, None]).sum())
+        return torch.stack(totals), torch.tensor([len(t) for t in targets], dtype=torch.float32)
+
+    @torch.no_grad()
+    def states(self, index: Sequence[int], replies: Sequence[str] | None = None, layer: int = -1) -> Tensor:
+        """Last-token hidden states ``(batch, hidden)`` without any prefix.
+
+        Without ``replies`` this is the RL state (``FrozenLM.states``: the prompt's last token). With
+        them it is DAT's self-cloning state: the frozen LM run over prompt + reply + EOS, read at the EOS.
+        """
+        tails = [[] for _ in index] if replies is None else self.targets(replies, add_end=True)
+        rows = self._suffixes(None, len(index), tails)
+        hidden = self._forward(index, rows, output_hidden_states=True, logits_to_keep=1).hidden_states[layer]
+        return torch.stack([hidden[i, r.shape[0] - 1] for i, r in enumerate(rows)]).float()
+
+    @torch.no_grad()
+    def next_token_logprobs(self, index: Sequence[int], prefixes: Prefixes = None) -> Tensor:
+        """Log-distribution ``(batch, vocab)`` of the first reply token."""
+        rows = self._suffixes(prefixes, len(index), [[] for _ in index])
+        if len({r.shape[0] for r in rows}) != 1:
+            raise ValueError("All prefixes of one call must have the same length.")
+        return torch.log_softmax(self._forward(index, rows, logits_to_keep=1).logits[:, -1].float(), dim=-1)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        index: Sequence[int],
+        prefixes: Prefixes = None,
+        sampling: SamplingConfig | None = None,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Replies for dialogues ``index`` steered by ``prefixes``, as FrozenLM.generate at before_reply."""
+        sampling = sampling or SamplingConfig()
+        rows = self._suffixes(prefixes, len(index), [[] for _ in index])
+        if len({r.shape[0] for r in rows}) != 1:
+            raise ValueError("All prefixes of one call must have the same length.")
+        cache, mask, _ = self._assemble(index, [r.shape[0] + sampling.max_new_tokens for r in rows])
+        span = rows[0].shape[0]
+        mask = mask[:, : mask.shape[1] - sampling.max_new_tokens]
+        width = mask.shape[1] - span
+        embeds = torch.stack([torch.cat([r.new_zeros(width, r.shape[1]), r], 0) for r in rows])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sampling.seed if seed is None else seed)
+            out = self.lm.model.generate(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                past_key_values=cache,
+                generation_config=self.lm._generation_config(sampling),
+                logits_processor=self.lm._penalty(sampling),
+            )
+        return [self.lm._decode(row) for row in out.tolist()]

@@ -1,0 +1,201 @@
+"""Statistics of the steerability benchmark, and the gate a prefix configuration must pass before RL.
+
+The question is whether the *choice of action* reproducibly changes what the frozen LM says. The
+benchmark draws K random actions per prompt, samples n replies per action, and scores them with
+cheap rewards. If actions matter, two samples of the same action resemble each other more than
+samples of different actions (correlation, F), and the action that looked best keeps its advantage
+on fresh samples. Pure sampling noise gives correlation ~0, F ~1 and no fresh advantage; these
+functions report exactly that on noise (``tests/test_steerability.py``).
+
+Arrays: ``rewards[p, k, s]`` is the reward of sample ``s`` of action ``k`` on prompt ``p``. Prompts
+differ in their typical reward, so every statistic is computed *within* prompts and then pooled.
+All functions are pure NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+MIN_CORRELATION = 0.3
+"""Gate: pooled same-action correlation needed on at least one cheap reward."""
+MIN_BEST_OF_K_Z = 2.0
+"""Gate: best-of-K advantage on fresh samples, in standard errors, needed on at least one reward."""
+MAX_DEGENERATE = 0.02
+"""Gate: largest share of empty or degenerate steered replies."""
+MAX_LOGPROB_COST = 0.55
+"""Gate: largest drop of mean token log-prob under the unsteered model (nats/token)."""
+
+
+def is_degenerate(text: str, tokens: Sequence[object]) -> bool:
+    """Empty or looping reply: < 3 letters, or (from 5 tokens on) one token > 40 % or < 50 % distinct bigrams.
+
+    The repetition rules start at 5 tokens, where a short normal reply ("Yes.") cannot trip them.
+
+    >>> is_degenerate("ok", [1]), is_degenerate("no no no no no no", [7, 7, 7, 7, 7, 7])
+    (True, True)
+    """
+    if sum(c.isalpha() for c in text) < 3:
+        return True
+    tokens = list(tokens)
+    if len(tokens) < 5:
+        return False
+    _, counts = np.unique(np.array([str(t) for t in tokens]), return_counts=True)
+    if counts.max() > 0.4 * len(tokens):
+        return True
+    bigrams = list(zip(tokens[:-1], tokens[1:], strict=True))
+    return len(set(bigrams)) < 0.5 * len(bigrams)
+
+
+def _check(rewards: np.ndarray) -> np.ndarray:
+    r = np.asarray(rewards, dtype=float)
+    if r.ndim != 3 or r.shape[1] < 2 or r.shape[2] < 2:
+        raise ValueError(f"rewards must be (prompts, actions >= 2, samples >= 2); got shape {r.shape}.")
+    return r
+
+
+def same_action_correlation(rewards: np.ndarray) -> dict[str, float]:
+    """Correlation between two samples of the same action, pooled over prompts (double-entry Pearson).
+
+    Each prompt is centred on its own mean first, so prompts that differ in level do not fake a
+    correlation. ``se`` is the null standard error 1/sqrt(prompts x actions); ``per_prompt`` and
+    ``per_prompt_se`` are the mean and SE over prompts of the per-prompt correlations.
+    """
+    r = _check(rewards)[..., :2]
+    centred = r - r.mean(axis=(1, 2), keepdims=True)
+    x = np.concatenate([centred[..., 0].ravel(), centred[..., 1].ravel()])
+    y = np.concatenate([centred[..., 1].ravel(), centred[..., 0].ravel()])
+    pooled = _pearson(x, y)
+    per = [_pearson(np.r_[p[:, 0], p[:, 1]], np.r_[p[:, 1], p[:, 0]]) for p in centred]
+    per_se = float(np.std(per, ddof=1) / math.sqrt(len(per))) if len(per) > 1 else float("nan")
+    return {
+        "corr": pooled,
+        "se": 1.0 / math.sqrt(r.shape[0] * r.shape[1]),
+        "per_prompt": float(np.mean(per)),
+        "per_prompt_se": per_se,
+    }
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    sx, sy = x.std(), y.std()
+    if sx == 0 or sy == 0:
+        return 0.0
+    return float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
+
+
+def anova(rewards: np.ndarray) -> dict[str, float]:
+    """One-way ANOVA of reward on action, within prompts and pooled: F, its dfs and the two spreads.
+
+    ``between_std`` is the std of per-action means, ``within_std`` the RMS std between samples of
+    one action; with no action effect F ~ 1 and between_std ~ within_std / sqrt(samples).
+    """
+    r = _check(rewards)
+    p, k, n = r.shape
+    means = r.mean(axis=2)
+    between = n * ((means - means.mean(axis=1, keepdims=True)) ** 2).sum() / (p * (k - 1))
+    within = ((r - means[..., None]) ** 2).sum() / (p * k * (n - 1))
+    f = between / within if within > 0 else (float("inf") if between > 0 else 1.0)
+    return {
+        "F": float(f),
+        "df_between": p * (k - 1),
+        "df_within": p * k * (n - 1),
+        "between_std": float(np.sqrt(means.var(axis=1, ddof=1).mean())),
+        "within_std": float(np.sqrt(within)),
+    }
+
+
+def best_actions(rewards: np.ndarray) -> np.ndarray:
+    """Per prompt, the index of the action with the highest mean reward over its samples."""
+    return _check(rewards).mean(axis=2).argmax(axis=1)
+
+
+def best_of_k(rewards: np.ndarray, fresh: np.ndarray) -> dict[str, float]:
+    """Advantage of the selected action on fresh samples over the average random action.
+
+    ``fresh[p, m]`` are new rewards of ``best_actions(rewards)[p]``. The advantage is averaged over
+    prompts; its SE combines the fresh samples' variance and the variance of the K action means.
+    Selection happened on other samples, so a pure-noise action effect gives advantage ~0.
+    """
+    r = _check(rewards)
+    fresh = np.asarray(fresh, dtype=float)
+    if fresh.ndim != 2 or fresh.shape[0] != r.shape[0] or fresh.shape[1] < 2:
+        raise ValueError(f"fresh must be (prompts={r.shape[0]}, samples >= 2); got shape {fresh.shape}.")
+    means = r.mean(axis=2)
+    advantage = fresh.mean(axis=1) - means.mean(axis=1)
+    var = fresh.var(axis=1, ddof=1) / fresh.shape[1] + means.var(axis=1, ddof=1) / means.shape[1]
+    se = float(np.sqrt(var.sum()) / r.shape[0])
+    adv = float(advantage.mean())
+    z = adv / se if se > 0 else (0.0 if adv == 0 else math.copysign(float("inf"), adv))
+    return {"advantage": adv, "se": se, "z": float(z), "per_prompt": advantage.tolist()}
+
+
+def kl(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """KL(p || q) in nats over the last axis, from log-probabilities."""
+    logp, logq = np.asarray(logp, dtype=float), np.asarray(logq, dtype=float)
+    return (np.exp(logp) * (logp - logq)).sum(axis=-1)
+
+
+def js(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence in nats (at most ln 2) over the last axis, from log-probabilities."""
+    logp, logq = np.asarray(logp, dtype=float), np.asarray(logq, dtype=float)
+    logm = np.logaddexp(logp, logq) - math.log(2.0)
+    return 0.5 * kl(logp, logm) + 0.5 * kl(logq, logm)
+
+
+def mean_pairwise_js(logps: np.ndarray) -> float:
+    """Mean JS divergence over all pairs of rows of ``logps`` ``(actions, vocab)``."""
+    logps = np.asarray(logps, dtype=float)
+    pairs = [js(logps[i], logps[j]) for i in range(len(logps)) for j in range(i + 1, len(logps))]
+    return float(np.mean(pairs)) if pairs else 0.0
+
+
+def pseudo_actions(samples: np.ndarray, n: int = 2) -> np.ndarray:
+    """Unsteered samples ``(prompts, m)`` regrouped as ``(prompts, m // n, n)``: what noise looks like."""
+    samples = np.asarray(samples, dtype=float)
+    k = samples.shape[1] // n
+    return samples[:, : k * n].reshape(samples.shape[0], k, n)
+
+
+def gate(result: Mapping) -> tuple[bool, list[str]]:
+    """Whether a benchmarked configuration may be used for RL, and why (one line per criterion).
+
+    Reads a configuration's entry of the benchmark JSON: ``split``, ``rewards[name]["corr"]`` and
+    ``["best_of_k"]["z"]``, ``degenerate`` (share) and ``fluency["cost"]`` (nats/token).
+    """
+    reasons, passed = [], True
+    if result.get("split") != "eval":
+        passed = False
+        reasons.append(f"measured on split {result.get('split')!r}; the gate needs held-out (eval) scenarios")
+    rewards = result["rewards"]
+    corr = {name: r["corr"]["corr"] for name, r in rewards.items()}
+    zs = {name: r["best_of_k"]["z"] for name, r in rewards.items() if r.get("best_of_k")}
+    best_c = max(corr, key=corr.get)
+    ok = corr[best_c] >= MIN_CORRELATION
+    passed &= ok
+    reasons.append(
+        f"{'ok' if ok else 'FAIL'}: best same-action correlation {corr[best_c]:.2f} ({best_c}); "
+        f"needs >= {MIN_CORRELATION}"
+    )
+    best_z = max(zs, key=zs.get) if zs else None
+    ok = best_z is not None and zs[best_z] >= MIN_BEST_OF_K_Z
+    passed &= ok
+    shown = f"{zs[best_z]:.1f} SE ({best_z})" if best_z else "not measured"
+    reasons.append(
+        f"{'ok' if ok else 'FAIL'}: best-of-K advantage on fresh samples {shown}; "
+        f"needs >= {MIN_BEST_OF_K_Z} SE"
+    )
+    ok = result["degenerate"] <= MAX_DEGENERATE
+    passed &= ok
+    reasons.append(
+        f"{'ok' if ok else 'FAIL'}: degenerate replies {100 * result['degenerate']:.1f} %; "
+        f"needs <= {100 * MAX_DEGENERATE:.0f} %"
+    )
+    cost = result["fluency"]["cost"]
+    ok = cost <= MAX_LOGPROB_COST
+    passed &= ok
+    reasons.append(
+        f"{'ok' if ok else 'FAIL'}: log-prob cost {cost:.2f} nats/token; needs <= {MAX_LOGPROB_COST}"
+    )
+    return bool(passed), reasons
