@@ -13,6 +13,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: ~10x faster generation on 2 cores
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import time  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402

@@ -13,6 +13,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: ~10x faster generation on 2 cores
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
@@ -103,7 +105,9 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
                 add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
                             terminated=bool(e.dones[-1]))
             state.episodes += len(episodes)
-            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train ({algo.replay_buffer.size()} steps)")
+            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
+            bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
+                            updates=algo._n_updates + cfg.algo.gradient_steps_per_round)
             if cfg.algo.normalize_states:
                 algo.fit_normalizer()
             updates = time.perf_counter()
@@ -122,8 +126,9 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
                 metrics.update(eval_metrics(summary))
                 write_report(summary, out / "eval" / f"round-{rnd:04d}", _metadata(cfg, rnd, lm))
                 tracker.table("eval/transcripts", table[0], table[1], step=rnd)
-                bar.set_postfix(eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
-                                base=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
+                bar.set_postfix(episodes=state.episodes, updates=algo._n_updates,
+                                eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
+                                unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
             metrics["perf/round_seconds"] = time.perf_counter() - started
             tracker.log(metrics, step=rnd)
             state.history.append({"round": rnd, **metrics})

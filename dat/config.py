@@ -18,6 +18,7 @@ from dat.judges.config import JudgeConfig
 from dat.loading import ModelConfig
 from dat.policy import AlgoConfig
 from dat.prefix import PrefixConfig
+from dat.selfclone import SelfCloneConfig
 
 
 @dataclass
@@ -94,6 +95,7 @@ class TrainConfig:
     """Where outputs go; None uses Hydra's run directory."""
     model: ModelConfig = field(default_factory=ModelConfig)
     prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    selfclone: SelfCloneConfig = field(default_factory=SelfCloneConfig)
     env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -103,7 +105,7 @@ class TrainConfig:
 
 GROUPS = {
     "model": ModelConfig, "prefix": PrefixConfig, "env": EnvGroupConfig, "judge": JudgeConfig,
-    "algo": AlgoConfig, "logger": LoggerConfig, "loop": LoopConfig,
+    "algo": AlgoConfig, "logger": LoggerConfig, "selfclone": SelfCloneConfig, "loop": LoopConfig,
 }
 
 

@@ -13,16 +13,39 @@ from pathlib import Path
 from dat.llm import FrozenLM
 from dat.loading import artefact_folder
 from dat.prefix import UpProjection, build_projection
+from dat.seeding import derive_seed
+from dat.selfclone import ensure_projection, opening_chats, projection_folder
 
 
 def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
     """The frozen up-projection for this run (see module docstring)."""
     embedding = lm.model.get_input_embeddings().weight
+    artefacts = artefact_folder(cfg.model)
     if cfg.prefix.path or cfg.prefix.kind == "pca":
-        projection = build_projection(embedding, cfg.prefix, artefact_folder(cfg.model))
+        projection = build_projection(embedding, cfg.prefix, artefacts)
+        record = UpProjection.record_of(cfg.prefix.path) if cfg.prefix.path else {"kind": "pca"}
     else:
-        raise ValueError("prefix.kind=learned needs prefix.path (self-cloning arrives in dat.selfclone).")
+        folder = projection_folder(artefacts, cfg.selfclone)
+        cached = (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete")
+        if cached:  # trained once per model and setting, then reused by every run
+            projection = UpProjection.load(folder, position=cfg.prefix.position)
+        else:
+            dialogues = opening_chats(lm, tasks, cfg.env, derive_seed(cfg.seed, "selfclone"))
+            projection = ensure_projection(lm, dialogues, cfg.prefix, cfg.selfclone, artefacts)
+        record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
+    _check_matches(projection, cfg.prefix)
+    projection.cfg.norm = cfg.prefix.norm  # the scale stays a knob, also for a trained projection
     projection.requires_grad_(False)
-    projection.save(out / "projection", record=UpProjection.record_of(cfg.prefix.path) if cfg.prefix.path else
-                    {"kind": cfg.prefix.kind})
+    projection.save(out / "projection", record=record)
     return projection
+
+
+def _check_matches(projection: UpProjection, prefix) -> None:
+    """A saved projection must have the shape the config asks for, or the planner's actions won't fit."""
+    for field in ("kind", "tokens", "action_dim", "tied"):
+        saved, wanted = getattr(projection.cfg, field), getattr(prefix, field)
+        if saved != wanted:
+            raise ValueError(
+                f"The saved up-projection has prefix.{field}={saved!r} but the config asks for {wanted!r}. "
+                "Match the config to it, or give the new setting its own selfclone.name (or prefix.path)."
+            )

@@ -124,3 +124,20 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     history_b = json.loads((killed / "checkpoints" / "round-0002" / "state.json").read_text())["history"]
     for key in ("rollout/buffer_transitions", "train/critic_loss", "eval/policy/mean"):
         assert np.allclose([h[key] for h in history_a], [h[key] for h in history_b], equal_nan=True), key
+
+
+def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
+    clone = ["prefix=learned_target", "prefix.kind=learned", "prefix.tied=false", "selfclone.steps=3",
+             "selfclone.dialogues=4", "selfclone.replies_per_dialogue=1", "selfclone.sampling.max_new_tokens=4",
+             "selfclone.hidden_sizes=[16]", "selfclone.checkpoint_every=2", "loop.rounds=1", "logger=none"]
+    train_module.train(config(tmp_path, *clone, f"output_dir={tmp_path / 'a'}"))
+    cached = tmp_path / "cache" / "models" / "tiny-random" / "projections" / "learned_target"
+    record = json.loads((cached / "projection.json").read_text())["record"]
+    assert record["complete"] and record["steps"] == 3
+    stamp = (cached / "projection.safetensors").stat().st_mtime_ns
+    train_module.train(config(tmp_path, *clone, f"output_dir={tmp_path / 'b'}"))
+    assert (cached / "projection.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
+    used = json.loads((tmp_path / "b" / "projection" / "projection.json").read_text())
+    assert used["prefix"]["kind"] == "learned" and used["record"]["cached_at"] == str(cached)
+    with pytest.raises(ValueError, match="prefix.action_dim"):
+        train_module.train(config(tmp_path, *clone, "prefix.action_dim=4", f"output_dir={tmp_path / 'c'}"))

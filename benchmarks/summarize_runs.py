@@ -1,0 +1,61 @@
+"""Collect the final held-out evaluation of several training runs (e.g. seeds) into one JSON.
+
+    python benchmarks/summarize_runs.py --name sanity "outputs/train/experiment=sanity_sentiment,seed=*"
+
+For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and the run's config, and
+writes ``benchmarks/results/<name>.json`` with, per run and condition, the reward's mean and 95%
+interval and the paired difference to the unsteered baseline (interval and p-value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+from pathlib import Path
+
+import yaml
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def final_eval(run: Path) -> dict:
+    reports = sorted((run / "eval").glob("round-*/evaluation.json"))
+    if not reports:
+        raise FileNotFoundError(f"{run}: no eval/round-*/evaluation.json; has the run finished a round?")
+    report = json.loads(reports[-1].read_text())
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) if (run / ".hydra").is_dir() else {}
+    state = json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+                        / "state.json").read_text())
+    rows = {}
+    for condition, dims in report["results"].items():
+        for dim, entry in dims.items():
+            rows.setdefault(condition, {})[dim] = {
+                k: entry[k] for k in ("mean", "low", "high", "n", "n_failed")} | {"diff": entry["diff"]}
+    return {
+        "run": str(run), "round": reports[-1].parent.name, "seed": config.get("seed"),
+        "metadata": report.get("metadata", {}), "results": rows,
+        "rounds_completed": state["round"], "episodes_collected": state["episodes"],
+        "round_seconds": [h.get("perf/round_seconds") for h in state["history"]],
+        "history": [{k: h.get(k) for k in ("round", "eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean",
+                                            "rollout/reward_mean", "train/critic_loss", "train/q_mean")}
+                    for h in state["history"]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--note", default="", help="what the runs were (kept in the JSON)")
+    parser.add_argument("runs", nargs="+", help="run folders or glob patterns")
+    args = parser.parse_args()
+    folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
+    result = {"note": args.note, "runs": [final_eval(f) for f in folders]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{args.name}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path} ({len(folders)} runs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Regenerate the README's result sections from the JSON files in benchmarks/results/.
+
+Each section lives between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; a section whose
+JSON is missing says so instead of keeping stale numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def machine_line(data: dict) -> str:
+    m = data.get("machine", {})
+    load = m.get("load_average_1m")
+    busy = f", 1-min load average {load:.1f} during the run" if isinstance(load, int | float) else ""
+    return f"_{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, {m.get('date', '')}{busy}._"
+
+
+def fmt(x, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def interval(entry: dict) -> str:
+    return f"{fmt(entry['mean'])} [{fmt(entry['low'])}, {fmt(entry['high'])}]"
+
+
+def delta(entry: dict) -> str:
+    d = entry.get("diff")
+    if not d:
+        return "—"
+    p = d["p_value"]
+    ptext = "p<0.001" if p is not None and p < 0.001 else f"p={fmt(p, 3)}"
+    return f"{d['mean_diff']:+.3f} [{fmt(d['ci_low'], 3)}, {fmt(d['ci_high'], 3)}] ({ptext})"
+
+
+def steerability() -> str:
+    md = RESULTS / "steerability.md"
+    if not md.is_file():
+        return "_Not measured yet: run `python benchmarks/steerability.py`._"
+    return md.read_text().strip()
+
+
+def runs_table(name: str, dims: tuple[str, ...] = ("reward",)) -> str:
+    data = load(name)
+    if data is None:
+        return f"_Not measured yet (benchmarks/results/{name}.json)._"
+    lines = [data.get("note", ""), ""] if data.get("note") else []
+    header = "| run | seed | condition | " + " | ".join(f"{d} mean [95% CI]" for d in dims) + " | " + \
+        " | ".join(f"Δ {d} vs unsteered [95% CI] (p)" for d in dims) + " |"
+    lines += [header, "|" + " --- |" * (3 + 2 * len(dims))]
+    for run in data["runs"]:
+        label = Path(run["run"]).name
+        for condition, per_dim in run["results"].items():
+            cells = [interval(per_dim[d]) if d in per_dim else "—" for d in dims]
+            deltas = [delta(per_dim[d]) if d in per_dim else "—" for d in dims]
+            lines.append(f"| {label} | {run['seed']} | {condition} | " + " | ".join(cells + deltas) + " |")
+    meta = data["runs"][0]["metadata"] if data["runs"] else {}
+    if meta:
+        lines += ["", "Setup: " + "; ".join(f"{k}: {v}" for k, v in meta.items() if k != "round") + "."]
+    return "\n".join(lines)
+
+
+def throughput() -> str:
+    parts = []
+    gen = load("generation")
+    if gen:
+        parts += ["**Generation** (`benchmarks/generation.py`; prompt "
+                  f"{gen['prompt_tokens']} tokens, {gen['new_tokens']} new tokens, greedy, model load from the "
+                  f"converted cache {gen['load_from_cache_s']} s):", "",
+                  "| batch | prefix | tokens/s |", "| --- | --- | --- |"]
+        parts += [f"| {r['batch']} | {'yes' if r['prefix'] else 'no'} | {r['tokens_per_s']:.1f} |" for r in gen["rows"]]
+        parts += ["", machine_line(gen), ""]
+    roll = load("rollout")
+    if roll:
+        parts += [f"**Dialogues** (`benchmarks/rollout.py`; {roll.get('rounds')} rounds, {roll.get('new_tokens')} "
+                  "new tokens per utterance, sampled; sequential = one dialogue at a time with batch-1 "
+                  "generation, as the original DAT code):", "",
+                  "| mode | dialogues | dialogues/hour | generated tokens/s | speed-up |", "| --- | --- | --- | --- | --- |"]
+        for r in roll["rows"]:
+            mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
+            parts.append(f"| {mode} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
+                         f"{r['generated_tokens_per_s']:.1f} | {r['speedup_vs_sequential']:.2f}x |")
+        parts += ["", machine_line(roll), ""]
+    td3 = load("td3bc_pendulum")
+    if td3 and "updates_per_s" in json.dumps(td3):
+        parts += [td3_updates(td3), ""]
+    judges = load("judges")
+    if judges:
+        parts += ["**Judges** (`benchmarks/judges.py`):", "", "| judge | dialogues/s |", "| --- | --- |"]
+        for key, label in (("local_all_dimensions", "local (default model), all 7 dimensions"),
+                           ("local_goal_only", "local (default model), goal only"),
+                           ("embedding", "embedding (all-MiniLM-L6-v2)"), ("rule", "rule")):
+            if key in judges:
+                parts.append(f"| {label} | {judges[key]['calls_per_s']:.2f} |")
+        parts += ["", machine_line(judges)]
+    return "\n".join(parts) if parts else "_Not measured yet: run `make bench`._"
+
+
+def td3_updates(data: dict) -> str:
+    found = _find(data, "updates_per_s")
+    desc = data.get("throughput", {}) if isinstance(data.get("throughput"), dict) else {}
+    extra = ", ".join(f"{k} {v}" for k, v in desc.items() if k != "updates_per_s" and not isinstance(v, dict))
+    return f"**TD3+BC updates** (`benchmarks/td3bc_pendulum.py`): {found:.0f} updates/s ({extra})."
+
+
+def _find(data, key):
+    if isinstance(data, dict):
+        if key in data:
+            return data[key]
+        for value in data.values():
+            hit = _find(value, key)
+            if hit is not None:
+                return hit
+    return None
+
+
+def td3bc() -> str:
+    data = load("td3bc_pendulum")
+    if data is None:
+        return "_Not measured yet: run `python benchmarks/td3bc_pendulum.py`._"
+    return data.get("markdown") or "```json\n" + json.dumps(data.get("summary", data), indent=1)[:3000] + "\n```"
+
+
+SECTIONS = {
+    "steerability": steerability,
+    "sanity": lambda: runs_table("sanity"),
+    "sotopia": lambda: runs_table("sotopia", ("reward", "goal", "believability", "knowledge", "relationship",
+                                              "secret", "social_rules", "financial_and_material_benefits")),
+    "throughput": throughput,
+    "td3bc": td3bc,
+}
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, render in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        text = pattern.sub(lambda m, r=render: m.group(1) + r() + "\n" + m.group(2), text)
+    readme.write_text(text)
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
