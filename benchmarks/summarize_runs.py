@@ -19,8 +19,10 @@ import yaml
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def final_eval(run: Path) -> dict:
+def final_eval(run: Path, round_name: str | None = None) -> dict:
     reports = sorted((run / "eval").glob("round-*/evaluation.json"))
+    if round_name is not None:
+        reports = [r for r in reports if r.parent.name == round_name]
     if not reports:
         raise FileNotFoundError(f"{run}: no eval/round-*/evaluation.json; has the run finished a round?")
     report = json.loads(reports[-1].read_text())
@@ -47,10 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
     parser.add_argument("--note", default="", help="what the runs were (kept in the JSON)")
+    parser.add_argument("--round", default=None, help="evaluation round to read (e.g. round-0001); default: last")
     parser.add_argument("runs", nargs="+", help="run folders or glob patterns")
     args = parser.parse_args()
     folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
-    result = {"note": args.note, "runs": [final_eval(f) for f in folders]}
+    result = {"note": args.note, "runs": [final_eval(f, args.round) for f in folders]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.name}.json"
     path.write_text(json.dumps(result, indent=2))
