@@ -17,7 +17,6 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import time  # noqa: E402
-from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
@@ -32,12 +31,12 @@ from dat.buffer import add_episode  # noqa: E402
 from dat.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
 from dat.episodes import save_episodes  # noqa: E402
-from dat.evaluation import evaluate_conditions, eval_metrics  # noqa: E402
+from dat.evaluation import eval_metrics, evaluate_conditions  # noqa: E402
 from dat.export import DATPolicy  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
 from dat.llm import FrozenLM  # noqa: E402
-from dat.policy import OfflineEnv, TD3BC  # noqa: E402
+from dat.policy import TD3BC, OfflineEnv  # noqa: E402
 from dat.report import learning_curves, write_report  # noqa: E402
 from dat.rollout import collect  # noqa: E402
 from dat.seeding import derive_seed, seed_everything  # noqa: E402

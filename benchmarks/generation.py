@@ -6,11 +6,10 @@ same number), greedy. tokens/s = generated tokens / wall time of the call (prefi
 
 from __future__ import annotations
 
-import common  # noqa: F401  (CPU settings before torch)
-
 import argparse  # noqa: E402
 import time  # noqa: E402
 
+import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
 from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
@@ -25,7 +24,8 @@ PERSONA = (
 )
 TURNS = [
     ("user", "Hi! The bike is a 2019 Trek, recently serviced, and I'm asking $180 for it. It has new tyres."),
-    ("assistant", "Thanks for meeting me. It looks nice, but $180 is far above my budget. Has the chain been replaced?"),
+    ("assistant", "Thanks for meeting me. It looks nice, but $180 is far above my budget. "
+                  "Has the chain been replaced?"),
     ("user", "The chain is new, and the brakes were adjusted last week. I could go down to $160 if you decide today."),
     ("assistant", "I appreciate that. Could you tell me why you are selling it, and whether there are any scratches?"),
     ("user", "I'm moving abroad next month, so it has to go. There is one small scratch on the frame, nothing else."),

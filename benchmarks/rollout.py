@@ -11,10 +11,10 @@ produced, prefill included in the time), and the machine load around it.
 
 from __future__ import annotations
 
-import common  # noqa: F401  (CPU settings before torch)
-
 import argparse  # noqa: E402
 import os  # noqa: E402
+
+import common  # noqa: F401  (CPU settings before torch)
 
 from dat.dialogue import EnvConfig  # noqa: E402
 from dat.llm import FrozenLM, SamplingConfig  # noqa: E402

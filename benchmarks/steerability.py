@@ -243,9 +243,10 @@ def run_config(
         fresh = np.stack([fresh_parts[p][int(chosen[r][p])][r] for p in range(len(prompts))])
         rewards[r] = {
             "mean_shift": float(table[r].mean() - base["summary"]["rewards"][r]["mean"]),
-            "corr": st.same_action_correlation(table[r]),
+            "corr": {**st.same_action_correlation(table[r]), "p": st.correlation_p_value(table[r])},
             "anova": st.anova(table[r]),
             "best_of_k": st.best_of_k(table[r], fresh),
+            "raw": {"samples": table[r].tolist(), "fresh": fresh.tolist(), "chosen": chosen[r].tolist()},
         }
     fresh_fluency = np.concatenate([v["fluency"] for part in fresh_parts for v in part.values()])
     fresh_degenerate = np.concatenate([v["degenerate"] for part in fresh_parts for v in part.values()])
@@ -343,8 +344,8 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         "| configuration | reward | mean shift vs unsteered | between-action std | within-action std | F | "
-        "best-of-K advantage (± SE) |",
-        "|---|---|---|---|---|---|---|",
+        "best-of-K advantage (± SE) | correlation permutation p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results["configs"].items():
         for r in REWARDS:
@@ -352,7 +353,8 @@ def markdown(results: dict) -> str:
             lines.append(
                 f"| {name} | {r} | {s['mean_shift']:+.3f} | {s['anova']['between_std']:.3f} | "
                 f"{s['anova']['within_std']:.3f} | {s['anova']['F']:.2f} | "
-                f"{s['best_of_k']['advantage']:+.3f} ± {s['best_of_k']['se']:.3f} |"
+                f"{s['best_of_k']['advantage']:+.3f} ± {s['best_of_k']['se']:.3f} | "
+                f"{s['corr'].get('p', float('nan')):.3f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,8 @@ def machine_line(data: dict) -> str:
     m = data.get("machine", {})
     load = m.get("load_average_1m")
     busy = f", 1-min load average {load:.1f} during the run" if isinstance(load, int | float) else ""
-    return f"_{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, {m.get('date', '')}{busy}._"
+    where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"
+    return f"_{where}, {m.get('date', '')}{busy}._"
 
 
 def fmt(x, digits: int = 2) -> str:
@@ -78,14 +79,16 @@ def throughput() -> str:
                   f"{gen['prompt_tokens']} tokens, {gen['new_tokens']} new tokens, greedy, model load from the "
                   f"converted cache {gen['load_from_cache_s']} s):", "",
                   "| batch | prefix | tokens/s |", "| --- | --- | --- |"]
-        parts += [f"| {r['batch']} | {'yes' if r['prefix'] else 'no'} | {r['tokens_per_s']:.1f} |" for r in gen["rows"]]
+        parts += [f"| {r['batch']} | {'yes' if r['prefix'] else 'no'} | {r['tokens_per_s']:.1f} |"
+                  for r in gen["rows"]]
         parts += ["", machine_line(gen), ""]
     roll = load("rollout")
     if roll:
         parts += [f"**Dialogues** (`benchmarks/rollout.py`; {roll.get('rounds')} rounds, {roll.get('new_tokens')} "
                   "new tokens per utterance, sampled; sequential = one dialogue at a time with batch-1 "
                   "generation, as the original DAT code):", "",
-                  "| mode | dialogues | dialogues/hour | generated tokens/s | speed-up |", "| --- | --- | --- | --- | --- |"]
+                  "| mode | dialogues | dialogues/hour | generated tokens/s | speed-up |",
+                  "| --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
             parts.append(f"| {mode} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "

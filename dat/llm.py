@@ -136,7 +136,7 @@ class FrozenLM:
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
         ids = [
             self._checked_ids(d, 0 if p is None else p.shape[0], sampling.max_new_tokens)
-            for d, p in zip(dialogues, prefixes)
+            for d, p in zip(dialogues, prefixes, strict=True)
         ]
         batch = self._splice(ids, prefixes, position)
         config = self._generation_config(sampling)
@@ -166,8 +166,8 @@ class FrozenLM:
         end = [self.tokenizer.eos_token_id] if add_end and self.tokenizer.eos_token_id is not None else []
         targets = [self.tokenizer(r, add_special_tokens=False)["input_ids"] + end for r in replies]
         prompts = [self._checked_ids(d, 0 if p is None else p.shape[0], len(t)) for d, p, t in
-                   zip(dialogues, prefixes, targets)]
-        batch = self._splice([p + t for p, t in zip(prompts, targets)], prefixes, position,
+                   zip(dialogues, prefixes, targets, strict=True)]
+        batch = self._splice([p + t for p, t in zip(prompts, targets, strict=True)], prefixes, position,
                              header_offset=[len(t) for t in targets])
         logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
                             position_ids=batch.position_ids).logits.float()
@@ -187,7 +187,8 @@ class FrozenLM:
     ) -> Tensor:
         """Log-distribution ``(batch, vocab)`` of the first reply token (for KL / JS of prefixes)."""
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
-        ids = [self._checked_ids(d, 0 if p is None else p.shape[0], 1) for d, p in zip(dialogues, prefixes)]
+        ids = [self._checked_ids(d, 0 if p is None else p.shape[0], 1)
+               for d, p in zip(dialogues, prefixes, strict=True)]
         batch = self._splice(ids, prefixes, position)
         logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
                             position_ids=batch.position_ids, logits_to_keep=1).logits

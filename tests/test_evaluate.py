@@ -15,7 +15,7 @@ from dat.config import to_config
 from dat.export import DATPolicy
 from dat.llm import FrozenLM
 from dat.loading import ModelConfig
-from dat.policy import AlgoConfig, NetArch, TD3BC
+from dat.policy import TD3BC, AlgoConfig, NetArch
 from dat.prefix import PrefixConfig, build_projection
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -46,8 +46,8 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
     assert report["conditions"] == ["unsteered", "policy", "zero", "random"]
     assert report["unit"] == "scenario"
     for condition in ("policy", "zero", "random"):
-        assert report["results"][condition]["reward"]["diff"]["n_pairs"] + \
-            report["results"][condition]["reward"]["n_failed"] >= 4 - report["results"]["unsteered"]["reward"]["n_failed"]
+        entry = report["results"][condition]["reward"]
+        assert entry["diff"]["n_pairs"] + entry["n_failed"] >= 4 - report["results"]["unsteered"]["reward"]["n_failed"]
     assert "eval/policy/diff" in metrics and "eval/unsteered/mean" in metrics
     assert (tmp_path / "eval" / "evaluation.png").is_file()
     assert "| policy |" in (tmp_path / "eval" / "evaluation.md").read_text()

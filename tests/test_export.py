@@ -10,7 +10,7 @@ import torch
 from gymnasium import spaces
 
 from dat.export import DATPolicy
-from dat.policy import AlgoConfig, NetArch, TD3BC
+from dat.policy import TD3BC, AlgoConfig, NetArch
 from dat.prefix import PrefixConfig, UpProjection, build_projection
 
 

@@ -101,7 +101,8 @@ def test_metrics_count_calls_and_failures():
 
 def test_graded_sentiment_gives_partial_credit_and_scenario_checks_can_be_ignored():
     from dat.judges.rule import RuleJudge as Judge
-    from dat.records import DialogueRecord as Record, Utterance as Line
+    from dat.records import DialogueRecord as Record
+    from dat.records import Utterance as Line
 
     def record(text: str) -> Record:
         return Record("t", "s", ("A", "B"), ("", ""), ("g", "h"), (Line(0, text), Line(1, "ok")), steered=0,

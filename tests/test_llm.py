@@ -55,7 +55,7 @@ def test_generate_batched_equal_alone_with_and_without_prefix(lm):
     plain = lm.generate(DIALOGUES, sampling=GREEDY)
     assert plain == [lm.generate([d], sampling=GREEDY)[0] for d in DIALOGUES]
     steered = lm.generate(DIALOGUES, prefixes(lm), sampling=GREEDY)
-    alone = [lm.generate([d], [p], sampling=GREEDY)[0] for d, p in zip(DIALOGUES, prefixes(lm))]
+    alone = [lm.generate([d], [p], sampling=GREEDY)[0] for d, p in zip(DIALOGUES, prefixes(lm), strict=False)]
     assert steered == alone
     assert steered[1] == plain[1]  # the sample without a prefix is untouched by its neighbours'
     assert steered[0] != plain[0] and steered[2] != plain[2]
@@ -160,7 +160,7 @@ def test_default_model_from_wheel_generates_a_steered_reply(tmp_path_factory):
 def test_repetition_penalty_batched_equals_alone(lm):
     penalised = SamplingConfig(do_sample=False, max_new_tokens=12, repetition_penalty=1.5)
     batched = lm.generate(DIALOGUES, prefixes(lm), sampling=penalised)
-    alone = [lm.generate([d], [p], sampling=penalised)[0] for d, p in zip(DIALOGUES, prefixes(lm))]
+    alone = [lm.generate([d], [p], sampling=penalised)[0] for d, p in zip(DIALOGUES, prefixes(lm), strict=False)]
     assert batched == alone
     plain = SamplingConfig(do_sample=False, max_new_tokens=12, repetition_penalty=1.0)
     assert batched != lm.generate(DIALOGUES, prefixes(lm), sampling=plain)  # the penalty does act

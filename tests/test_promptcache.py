@@ -62,6 +62,12 @@ def test_next_token_and_greedy_generation_match(lm, cache):
     greedy = SamplingConfig(max_new_tokens=8, do_sample=False)
     assert cache.generate([2, 0, 1], prefix, greedy) == lm.generate(dialogues, prefix, greedy, "before_reply")
     assert cache.generate([1, 1], None, greedy) == lm.generate([DIALOGUES[1]] * 2, None, greedy)
+    # The repetition penalty is applied as FrozenLM applies it (strong here, so it changes the text).
+    strong = SamplingConfig(max_new_tokens=16, do_sample=False, repetition_penalty=5.0)
+    penalised = cache.generate([0, 1, 2], None, strong)
+    assert penalised == lm.generate(DIALOGUES, None, strong)
+    assert penalised != cache.generate([0, 1, 2], None, SamplingConfig(max_new_tokens=16, do_sample=False,
+                                                                     repetition_penalty=1.0))
 
 
 def test_sampling_is_seeded_and_states_read_the_reply(lm, cache):

@@ -100,7 +100,8 @@ def test_dialogue_state_and_start_position_and_cached_reuse(lm, tmp_path):
     assert record["selfclone"]["state"] == "dialogue" and record["prefix"]["position"] == "start"
     assert projection.cfg.position == "start"
     stamp = (folder / "projection.safetensors").stat().st_mtime_ns
-    ensure_projection(lm, DIALOGUES, start, cfg, tmp_path, progress=False)  # complete: loaded, not retrained
+    never = lambda: pytest.fail("chats were built although the projection is cached")  # noqa: E731
+    ensure_projection(lm, never, start, cfg, tmp_path, progress=False)  # complete: loaded, not retrained
     assert (folder / "projection.safetensors").stat().st_mtime_ns == stamp
 
 

@@ -11,6 +11,7 @@ from dat.steerability import (
     anova,
     best_actions,
     best_of_k,
+    correlation_p_value,
     gate,
     is_degenerate,
     js,
@@ -43,6 +44,7 @@ def test_planted_effect_is_detected():
     assert f["between_std"] > f["within_std"] / math.sqrt(2) * 1.3
     result = best_of_k(rewards, fresh)
     assert result["advantage"] > 0.8 and result["z"] > 4
+    assert correlation_p_value(rewards, permutations=200) < 0.01
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -52,6 +54,19 @@ def test_pure_noise_shows_nothing_despite_prompt_levels(seed):
     assert abs(corr["corr"]) < 3 * corr["se"]  # prompt levels alone would give corr ~0.9 without centring
     assert 0.6 < anova(rewards)["F"] < 1.6
     assert abs(best_of_k(rewards, fresh)["z"]) < 3
+    assert correlation_p_value(rewards, permutations=200) > 0.01
+
+
+def test_sparse_reward_correlation_is_judged_by_permutation():
+    # One prompt where 2 of 16 actions hit the keyword in both samples, the others never: the
+    # pooled correlation is high, and the permutation test says how surprising that is.
+    rewards = np.zeros((7, 16, 2))
+    rewards[3, :2] = 1.0
+    assert same_action_correlation(rewards)["corr"] == pytest.approx(1.0)
+    assert correlation_p_value(rewards, permutations=500) < 0.02
+    rewards[3, 0, 1] = rewards[3, 1, 0] = 0.0  # one hit each for two actions: looks like chance
+    rewards[3, 2, 0] = rewards[3, 3, 1] = 1.0
+    assert correlation_p_value(rewards, permutations=500) > 0.2
 
 
 def test_exact_values_on_a_small_table():
