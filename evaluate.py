@@ -52,6 +52,8 @@ class EvaluateConfig(TrainConfig):
     """Conditions to run: policy, unsteered, zero, random (unsteered is the baseline and always runs)."""
     max_tasks: int | None = None
     """Evaluate on the first N tasks of the set only (None: all)."""
+    tasks_per_scenario: int | None = None
+    """Keep at most this many tasks (character pairs) per scenario, e.g. 1 for one task per scenario."""
 
 
 def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, float]:
@@ -70,7 +72,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         if policy.base_model != cfg.model.name:  # the planner only makes sense on the model it was trained on
             cfg = replace(cfg, model=replace(cfg.model, name=policy.base_model))
     lm = FrozenLM.load(cfg.model)
-    tasks = load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root)[: cfg.max_tasks]
+    tasks = _per_scenario(load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root),
+                          cfg.tasks_per_scenario)[: cfg.max_tasks]
     projection = policy.projection if policy is not None else prepare_projection(cfg, lm, tasks, out)
     judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
 
@@ -114,6 +117,18 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     tracker.finish()
     print(f"\n{markdown_table(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
+
+
+def _per_scenario(tasks: list, limit: int | None) -> list:
+    if limit is None:
+        return tasks
+    seen: dict[str, int] = {}
+    kept = []
+    for task in tasks:
+        seen[task.scenario.id] = seen.get(task.scenario.id, 0) + 1
+        if seen[task.scenario.id] <= limit:
+            kept.append(task)
+    return kept
 
 
 def _judge_name(cfg: EvaluateConfig) -> str:
