@@ -13,7 +13,7 @@ import dat_cli
 from dat.export import DATPolicy
 from dat.llm import FrozenLM
 from dat.loading import ModelConfig
-from dat.policy import AlgoConfig, NetArch, TD3BC
+from dat.policy import TD3BC, AlgoConfig, NetArch
 from dat.prefix import PrefixConfig, build_projection
 
 
