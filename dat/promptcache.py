@@ -67,9 +67,7 @@ class PromptCache:
             self.keys.append([layer.keys[i, :, width - len(h) :].clone() for layer in layers])
             self.values.append([layer.values[i, :, width - len(h) :].clone() for layer in layers])
 
-    def _assemble(
-        self, index: Sequence[int], suffix_lengths: Sequence[int]
-    ) -> tuple[DynamicCache, Tensor, Tensor]:
+    def _assemble(self, index: Sequence[int], suffix_lengths: Sequence[int]) -> tuple[DynamicCache, Tensor, Tensor]:
         """A batch cache (left-padded) plus the full attention mask and suffix position ids."""
         lengths = [len(self.heads[i]) for i in index]
         width, span = max(lengths), max(suffix_lengths)
@@ -87,10 +85,7 @@ class PromptCache:
                 rows = [store[i][layer] for i in index]
                 pair.append(
                     torch.stack(
-                        [
-                            torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1)
-                            for r in rows
-                        ]
+                        [torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1) for r in rows]
                     )
                 )
             data.append(tuple(pair))
@@ -155,15 +150,27 @@ class PromptCache:
         return torch.stack(totals), torch.tensor([len(t) for t in targets], dtype=torch.float32)
 
     @torch.no_grad()
-    def states(self, index: Sequence[int], replies: Sequence[str] | None = None, layer: int = -1) -> Tensor:
-        """Last-token hidden states ``(batch, hidden)`` without any prefix.
+    def states(
+        self, index: Sequence[int], replies: Sequence[str] | None = None, layer: int = -1, pool: str = "last"
+    ) -> Tensor:
+        """Hidden states ``(batch, hidden)`` of layer ``layer`` without any prefix.
 
         Without ``replies`` this is the RL state (``FrozenLM.states``: the prompt's last token). With
-        them it is DAT's self-cloning state: the frozen LM run over prompt + reply + EOS, read at the EOS.
+        them the frozen LM runs over prompt + reply + EOS: ``pool="last"`` reads the EOS (DAT's
+        self-cloning state), ``pool="mean"`` averages over the reply's tokens and EOS.
         """
+        if pool not in ("last", "mean"):
+            raise ValueError(f"pool={pool!r} is not one of: last, mean.")
         tails = [[] for _ in index] if replies is None else self.targets(replies, add_end=True)
         rows = self._suffixes(None, len(index), tails)
         hidden = self._forward(index, rows, output_hidden_states=True, logits_to_keep=1).hidden_states[layer]
+        if pool == "mean" and replies is not None:
+            return torch.stack(
+                [
+                    hidden[i, r.shape[0] - len(t) : r.shape[0]].mean(0)
+                    for i, (r, t) in enumerate(zip(rows, tails, strict=True))
+                ]
+            ).float()
         return torch.stack([hidden[i, r.shape[0] - 1] for i, r in enumerate(rows)]).float()
 
     @torch.no_grad()

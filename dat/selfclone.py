@@ -50,13 +50,13 @@ class SelfCloneConfig:
 
     state: str = "dialogue+target"
     """What the planner reads: dialogue (prompt only, as in RL) or dialogue+target (+ reply, DAT's code)."""
-    steps: int = 160
+    steps: int = 300
     """Optimiser steps."""
     batch_size: int = 8
     """(dialogue, reply) pairs per step."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """Adam learning rate of the planner head."""
-    projection_lr: float = 2e-3
+    projection_lr: float = 1e-2
     """Adam learning rate of the up-projection."""
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer widths of the planner MLP."""
@@ -71,7 +71,9 @@ class SelfCloneConfig:
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=32))
     """How target replies are sampled from the unsteered model."""
     layer: int = -1
-    """Hidden layer whose last-token vector is the state."""
+    """Hidden layer the state is read from (-1: the last, as DAT)."""
+    pool: str = "last"
+    """dialogue+target only: read the state at the EOS (last, DAT's code) or average the reply's tokens (mean)."""
     seed: int = 0
     """Seed of data sampling, initialisation, batch order and action noise."""
     name: str = "target"
@@ -109,9 +111,7 @@ class Planner(nn.Module):
         """Write ``planner.safetensors`` + ``planner.json`` (shape and how it was trained)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / "planner.tmp")
-        )
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / "planner.tmp"))
         (folder / "planner.tmp").replace(folder / "planner.safetensors")
         _write_json(folder / "planner.json", {**self.shape, "record": record or {}})
         return folder
@@ -147,9 +147,7 @@ def opening_chats(
     One chat per task, side and opening: when the partner opens, its opening line is generated
     (unsteered, one batched call) exactly as an episode starts.
     """
-    dialogues = [
-        Dialogue.open(t, side, opens, env) for t in tasks for side in sides for opens in partner_opens
-    ]
+    dialogues = [Dialogue.open(t, side, opens, env) for t in tasks for side in sides for opens in partner_opens]
     Lockstep(lm, None, env).start(dialogues, seed)
     return [d.view(d.steered) for d in dialogues]
 
@@ -160,9 +158,7 @@ def sample_targets(cache: PromptCache, cfg: SelfCloneConfig, rows_per_call: int 
     data = CloneData([], [], [], [])
     for start in tqdm(range(0, len(wanted), rows_per_call), desc="self-clone targets", leave=False):
         chunk = wanted[start : start + rows_per_call]
-        out = cache.generate(
-            chunk, None, cfg.sampling, seed=derive_seed(cfg.seed, "selfclone-targets", start)
-        )
+        out = cache.generate(chunk, None, cfg.sampling, seed=derive_seed(cfg.seed, "selfclone-targets", start))
         lengths = [len(t) for t in cache.targets(out, add_end=False)]
         for i, reply, n in zip(chunk, out, lengths, strict=True):
             if any(c.isalpha() for c in reply):
@@ -202,24 +198,17 @@ class SelfCloner:
             raise ValueError(f"Self-cloning trains a learned up-projection; got prefix.kind={prefix.kind!r}.")
         if cfg.state not in STATES:
             raise ValueError(f"selfclone.state={cfg.state!r} is not one of {STATES}.")
-        if not dialogues:
-            raise ValueError("Self-cloning needs at least one dialogue.")
+        if cfg.pool not in ("last", "mean"):
+            raise ValueError(f"selfclone.pool={cfg.pool!r} is not one of: last, mean.")
         self.lm, self.prefix, self.cfg, self.folder = lm, prefix, cfg, Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        chosen = np.random.default_rng(derive_seed(cfg.seed, "selfclone-dialogues")).permutation(
-            len(dialogues)
-        )
-        self.dialogues = [dialogues[i] for i in sorted(chosen[: cfg.dialogues].tolist())]
-        self.cache = PromptCache(lm, self.dialogues)
-        self.data = self._data()
+        self.data = self._data(dialogues)
+        self.dialogues = self.data.dialogues
         embedding = lm.model.get_input_embeddings().weight
         torch.manual_seed(derive_seed(cfg.seed, "selfclone-init"))
-        self.projection = build_projection(
-            embedding, PrefixConfig(**{**asdict(prefix), "path": None}), cache_folder
-        )
-        self.states = self.cache.states(
-            self.data.index, self.data.replies if cfg.state != "dialogue" else None, layer=cfg.layer
-        )
+        self.projection = build_projection(embedding, PrefixConfig(**{**asdict(prefix), "path": None}), cache_folder)
+        replies = self.data.replies if cfg.state != "dialogue" else None
+        self.states = self.cache.states(self.data.index, replies, layer=cfg.layer, pool=cfg.pool)
         self.planner = Planner(lm.hidden_size, prefix.action_dim, cfg.hidden_sizes)
         self.planner.fit_normaliser(self.states)
         self.optimizer = torch.optim.Adam(
@@ -230,19 +219,24 @@ class SelfCloner:
         )
 
     # ------------------------------------------------------------------------------------ data
-    def _data(self) -> CloneData:
-        """Sampled targets, cached in ``data.json`` so a resumed run trains on the same pairs."""
+    def _data(self, dialogues: Sequence[Chat]) -> CloneData:
+        """Cloning targets, sampled once and kept in ``data.json``.
+
+        A resumed run trains on the stored pairs (and their dialogues) whatever dialogues it is
+        given, so resuming never depends on regenerating the same chats.
+        """
         path = self.folder / "data.json"
-        dialogues = [[dict(m) for m in d] for d in self.dialogues]
         if path.is_file():
             data = CloneData(**json.loads(path.read_text()))
-            if data.dialogues != dialogues:
-                raise ValueError(
-                    f"{path} was sampled for other dialogues; delete it or use another output folder."
-                )
+            self.cache = PromptCache(self.lm, data.dialogues)
             return data
+        if not dialogues:
+            raise ValueError("Self-cloning needs at least one dialogue.")
+        chosen = np.random.default_rng(derive_seed(self.cfg.seed, "selfclone-dialogues")).permutation(len(dialogues))
+        picked = [[dict(m) for m in dialogues[i]] for i in sorted(chosen[: self.cfg.dialogues].tolist())]
+        self.cache = PromptCache(self.lm, picked)
         data = sample_targets(self.cache, self.cfg)
-        data.dialogues = dialogues
+        data.dialogues = picked
         _write_json(path, asdict(data))
         return data
 
@@ -397,6 +391,13 @@ class SelfCloner:
         return record
 
 
+def _settings(selfclone: dict, prefix: dict) -> dict:
+    """The settings a trained projection depends on (not run length, paths or the RL-time scale)."""
+    out = {f"selfclone.{k}": v for k, v in selfclone.items() if k not in RUN_FIELDS}
+    out.update({f"prefix.{k}": v for k, v in prefix.items() if k not in ("path", "norm")})
+    return out
+
+
 def projection_folder(artefacts: str | Path, cfg: SelfCloneConfig) -> Path:
     """Where the projection trained with ``cfg`` is cached: ``<model artefacts>/projections/<name>``."""
     return Path(artefacts) / "projections" / cfg.name
@@ -417,8 +418,17 @@ def ensure_projection(
     needed (building first-turn chats costs generation).
     """
     folder = projection_folder(artefacts, cfg)
-    if (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete"):
+    record = UpProjection.record_of(folder) if (folder / "projection.json").is_file() else {}
+    if record.get("complete") and record.get("steps", 0) >= cfg.steps:
+        saved, wanted = _settings(record["selfclone"], record["prefix"]), _settings(asdict(cfg), asdict(prefix))
+        if saved != wanted:
+            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+            raise ValueError(
+                f"The projection cached at {folder} was trained with other settings ({', '.join(changed)}). "
+                "Give this setting its own selfclone.name, or delete that folder to retrain."
+            )
         return UpProjection.load(folder, position=prefix.position)
-    chats = dialogues() if callable(dialogues) else dialogues
+    stored = (folder / "data.json").is_file()  # a resumed run reuses its stored dialogues
+    chats = [] if stored else dialogues() if callable(dialogues) else dialogues
     SelfCloner(lm, chats, prefix, cfg, folder, cache_folder=Path(artefacts)).train(progress=progress)
     return UpProjection.load(folder, position=prefix.position)

@@ -66,8 +66,9 @@ def test_next_token_and_greedy_generation_match(lm, cache):
     strong = SamplingConfig(max_new_tokens=16, do_sample=False, repetition_penalty=5.0)
     penalised = cache.generate([0, 1, 2], None, strong)
     assert penalised == lm.generate(DIALOGUES, None, strong)
-    assert penalised != cache.generate([0, 1, 2], None, SamplingConfig(max_new_tokens=16, do_sample=False,
-                                                                     repetition_penalty=1.0))
+    assert penalised != cache.generate(
+        [0, 1, 2], None, SamplingConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+    )
 
 
 def test_sampling_is_seeded_and_states_read_the_reply(lm, cache):
@@ -78,9 +79,7 @@ def test_sampling_is_seeded_and_states_read_the_reply(lm, cache):
     states = cache.states([0, 0], ["Deal!", "No, I am leaving."])
     assert states.shape == (2, lm.hidden_size) and not torch.allclose(states[0], states[1])
     rendered = [list(DIALOGUES[0]) + [{"role": "assistant", "content": "Deal!"}]]
-    ids = lm.tokenizer(lm.render(rendered[0], add_generation_prompt=False), add_special_tokens=False)[
-        "input_ids"
-    ]
+    ids = lm.tokenizer(lm.render(rendered[0], add_generation_prompt=False), add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         out = lm.model(
             input_ids=torch.tensor([ids[: ids.index(lm.tokenizer.eos_token_id, len(cache.heads[0])) + 1]]),
@@ -88,3 +87,6 @@ def test_sampling_is_seeded_and_states_read_the_reply(lm, cache):
         )
     assert torch.allclose(states[0], out.hidden_states[-1][0, -1], atol=1e-4)
     assert torch.allclose(cache.states([2, 1]), lm.states([DIALOGUES[2], DIALOGUES[1]]), atol=1e-4)
+    pooled = cache.states([0], ["Deal!"], layer=1, pool="mean")
+    n = len(cache.targets(["Deal!"])[0])
+    assert torch.allclose(pooled[0], out.hidden_states[1][0, -n:].mean(0), atol=1e-4)

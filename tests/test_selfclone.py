@@ -51,7 +51,7 @@ def lm(tiny_model_dir) -> FrozenLM:
 @pytest.fixture(scope="module")
 def trained(lm, tmp_path_factory) -> tuple[SelfCloner, dict]:
     before = [p.detach().clone() for p in lm.model.parameters()]
-    cloner = SelfCloner(lm, DIALOGUES, PREFIX, config(), tmp_path_factory.mktemp("clone"))
+    cloner = SelfCloner(lm, DIALOGUES, PREFIX, config(pool="mean", layer=1), tmp_path_factory.mktemp("clone"))
     record = cloner.train(progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters(), strict=True))  # LM untouched
     return cloner, record
@@ -81,7 +81,7 @@ def test_different_actions_give_different_greedy_replies(trained, lm):
 def test_resumed_training_matches_an_uninterrupted_run(lm, tmp_path):
     short = SelfCloner(lm, DIALOGUES, PREFIX, config(steps=6, checkpoint_every=3), tmp_path / "a")
     short.train(progress=False)
-    resumed = SelfCloner(lm, DIALOGUES, PREFIX, config(steps=10, checkpoint_every=3), tmp_path / "a")
+    resumed = SelfCloner(lm, [], PREFIX, config(steps=10, checkpoint_every=3), tmp_path / "a")  # stored data
     record = resumed.train(progress=False)
     straight = SelfCloner(lm, DIALOGUES, PREFIX, config(steps=10, checkpoint_every=3), tmp_path / "b")
     assert straight.train(progress=False)["loss_final"] == pytest.approx(record["loss_final"], abs=1e-5)
@@ -103,6 +103,10 @@ def test_dialogue_state_and_start_position_and_cached_reuse(lm, tmp_path):
     never = lambda: pytest.fail("chats were built although the projection is cached")  # noqa: E731
     ensure_projection(lm, never, start, cfg, tmp_path, progress=False)  # complete: loaded, not retrained
     assert (folder / "projection.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match=r"other settings \(selfclone.lr\)"):
+        ensure_projection(lm, never, start, config(steps=3, state="dialogue", name="plain", lr=0.1), tmp_path)
+    longer = ensure_projection(lm, DIALOGUES, start, config(steps=5, state="dialogue", name="plain"), tmp_path)
+    assert UpProjection.record_of(folder)["steps"] == 5 and longer.cfg.kind == "learned"  # resumed to 5 steps
 
 
 def test_bad_settings_are_rejected(lm, tmp_path):
@@ -137,9 +141,7 @@ def test_presets_compose_into_the_schemas(name):
     raw = OmegaConf.load(CONF / f"{name}.yaml")
     node = raw.get("prefix", raw)
     prefix = OmegaConf.to_object(
-        OmegaConf.merge(
-            OmegaConf.structured(PrefixConfig), {k: v for k, v in node.items() if k != "defaults"}
-        )
+        OmegaConf.merge(OmegaConf.structured(PrefixConfig), {k: v for k, v in node.items() if k != "defaults"})
     )
     assert prefix.position == ("start" if name == "pca_start" else "before_reply")
     assert prefix.kind == ("pca" if name.startswith("pca") else "learned")
