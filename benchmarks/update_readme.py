@@ -56,18 +56,17 @@ def runs_table(name: str, dims: tuple[str, ...] = ("reward",)) -> str:
     if data is None:
         return f"_Not measured yet (benchmarks/results/{name}.json)._"
     lines = [data.get("note", ""), ""] if data.get("note") else []
-    header = "| run | seed | condition | " + " | ".join(f"{d} mean [95% CI]" for d in dims) + " | " + \
+    header = "| seed | condition | " + " | ".join(f"{d} mean [95% CI]" for d in dims) + " | " + \
         " | ".join(f"Δ {d} vs unsteered [95% CI] (p)" for d in dims) + " |"
-    lines += [header, "|" + " --- |" * (3 + 2 * len(dims))]
-    for run in data["runs"]:
-        label = Path(run["run"]).name
+    lines += [header, "|" + " --- |" * (2 + 2 * len(dims))]
+    for run in sorted(data["runs"], key=lambda r: r["seed"] or 0):
         for condition, per_dim in run["results"].items():
             cells = [interval(per_dim[d]) if d in per_dim else "—" for d in dims]
             deltas = [delta(per_dim[d]) if d in per_dim else "—" for d in dims]
-            lines.append(f"| {label} | {run['seed']} | {condition} | " + " | ".join(cells + deltas) + " |")
+            lines.append(f"| {run['seed']} | {condition} | " + " | ".join(cells + deltas) + " |")
     meta = data["runs"][0]["metadata"] if data["runs"] else {}
     if meta:
-        lines += ["", "Setup: " + "; ".join(f"{k}: {v}" for k, v in meta.items() if k != "round") + "."]
+        lines += ["", "Setup: " + "; ".join(f"{k}: {v}" for k, v in meta.items() if k not in ("round", "seed")) + "."]
     return "\n".join(lines)
 
 
