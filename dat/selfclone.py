@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,13 +33,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dat.dialogue import Dialogue, DialogueTask, EnvConfig, Lockstep
+from dat.clonedata import Chat, CloneData, opening_chats, sample_targets
 from dat.llm import FrozenLM, SamplingConfig
 from dat.prefix import PrefixConfig, UpProjection, build_projection
 from dat.promptcache import PromptCache
 from dat.seeding import derive_seed
 
-Chat = Sequence[Mapping[str, str]]
+__all__ = ["Planner", "SelfCloneConfig", "SelfCloner", "ensure_projection", "opening_chats", "projection_folder"]
 STATES = ("dialogue", "dialogue+target")
 RUN_FIELDS = ("steps", "checkpoint_every", "time_limit_min", "name")  # may change between resumed runs
 
@@ -70,8 +70,8 @@ class SelfCloneConfig:
     """Sampled replies per dialogue (the cloning targets)."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=32))
     """How target replies are sampled from the unsteered model."""
-    layer: int = -1
-    """Hidden layer the state is read from (-1: the last, as DAT)."""
+    depth: float = 1.0
+    """Relative depth of the hidden layer the state is read from: 1.0 = the last (as DAT), 0.5 = the middle."""
     pool: str = "last"
     """dialogue+target only: read the state at the EOS (last, DAT's code) or average the reply's tokens (mean)."""
     seed: int = 0
@@ -124,50 +124,6 @@ class Planner(nn.Module):
         return planner
 
 
-@dataclass
-class CloneData:
-    """Cloning targets: reply ``i`` was sampled for dialogue ``index[i]``; ``ended[i]``: it ended with EOS."""
-
-    dialogues: list[list[dict]]
-    index: list[int]
-    replies: list[str]
-    ended: list[bool]
-
-
-def opening_chats(
-    lm: FrozenLM,
-    tasks: Sequence[DialogueTask],
-    env: EnvConfig,
-    seed: int,
-    sides: Sequence[int] = (0, 1),
-    partner_opens: Sequence[bool] = (True, False),
-) -> list[list[dict]]:
-    """The steered agent's first-turn chats, built by the env's own rules (``dat.dialogue``).
-
-    One chat per task, side and opening: when the partner opens, its opening line is generated
-    (unsteered, one batched call) exactly as an episode starts.
-    """
-    dialogues = [Dialogue.open(t, side, opens, env) for t in tasks for side in sides for opens in partner_opens]
-    Lockstep(lm, None, env).start(dialogues, seed)
-    return [d.view(d.steered) for d in dialogues]
-
-
-def sample_targets(cache: PromptCache, cfg: SelfCloneConfig, rows_per_call: int = 32) -> CloneData:
-    """``replies_per_dialogue`` sampled replies per cached dialogue (replies without letters dropped)."""
-    wanted = [i for i in range(len(cache)) for _ in range(cfg.replies_per_dialogue)]
-    data = CloneData([], [], [], [])
-    for start in tqdm(range(0, len(wanted), rows_per_call), desc="self-clone targets", leave=False):
-        chunk = wanted[start : start + rows_per_call]
-        out = cache.generate(chunk, None, cfg.sampling, seed=derive_seed(cfg.seed, "selfclone-targets", start))
-        lengths = [len(t) for t in cache.targets(out, add_end=False)]
-        for i, reply, n in zip(chunk, out, lengths, strict=True):
-            if any(c.isalpha() for c in reply):
-                data.index.append(i)
-                data.replies.append(reply)
-                data.ended.append(n < cfg.sampling.max_new_tokens)
-    return data
-
-
 def _write_json(path: Path, data: dict) -> None:
     path.with_suffix(".tmp").write_text(json.dumps(data, indent=2))
     path.with_suffix(".tmp").replace(path)
@@ -185,19 +141,14 @@ class SelfCloner:
     >>> record = cloner.train()                                              # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        lm: FrozenLM,
-        dialogues: Sequence[Chat],
-        prefix: PrefixConfig,
-        cfg: SelfCloneConfig,
-        folder: str | Path,
-        cache_folder: Path | None = None,
-    ):
+    def __init__(self, lm: FrozenLM, dialogues: Sequence[Chat], prefix: PrefixConfig, cfg: SelfCloneConfig,
+                 folder: str | Path, cache_folder: Path | None = None):
         if prefix.kind != "learned":
             raise ValueError(f"Self-cloning trains a learned up-projection; got prefix.kind={prefix.kind!r}.")
         if cfg.state not in STATES:
             raise ValueError(f"selfclone.state={cfg.state!r} is not one of {STATES}.")
+        if not 0.0 < cfg.depth <= 1.0:
+            raise ValueError(f"selfclone.depth={cfg.depth} must be in (0, 1] (1.0 = the last layer).")
         if cfg.pool not in ("last", "mean"):
             raise ValueError(f"selfclone.pool={cfg.pool!r} is not one of: last, mean.")
         self.lm, self.prefix, self.cfg, self.folder = lm, prefix, cfg, Path(folder)
@@ -208,15 +159,12 @@ class SelfCloner:
         torch.manual_seed(derive_seed(cfg.seed, "selfclone-init"))
         self.projection = build_projection(embedding, PrefixConfig(**{**asdict(prefix), "path": None}), cache_folder)
         replies = self.data.replies if cfg.state != "dialogue" else None
-        self.states = self.cache.states(self.data.index, replies, layer=cfg.layer, pool=cfg.pool)
+        self.layer = round(cfg.depth * lm.model.config.num_hidden_layers)  # index into hidden_states (0: embeddings)
+        self.states = self.cache.states(self.data.index, replies, layer=self.layer, pool=cfg.pool)
         self.planner = Planner(lm.hidden_size, prefix.action_dim, cfg.hidden_sizes)
         self.planner.fit_normaliser(self.states)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": self.planner.net.parameters(), "lr": cfg.lr},
-                {"params": self.projection.parameters(), "lr": cfg.projection_lr},
-            ]
-        )
+        self.optimizer = torch.optim.Adam([{"params": self.planner.net.parameters(), "lr": cfg.lr},
+                                           {"params": self.projection.parameters(), "lr": cfg.projection_lr}])
 
     # ------------------------------------------------------------------------------------ data
     def _data(self, dialogues: Sequence[Chat]) -> CloneData:
@@ -241,13 +189,8 @@ class SelfCloner:
         return data
 
     # ------------------------------------------------------------------------------------ loss
-    def loss(
-        self,
-        rows: Sequence[int],
-        noise: float = 0.0,
-        generator: torch.Generator | None = None,
-        prefixed: bool = True,
-    ) -> tuple[Tensor, Tensor]:
+    def loss(self, rows: Sequence[int], noise: float = 0.0, generator: torch.Generator | None = None,
+             prefixed: bool = True) -> tuple[Tensor, Tensor]:
         """Summed NLL and token count of pairs ``rows`` (the cloning loss; no prefix if not ``prefixed``)."""
         index = [self.data.index[r] for r in rows]
         replies = [self.data.replies[r] for r in rows]
@@ -267,12 +210,8 @@ class SelfCloner:
             part = [j for j, e in enumerate(ended) if e == end]
             if part:
                 total, count = self.lm.reply_logprobs(
-                    [self.dialogues[index[j]] for j in part],
-                    [replies[j] for j in part],
-                    None if prefixes is None else [prefixes[j] for j in part],
-                    self.prefix.position,
-                    add_end=end,
-                )
+                    [self.dialogues[index[j]] for j in part], [replies[j] for j in part],
+                    None if prefixes is None else [prefixes[j] for j in part], self.prefix.position, add_end=end)
                 nll, tokens = nll - total.sum(), tokens + count.sum()
         return nll, tokens
 
@@ -299,18 +238,9 @@ class SelfCloner:
 
     def _checkpoint(self, step: int, history: list[float], seconds: float) -> None:
         tmp = self.folder / "checkpoint.tmp"
-        torch.save(
-            {
-                "step": step,
-                "history": history,
-                "seconds": seconds,
-                "config": self._fingerprint(),
-                "planner": self.planner.state_dict(),
-                "projection": self.projection.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-            },
-            tmp,
-        )
+        torch.save({"step": step, "history": history, "seconds": seconds, "config": self._fingerprint(),
+                    "planner": self.planner.state_dict(), "projection": self.projection.state_dict(),
+                    "optimizer": self.optimizer.state_dict()}, tmp)
         tmp.replace(self.folder / "checkpoint.pt")
 
     def _resume(self) -> tuple[int, list[float], float]:
@@ -340,10 +270,7 @@ class SelfCloner:
         if record_path.is_file():
             baseline = json.loads(record_path.read_text())
         else:
-            baseline = {
-                "loss_unsteered": self.evaluate(probe, prefixed=False),
-                "loss_init": self.evaluate(probe),
-            }
+            baseline = {"loss_unsteered": self.evaluate(probe, prefixed=False), "loss_init": self.evaluate(probe)}
             _write_json(record_path, baseline)
         bar = tqdm(total=cfg.steps, initial=step, desc="self-clone", disable=not progress)
         while step < cfg.steps:
@@ -372,22 +299,14 @@ class SelfCloner:
         with torch.no_grad():
             actions = self.planner(self.states)
         record = {
-            "model": self.lm.name,
-            "selfclone": asdict(cfg),
-            "prefix": asdict(self.prefix),
-            "dialogues": len(self.data.dialogues),
-            "pairs": len(self.data.replies),
-            "steps": step,
-            **baseline,
-            "loss_final": self.evaluate(probe),
-            "loss_last10": float(np.mean(history[-10:] or [0.0])),
-            "action_abs_mean": float(actions.abs().mean()),
-            "action_spread": float(actions.std(0).mean()),
-            "minutes": round(elapsed() / 60, 2),
-            "complete": step >= cfg.steps,
+            "model": self.lm.name, "selfclone": asdict(cfg), "prefix": asdict(self.prefix),
+            "dialogues": len(self.data.dialogues), "pairs": len(self.data.replies), "steps": step, **baseline,
+            "loss_final": self.evaluate(probe), "loss_last10": float(np.mean(history[-10:] or [0.0])),
+            "action_abs_mean": float(actions.abs().mean()), "action_spread": float(actions.std(0).mean()),
+            "minutes": round(elapsed() / 60, 2), "complete": step >= cfg.steps,
         }
         self.projection.save(self.folder, record=record)
-        self.planner.save(self.folder, record={"state": cfg.state, "layer": cfg.layer, "model": self.lm.name})
+        self.planner.save(self.folder, record={"state": cfg.state, "layer": self.layer, "model": self.lm.name})
         return record
 
 
@@ -403,14 +322,8 @@ def projection_folder(artefacts: str | Path, cfg: SelfCloneConfig) -> Path:
     return Path(artefacts) / "projections" / cfg.name
 
 
-def ensure_projection(
-    lm: FrozenLM,
-    dialogues: Sequence[Chat] | Callable[[], Sequence[Chat]],
-    prefix: PrefixConfig,
-    cfg: SelfCloneConfig,
-    artefacts: str | Path,
-    progress: bool = True,
-) -> UpProjection:
+def ensure_projection(lm: FrozenLM, dialogues: Sequence[Chat] | Callable[[], Sequence[Chat]], prefix: PrefixConfig,
+                      cfg: SelfCloneConfig, artefacts: str | Path, progress: bool = True) -> UpProjection:
     """The learned projection for ``cfg``: loaded when a complete one is cached, else trained (or resumed).
 
     ``artefacts`` is ``dat.loading.artefact_folder(model_cfg)``; the PCA basis that initialises the

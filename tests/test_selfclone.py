@@ -51,7 +51,7 @@ def lm(tiny_model_dir) -> FrozenLM:
 @pytest.fixture(scope="module")
 def trained(lm, tmp_path_factory) -> tuple[SelfCloner, dict]:
     before = [p.detach().clone() for p in lm.model.parameters()]
-    cloner = SelfCloner(lm, DIALOGUES, PREFIX, config(pool="mean", layer=1), tmp_path_factory.mktemp("clone"))
+    cloner = SelfCloner(lm, DIALOGUES, PREFIX, config(pool="mean", depth=0.5), tmp_path_factory.mktemp("clone"))
     record = cloner.train(progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters(), strict=True))  # LM untouched
     return cloner, record
