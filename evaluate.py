@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import shutil  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -26,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
+from dat.episodes import save_episodes  # noqa: E402
 from dat.evaluation import BASELINE, eval_metrics, summarize, transcript_rows  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
@@ -146,14 +148,9 @@ def _sampling(cfg: EvaluateConfig) -> str:
 
 
 def _save_transcripts(runs, out: Path) -> None:
-    from dat.episodes import save_episodes
-
     for name, episodes in runs.items():
         folder = out / "episodes" / name
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
         save_episodes(folder, episodes)
 
 

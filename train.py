@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import shutil  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -152,8 +153,6 @@ def _plain(cfg: TrainConfig) -> dict:
 
 def _fresh(folder: Path) -> Path:
     """An empty folder: a round interrupted before its checkpoint is collected again, not twice."""
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
