@@ -70,6 +70,14 @@ def runs_table(name: str, dims: tuple[str, ...] = ("reward",)) -> str:
     return "\n".join(lines)
 
 
+def report_section(name: str) -> str:
+    """An evaluate.py report (evaluation.md copied to benchmarks/results/<name>.md), without its title."""
+    md = RESULTS / f"{name}.md"
+    if not md.is_file():
+        return f"_Not measured yet (benchmarks/results/{name}.md from evaluate.py)._"
+    return "\n".join(line for line in md.read_text().splitlines() if not line.startswith("# ")).strip()
+
+
 def throughput() -> str:
     parts = []
     gen = load("generation")
@@ -151,8 +159,7 @@ def td3bc() -> str:
 SECTIONS = {
     "steerability": steerability,
     "sanity": lambda: runs_table("sanity"),
-    "sotopia": lambda: runs_table("sotopia", ("reward", "goal", "believability", "knowledge", "relationship",
-                                              "secret", "social_rules", "financial_and_material_benefits")),
+    "sotopia": lambda: report_section("sotopia_hard"),
     "throughput": throughput,
     "td3bc": td3bc,
 }
