@@ -329,7 +329,7 @@ def markdown(results: dict) -> str:
         + " | ".join(f"{noise[r]['corr']['corr']:+.2f}" for r in REWARDS)
         + f" | - | 0 | {100 * base['degenerate']:.1f} % | - |"
     )
-    for name, res in results["configs"].items():
+    for name, res in {**results["configs"], **results.get("tried", {})}.items():
         rw = res["rewards"]
         lines.append(
             f"| {name} | {res['prefix']['position']} | {res['prefix_norm']:.1f} | "
@@ -347,7 +347,7 @@ def markdown(results: dict) -> str:
         "best-of-K advantage (± SE) | correlation permutation p |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, res in results["configs"].items():
+    for name, res in {**results["configs"], **results.get("tried", {})}.items():
         for r in REWARDS:
             s = res["rewards"][r]
             lines.append(
@@ -381,6 +381,9 @@ def main() -> None:
         "--force", action="store_true", help="re-measure configurations cached from earlier runs"
     )
     parser.add_argument("--out", default=str(common.RESULTS))
+    parser.add_argument(
+        "--tried", nargs="*", default=[], help="earlier variants to list too (cached results of that name)"
+    )
     args = parser.parse_args()
 
     model_cfg = ModelConfig(name=args.model)
@@ -406,7 +409,7 @@ def main() -> None:
     scorer = Scorer(lm, prompts, embedder)
     print(f"{len(prompts)} prompts; baseline ...", flush=True)
     base = baseline(lm, prompts, scorer, args, sampling)
-    settings = {k: v for k, v in vars(args).items() if k not in ("configs", "force", "out", "clone_only")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("configs", "force", "out", "clone_only", "tried")}
     settings["prompts"] = len(prompts)
     out_path = Path(args.out) / (
         "steerability.json" if args.split == "eval" else f"steerability_{args.split}.json"
@@ -426,6 +429,8 @@ def main() -> None:
         }
     )
     results.setdefault("configs", {})
+    for name in args.tried:  # variants measured earlier whose preset has since changed; kept for the record
+        results.setdefault("tried", {})[name] = json.loads((work / f"{name}.json").read_text())
     for name in args.configs:
         cached = work / f"{name}.json"
         if cached.is_file() and not args.force:

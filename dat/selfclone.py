@@ -64,6 +64,8 @@ class SelfCloneConfig:
     """Clip the global gradient norm to this value."""
     action_noise: float = 0.1
     """Std of Gaussian noise added to the action in training (then clipped to [-1, 1])."""
+    code_prior: float = 0.0
+    """Weight pulling the mean and covariance of all codes to those of uniform random actions (0, I/3)."""
     dialogues: int = 96
     """Use at most this many of the given dialogues (a seeded random subset when there are more)."""
     replies_per_dialogue: int = 2
@@ -215,6 +217,20 @@ class SelfCloner:
                 nll, tokens = nll - total.sum(), tokens + count.sum()
         return nll, tokens
 
+    def prior_gap(self) -> Tensor:
+        """How far the codes of all pairs are from uniform random actions, in mean and covariance.
+
+        Without it the planner's codes crowd into a few directions (saturated and correlated), and
+        the projection learns to read only those: a random action from the RL's action box then
+        barely moves the LM. Matching the first two moments of U[-1, 1]^d makes random actions look
+        like codes. The planner is cheap, so this is computed over every pair at each step.
+        """
+        codes = self.planner(self.states)
+        centred = codes - codes.mean(0)
+        cov = centred.T @ centred / (codes.shape[0] - 1)
+        target = torch.eye(codes.shape[1]) / 3.0
+        return (codes.mean(0) ** 2).sum() + ((cov - target) ** 2).sum() / codes.shape[1]
+
     def evaluate(self, rows: Sequence[int], prefixed: bool = True) -> float:
         """Mean NLL per reply token over ``rows`` (planner actions without noise)."""
         nll, count = 0.0, 0.0
@@ -279,13 +295,15 @@ class SelfCloner:
             generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "selfclone-noise", step))
             nll, count = self.loss(self._order(step), cfg.action_noise, generator)
             loss = nll / count
+            if cfg.code_prior > 0:
+                loss = loss + cfg.code_prior * self.prior_gap()
             self.optimizer.zero_grad()
             loss.backward()
             params = list(self.planner.parameters()) + list(self.projection.parameters())
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             self.optimizer.step()
             step += 1
-            history.append(float(loss.detach()))
+            history.append(float((nll / count).detach()))  # the cloning loss alone
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-10:]):.3f}")
             if on_step is not None:
@@ -303,6 +321,7 @@ class SelfCloner:
             "dialogues": len(self.data.dialogues), "pairs": len(self.data.replies), "steps": step, **baseline,
             "loss_final": self.evaluate(probe), "loss_last10": float(np.mean(history[-10:] or [0.0])),
             "action_abs_mean": float(actions.abs().mean()), "action_spread": float(actions.std(0).mean()),
+            "code_prior_gap": float(self.prior_gap().detach()),
             "minutes": round(elapsed() / 60, 2), "complete": step >= cfg.steps,
         }
         self.projection.save(self.folder, record=record)
