@@ -4,15 +4,19 @@ runs them) vs the batched lockstep runner with N dialogues per generation call.
 Every condition plays the same episodes (same seeds, so the same tasks and sides) from the bundled
 scenario set: ``--dialogues`` dialogues of ``--rounds`` rounds, random actions through the PCA
 up-projection, sampled decoding (the collection default) capped at ``--new-tokens`` tokens per
-utterance. The judge is a constant (judging cost is not part of this measurement). Reported per
-condition: wall time, dialogues/hour, generated tokens/s (tokens of the utterances actually
-produced, prefill included in the time), and the machine load around it.
+utterance. The judge is a constant (judging cost is not part of this measurement). The sequential
+run reads every chat whole at every turn, as DAT's code does; the batched runs keep each chat's
+keys and values between turns (``env.kv_cache``, the default), and one batched run without that
+cache separates the two gains. Reported per condition: wall time, dialogues/hour, generated
+tokens/s (tokens of the utterances actually produced, prefill included in the time), and the machine
+load around it.
 """
 
 from __future__ import annotations
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import common  # noqa: F401  (CPU settings before torch)
 
@@ -28,13 +32,14 @@ def constant_judge(records):
     return [0.0] * len(records)
 
 
-def run(lm, projection, tasks, cfg, n, batch_size, seed) -> dict:
+def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
-    episodes = collect(lm, projection, tasks, "random", n, cfg, constant_judge, seed, batch_size=batch_size,
-                       stats=stats)
+    episodes = collect(lm, projection, tasks, "random", n, replace(cfg, kv_cache=kv_cache), constant_judge, seed,
+                       batch_size=batch_size, stats=stats)
     return {
         "batch_size": batch_size,
+        "kv_cache": kv_cache,
         "dialogues": len(episodes),
         "seconds": round(stats["perf/rollout_seconds"], 1),
         "dialogues_per_hour": round(stats["perf/dialogues_per_hour"], 1),
@@ -51,7 +56,8 @@ def main() -> None:
     parser.add_argument("--dialogues", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16], help="batched runs (with kv cache)")
+    parser.add_argument("--uncached-batch", type=int, default=16, help="batched run without kv cache (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = ModelConfig()
@@ -61,8 +67,9 @@ def main() -> None:
     cfg = EnvConfig(max_turns=args.rounds, sampling=SamplingConfig(max_new_tokens=args.new_tokens))
     lm.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))  # warm-up
     rows = []
-    for batch_size in [1, *args.batches]:
-        rows.append(run(lm, projection, tasks, cfg, args.dialogues, batch_size, args.seed))
+    plan = [(1, False)] + [(args.uncached_batch, False)] * bool(args.uncached_batch) + [(b, True) for b in args.batches]
+    for batch_size, kv_cache in plan:
+        rows.append(run(lm, projection, tasks, cfg, args.dialogues, batch_size, kv_cache, args.seed))
         print(rows[-1], flush=True)
     base = rows[0]["dialogues_per_hour"]
     for row in rows:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dat.kvcache import Cached
 from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
 from dat.prefix import UpProjection
 from dat.records import DialogueRecord, Utterance
@@ -58,6 +59,9 @@ class EnvConfig:
     """User message the opening agent reads before its first line; "" leaves it out."""
     state_layer: int = -1
     """Hidden layer whose last-token vector is the RL state (-1: the last, as DAT)."""
+    kv_cache: bool = True
+    """Keep each agent's keys/values between turns so a call reads only the new tokens (same results,
+    less compute; a prefix at ``start`` still makes the steered line re-read its whole chat)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Decoding of every utterance (both agents); do_sample=false for greedy."""
 
@@ -121,6 +125,8 @@ class Dialogue:
     """The latest observation (kept so a dialogue too long to encode repeats its last state)."""
     paid: float = 0.0
     """Reward paid so far (per-turn rewards pay the change of the judged reward)."""
+    caches: dict[int, Cached] = field(default_factory=dict, repr=False, compare=False)
+    """Per agent: keys and values of its chat as last read (dropped when the dialogue ends)."""
 
     @classmethod
     def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig) -> Dialogue:
@@ -141,6 +147,9 @@ class Dialogue:
 
     def record(self) -> DialogueRecord:
         return self.task.record(list(self.turns), self.steered)
+
+    def cache(self, agent: int) -> Cached:
+        return self.caches.setdefault(agent, Cached())
 
 
 class Lockstep:
@@ -165,7 +174,7 @@ class Lockstep:
         openers = [d for d in dialogues if d.partner_opens]
         for d in openers:
             self._require(d, d.partner, 0, budget)
-        texts = self._generate([d.view(d.partner) for d in openers], None, seed)
+        texts = self._generate(openers, [d.partner for d in openers], None, seed)
         for d, text in zip(openers, texts, strict=True):
             d.turns.append(Utterance(d.partner, text))
         for d in dialogues:
@@ -176,7 +185,8 @@ class Lockstep:
         fit = [d for d in dialogues if self.lm.fits(d.view(d.steered))]
         if fit:
             self.counts["states_calls"] += 1
-            states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer)
+            states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
+                                    caches=self._caches(fit, [d.steered for d in fit]))
             for d, s in zip(fit, states, strict=True):
                 d.state = s
         for d in dialogues:
@@ -197,7 +207,7 @@ class Lockstep:
                 raise ValueError("Actions were given but there is no up-projection to make prefixes of them.")
             with torch.no_grad():
                 prefixes = list(self.projection(actions.float()))
-        texts = self._generate([d.view(d.steered) for d in dialogues], prefixes, seeds[0])
+        texts = self._generate(dialogues, [d.steered for d in dialogues], prefixes, seeds[0])
         budget = self.cfg.sampling.max_new_tokens
         replying = []
         for d, text in zip(dialogues, texts, strict=True):
@@ -207,11 +217,14 @@ class Lockstep:
                 d.truncated = True
                 continue
             replying.append(d)
-        texts = self._generate([d.view(d.partner) for d in replying], None, seeds[1])
+        texts = self._generate(replying, [d.partner for d in replying], None, seeds[1])
         for d, text in zip(replying, texts, strict=True):
             if not self._add(d, d.partner, text) and not self.lm.fits(
                     d.view(d.steered), self.prefix_tokens, budget):
                 d.truncated = True
+        for d in dialogues:
+            if d.done:
+                d.caches.clear()
 
     def _add(self, d: Dialogue, agent: int, text: str) -> bool:
         """Append an utterance; return whether it ended the dialogue (leave phrase or last turn)."""
@@ -222,11 +235,19 @@ class Lockstep:
             d.terminated = True
         return d.terminated
 
-    def _generate(self, chats: list[list[dict]], prefixes: list[Tensor] | None, seed: int) -> list[str]:
-        if not chats:
+    def _caches(self, dialogues: Sequence[Dialogue], agents: Sequence[int]) -> list[Cached] | None:
+        if not self.cfg.kv_cache:
+            return None
+        return [d.cache(agent) for d, agent in zip(dialogues, agents, strict=True)]
+
+    def _generate(self, dialogues: Sequence[Dialogue], agents: Sequence[int], prefixes: list[Tensor] | None,
+                  seed: int) -> list[str]:
+        if not dialogues:
             return []
         sampling = replace(self.cfg.sampling, seed=int(seed))
-        raw = self.lm.generate(chats, prefixes, sampling, position=self.position)
+        chats = [d.view(agent) for d, agent in zip(dialogues, agents, strict=True)]
+        raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
+                               caches=self._caches(dialogues, agents))
         self.counts["generate_calls"] += 1
         self.counts["utterances"] += len(raw)
         lengths = [len(ids) for ids in self.lm.tokenizer(raw, add_special_tokens=False)["input_ids"]]

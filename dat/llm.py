@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
+from dat import kvcache
+from dat.kvcache import Cached
 from dat.loading import DEFAULT_MODEL, ModelConfig, load_model
 
 Message = Mapping[str, str]
@@ -111,14 +113,22 @@ class FrozenLM:
 
     # ----------------------------------------------------------------------------------- states
     @torch.no_grad()
-    def states(self, dialogues: Sequence[Dialogue], layer: int = -1) -> Tensor:
-        """Last-token hidden states ``(batch, hidden)`` in float32, without any prefix (the RL state)."""
+    def states(self, dialogues: Sequence[Dialogue], layer: int = -1, caches: Sequence[Cached] | None = None) -> Tensor:
+        """Last-token hidden states ``(batch, hidden)`` in float32, without any prefix (the RL state).
+
+        With ``caches`` (one per dialogue, kept by the caller between calls) only the tokens each chat
+        gained since its cache was filled are computed; the cache then holds the chat up to its reply header.
+        """
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
-        batch = self._splice(ids, None, "start")
-        out = self.model(
-            inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
-        )
+        if caches is not None:
+            rows = self._cached_rows(ids, caches, [None] * len(ids))
+            out = kvcache.forward(self.model, caches, rows, output_hidden_states=True, logits_to_keep=1)
+        else:
+            batch = self._splice(ids, None, "start")
+            out = self.model(
+                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
+            )
         return out.hidden_states[layer][:, -1, :].float()
 
     # ----------------------------------------------------------------------------------- generation
@@ -130,24 +140,50 @@ class FrozenLM:
         sampling: SamplingConfig | None = None,
         position: str = "start",
         seed: int | None = None,
+        caches: Sequence[Cached] | None = None,
     ) -> list[str]:
-        """Generate the next utterance for each dialogue, each steered by its own prefix (or none)."""
+        """Generate the next utterance for each dialogue, each steered by its own prefix (or none).
+
+        ``caches`` (one per dialogue) are used, and brought up to date, when the prefixes leave the
+        chat before the reply header untouched: no prefix, or ``position="before_reply"``. A prefix at
+        ``start`` shifts every token after it, so those calls read the whole chat again.
+        """
         sampling = sampling or SamplingConfig()
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
         ids = [
             self._checked_ids(d, 0 if p is None else p.shape[0], sampling.max_new_tokens)
             for d, p in zip(dialogues, prefixes, strict=True)
         ]
-        batch = self._splice(ids, prefixes, position)
-        config = self._generation_config(sampling)
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        config, processors = self._generation_config(sampling), self._penalty(sampling)
+        seed = sampling.seed if seed is None else seed
+        reusable = position == "before_reply" or all(p is None for p in prefixes)
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
-            torch.manual_seed(sampling.seed if seed is None else seed)
-            out = self.model.generate(
-                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config,
-                logits_processor=self._penalty(sampling),
-            )
-        return [self._decode(row) for row in out.tolist()]
+            if caches is not None and reusable:
+                rows = self._cached_rows(ids, caches, prefixes)
+                out = kvcache.generate(self.model, caches, rows, config, processors, seed)
+            else:
+                batch = self._splice(ids, prefixes, position)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    out = self.model.generate(
+                        inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config,
+                        logits_processor=processors,
+                    ).tolist()
+        return [self._decode(row) for row in out]
+
+    def _cached_rows(self, ids: list[list[int]], caches: Sequence[Cached], prefixes) -> list[Tensor]:
+        """Extend each cache to its chat's head (all but the reply header); return [prefix, header] embeddings."""
+        if len(caches) != len(ids):
+            raise ValueError(f"Got {len(caches)} caches for {len(ids)} dialogues; pass one per dialogue.")
+        cut = [self.insert_index(i, "before_reply") for i in ids]
+        kvcache.extend(self.model, caches, [i[:c] for i, c in zip(ids, cut, strict=True)])
+        embedding = self.model.get_input_embeddings()
+        rows = []
+        for i, c, p in zip(ids, cut, prefixes, strict=True):
+            header = embedding(torch.tensor(i[c:], dtype=torch.long))
+            rows.append(header if p is None else torch.cat([p.to(header.dtype), header], 0))
+        return rows
 
     def reply_logprobs(
         self,

@@ -13,12 +13,14 @@ distributions and sampled replies, and is differentiable in the prefix like ``re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
 
+from dat import kvcache
+from dat.kvcache import Cached
 from dat.llm import ContextOverflowError, Dialogue, FrozenLM, SamplingConfig
 
 Prefixes = Sequence[Tensor | None] | Tensor | None
@@ -33,70 +35,25 @@ class PromptCache:
 
     def __init__(self, lm: FrozenLM, dialogues: Sequence[Dialogue], batch_size: int = 8):
         self.lm = lm
-        self.heads: list[list[int]] = []
         self.header: list[int] | None = None
+        heads = []
         for d in dialogues:
             ids = lm.encode(d)
             split = lm.insert_index(ids, "before_reply")
             if self.header is not None and ids[split:] != self.header:
                 raise ValueError("Dialogues end with different reply headers; cache them separately.")
             self.header = ids[split:]
-            self.heads.append(ids[:split])
-        self.keys: list[list[Tensor]] = []  # per dialogue, per layer: (kv_heads, T, head_dim)
-        self.values: list[list[Tensor]] = []
-        for start in range(0, len(self.heads), batch_size):
-            self._prefill(self.heads[start : start + batch_size])
+            heads.append(ids[:split])
+        self.entries = [Cached() for _ in heads]
+        for start in range(0, len(heads), batch_size):
+            kvcache.extend(lm.model, self.entries[start : start + batch_size], heads[start : start + batch_size])
 
     def __len__(self) -> int:
-        return len(self.heads)
+        return len(self.entries)
 
-    @torch.no_grad()
-    def _prefill(self, heads: list[list[int]]) -> None:
-        width = max(len(h) for h in heads)
-        ids = torch.tensor([[self.lm.pad_id] * (width - len(h)) + h for h in heads])
-        mask = torch.tensor([[0] * (width - len(h)) + [1] * len(h) for h in heads])
-        out = self.lm.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        layers = out.past_key_values.layers
-        for i, h in enumerate(heads):
-            self.keys.append([layer.keys[i, :, width - len(h) :].clone() for layer in layers])
-            self.values.append([layer.values[i, :, width - len(h) :].clone() for layer in layers])
-
-    def _assemble(self, index: Sequence[int], suffix_lengths: Sequence[int]) -> tuple[DynamicCache, Tensor, Tensor]:
-        """A batch cache (left-padded) plus the full attention mask and suffix position ids."""
-        lengths = [len(self.heads[i]) for i in index]
-        width, span = max(lengths), max(suffix_lengths)
-        for i, n, s in zip(index, lengths, suffix_lengths, strict=True):
-            if n + s > self.lm.max_context:
-                raise ContextOverflowError(
-                    f"Dialogue {i} has {n} prompt tokens; with {s} more it exceeds the context of "
-                    f"{self.lm.max_context} tokens of {self.lm.name!r}. Shorten the dialogue or the reply "
-                    "budget."
-                )
-        data = []
-        for layer in range(len(self.keys[index[0]])):
-            pair = []
-            for store in (self.keys, self.values):
-                rows = [store[i][layer] for i in index]
-                pair.append(
-                    torch.stack(
-                        [torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1) for r in rows]
-                    )
-                )
-            data.append(tuple(pair))
-        mask = torch.tensor(
-            [
-                [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
-                for n, s in zip(lengths, suffix_lengths, strict=True)
-            ]
-        )
-        positions = torch.stack([torch.arange(span) + n for n in lengths])
-        return DynamicCache(ddp_cache_data=data), mask, positions
+    @property
+    def heads(self) -> list[list[int]]:
+        return [e.ids for e in self.entries]
 
     def _suffixes(self, prefixes: Prefixes, n: int, tails: Sequence[Sequence[int]]) -> list[Tensor]:
         """Per sample: [prefix, reply header, tail tokens] as embeddings."""
@@ -108,18 +65,19 @@ class PromptCache:
             rows.append(tokens if p is None else torch.cat([p.to(tokens.dtype), tokens], 0))
         return rows
 
+    def _check_fit(self, index: Sequence[int], suffix_lengths: Sequence[int]) -> None:
+        for i, s in zip(index, suffix_lengths, strict=True):
+            n = len(self.entries[i])
+            if n + s > self.lm.max_context:
+                raise ContextOverflowError(
+                    f"Dialogue {i} has {n} prompt tokens; with {s} more it exceeds the context of "
+                    f"{self.lm.max_context} tokens of {self.lm.name!r}. Shorten the dialogue or the reply "
+                    "budget."
+                )
+
     def _forward(self, index: Sequence[int], rows: list[Tensor], **kwargs):
-        cache, mask, positions = self._assemble(index, [r.shape[0] for r in rows])
-        span = positions.shape[1]
-        embeds = torch.stack([torch.cat([r, r.new_zeros(span - r.shape[0], r.shape[1])], 0) for r in rows])
-        return self.lm.model(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            **kwargs,
-        )
+        self._check_fit(index, [r.shape[0] for r in rows])
+        return kvcache.forward(self.lm.model, [self.entries[i] for i in index], rows, **kwargs)
 
     def targets(self, replies: Sequence[str], add_end: bool | Sequence[bool] = True) -> list[list[int]]:
         """Reply token ids as ``FrozenLM.reply_logprobs`` scores them (plus EOS; per reply if a list)."""
@@ -192,20 +150,10 @@ class PromptCache:
         """Replies for dialogues ``index`` steered by ``prefixes``, as FrozenLM.generate at before_reply."""
         sampling = sampling or SamplingConfig()
         rows = self._suffixes(prefixes, len(index), [[] for _ in index])
-        if len({r.shape[0] for r in rows}) != 1:
-            raise ValueError("All prefixes of one call must have the same length.")
-        cache, mask, _ = self._assemble(index, [r.shape[0] + sampling.max_new_tokens for r in rows])
-        span = rows[0].shape[0]
-        mask = mask[:, : mask.shape[1] - sampling.max_new_tokens]
-        width = mask.shape[1] - span
-        embeds = torch.stack([torch.cat([r.new_zeros(width, r.shape[1]), r], 0) for r in rows])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sampling.seed if seed is None else seed)
-            out = self.lm.model.generate(
-                inputs_embeds=embeds,
-                attention_mask=mask,
-                past_key_values=cache,
-                generation_config=self.lm._generation_config(sampling),
-                logits_processor=self.lm._penalty(sampling),
-            )
-        return [self.lm._decode(row) for row in out.tolist()]
+        self._check_fit(index, [r.shape[0] + sampling.max_new_tokens for r in rows])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
+            out = kvcache.generate(self.lm.model, [self.entries[i] for i in index], rows,
+                                   self.lm._generation_config(sampling), self.lm._penalty(sampling),
+                                   sampling.seed if seed is None else seed)
+        return [self.lm._decode(row) for row in out]

@@ -48,11 +48,11 @@ class RecordingLM(FrozenLM):
         super().__init__(*args, **kwargs)
         self.seen: list[tuple[str, list[dict], bool]] = []
 
-    def states(self, dialogues, layer=-1):
+    def states(self, dialogues, layer=-1, caches=None):
         self.seen += [("states", list(d), False) for d in dialogues]
-        return super().states(dialogues, layer)
+        return super().states(dialogues, layer, caches)
 
-    def generate(self, dialogues, prefix_embeds=None, sampling=None, position="start", seed=None):
+    def generate(self, dialogues, prefix_embeds=None, sampling=None, position="start", seed=None, caches=None):
         prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * len(dialogues)
         self.seen += [("generate", list(d), p is not None) for d, p in zip(dialogues, prefixes, strict=True)]
-        return super().generate(dialogues, prefix_embeds, sampling, position, seed)
+        return super().generate(dialogues, prefix_embeds, sampling, position, seed, caches)

@@ -1,0 +1,141 @@
+"""Keys and values of token sequences kept between LM calls, so a growing chat costs only its new tokens.
+
+A dialogue's chats grow by a turn or two per round and are otherwise unchanged, yet a plain call
+re-reads the whole prompt (system text, profiles, history: 250-500 tokens) every time. On a 2-core
+CPU that prefill is most of the cost of a batched round. A ``Cached`` holds one sequence's ids and
+its per-layer keys and values; ``extend`` brings a batch of them up to new ids by computing only the
+tokens after the longest shared prefix, and ``forward`` / ``generate`` run a short suffix (the reply
+header, with or without prefix embeddings) on top.
+
+The layout reproduces an uncached left-padded call token for token: each cached row is left-padded
+to the batch's widest row, masked, and the suffix gets positions that continue the row's own count,
+so results match ``FrozenLM`` to float rounding (``tests/test_kvcache.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache, LogitsProcessorList
+
+
+@dataclass
+class Cached:
+    """One sequence's token ids with the keys and values of every layer, ``(kv_heads, T, head_dim)``."""
+
+    ids: list[int] = field(default_factory=list)
+    keys: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def crop(self, n: int) -> None:
+        """Keep the first ``n`` tokens."""
+        if n < len(self.ids):
+            self.ids = self.ids[:n]
+            self.keys = [k[:, :n] for k in self.keys]
+            self.values = [v[:, :n] for v in self.values]
+
+
+def shared_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id sequences."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int]) -> tuple[DynamicCache, Tensor, Tensor]:
+    """A batch cache (rows left-padded), the attention mask over cache + suffix, and suffix position ids.
+
+    Suffixes are right-padded to the longest one; their padding is masked and never attended to by
+    the real tokens before it (the model is causal).
+    """
+    lengths = [len(e) for e in entries]
+    width, span = max(lengths), max(suffix_lengths)
+    cache = DynamicCache()
+    if width:
+        data = []
+        for layer in range(len(next(e for e in entries if len(e)).keys)):
+            pair = []
+            for kind in ("keys", "values"):
+                rows = [_layer(e, kind, layer, entries) for e in entries]
+                pair.append(torch.stack([
+                    torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1) for r in rows
+                ]))
+            data.append(tuple(pair))
+        cache = DynamicCache(ddp_cache_data=data)
+    mask = torch.tensor([
+        [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
+        for n, s in zip(lengths, suffix_lengths, strict=True)
+    ])
+    positions = torch.stack([torch.arange(span) + n for n in lengths])
+    return cache, mask, positions
+
+
+def _layer(entry: Cached, kind: str, layer: int, batch: Sequence[Cached]) -> Tensor:
+    """One layer's keys or values of an entry; an empty entry gets a zero-length tensor of the right shape."""
+    store = getattr(entry, kind)
+    if store:
+        return store[layer]
+    like = getattr(next(e for e in batch if len(e)), kind)[layer]
+    return like.new_zeros(like.shape[0], 0, like.shape[2])
+
+
+def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
+    """The model over per-entry suffix embeddings ``rows[i]`` ``(S_i, hidden)``, on top of the caches."""
+    cache, mask, positions = assemble(entries, [r.shape[0] for r in rows])
+    span = positions.shape[1]
+    embeds = torch.stack([torch.cat([r, r.new_zeros(span - r.shape[0], r.shape[1])], 0) for r in rows])
+    return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                 use_cache=True, **kwargs)
+
+
+@torch.no_grad()
+def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> None:
+    """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call)."""
+    todo: list[tuple[Cached, list[int]]] = []
+    for entry, target in zip(entries, ids, strict=True):
+        entry.crop(shared_length(entry.ids, target))
+        if len(target) > len(entry):
+            todo.append((entry, list(target[len(entry):])))
+    if not todo:
+        return
+    embedding = model.get_input_embeddings()
+    rows = [embedding(torch.tensor(new, dtype=torch.long)) for _, new in todo]
+    width = max(len(e) for e, _ in todo)
+    out = forward(model, [e for e, _ in todo], rows, logits_to_keep=1)
+    layers = out.past_key_values.layers
+    for i, (entry, new) in enumerate(todo):
+        fresh = [(layer.keys[i, :, width : width + len(new)], layer.values[i, :, width : width + len(new)])
+                 for layer in layers]
+        if entry.keys:
+            entry.keys = [torch.cat([k, f[0]], 1) for k, f in zip(entry.keys, fresh, strict=True)]
+            entry.values = [torch.cat([v, f[1]], 1) for v, f in zip(entry.values, fresh, strict=True)]
+        else:
+            entry.keys = [f[0].clone() for f in fresh]
+            entry.values = [f[1].clone() for f in fresh]
+        entry.ids = entry.ids + new
+
+
+@torch.no_grad()
+def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, processors: LogitsProcessorList,
+             seed: int) -> list[list[int]]:
+    """Sampled or greedy continuations of cache + ``rows`` (all the same length); returns new token ids."""
+    span = rows[0].shape[0]
+    if any(r.shape[0] != span for r in rows):
+        raise ValueError("All suffixes of one cached generation must have the same length.")
+    cache, mask, _ = assemble(entries, [span] * len(rows))
+    width = mask.shape[1] - span
+    embeds = torch.stack([torch.cat([r.new_zeros(width, r.shape[1]), r], 0) for r in rows])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = model.generate(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache,
+                             generation_config=config, logits_processor=processors)
+    return out.tolist()

@@ -1,0 +1,91 @@
+"""Cached chats give FrozenLM's uncached numbers while reading only the tokens a chat gained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dat.dialogue import EnvConfig
+from dat.kvcache import Cached, shared_length
+from dat.llm import FrozenLM, SamplingConfig
+from dat.loading import ModelConfig
+from dat.prefix import PrefixConfig, UpProjection
+from dat.rollout import collect
+from tests.dialogue_tasks import LengthJudge, make_tasks
+
+GREEDY = SamplingConfig(max_new_tokens=8, do_sample=False)
+OPENING = [
+    [{"role": "system", "content": "You sell a bike for $180."}, {"role": "user", "content": "Would you take $80?"}],
+    [{"role": "system", "content": "Be kind and brief."}, {"role": "user", "content": "The heater is broken."}],
+]
+
+
+def grown(chat: list[dict], *turns: str) -> list[dict]:
+    roles = ("assistant", "user")
+    return list(chat) + [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir) -> FrozenLM:
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+
+
+@pytest.fixture()
+def read_lengths(lm):
+    """Number of positions each forward call of the transformer body computes."""
+    lengths: list[int] = []
+    handle = lm.model.model.register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    yield lengths
+    handle.remove()
+
+
+def test_shared_length():
+    assert shared_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert shared_length([], [1]) == 0 and shared_length([1, 2], [1, 2]) == 2
+
+
+def test_states_match_uncached_and_read_only_new_tokens(lm, read_lengths):
+    caches = [Cached(), Cached()]
+    first = lm.states(OPENING, caches=caches)
+    assert torch.allclose(first, lm.states(OPENING), atol=1e-5)
+    heads = [len(c) for c in caches]
+    later = [grown(OPENING[0], "No, $150 at least.", "Fine, $150."), grown(OPENING[1], "I will call a plumber.")]
+    read_lengths.clear()
+    states = lm.states(later, caches=caches)
+    assert torch.allclose(states, lm.states(later), atol=1e-5)
+    new = [len(c) - h for c, h in zip(caches, heads, strict=True)]
+    # The extension read only the new tokens, then the reply header was read on top.
+    assert read_lengths[0] == max(new) < min(len(lm.encode(c)) for c in later)
+    # A chat that changed in the middle is cut back to the shared part and recomputed from there.
+    edited = [grown(OPENING[0], "No, $170 at least.", "Fine, $150."), later[1]]
+    assert torch.allclose(lm.states(edited, caches=caches), lm.states(edited), atol=1e-5)
+    assert caches[0].ids == lm.encode(edited[0])[: len(caches[0])]
+
+
+def test_generation_matches_uncached_with_and_without_prefixes(lm):
+    chats = [grown(OPENING[0], "No, $150 at least.", "Fine, $150."), OPENING[1]]
+    caches = [Cached(), Cached()]
+    assert lm.generate(chats, None, GREEDY, caches=caches) == lm.generate(chats, None, GREEDY)
+    torch.manual_seed(0)
+    prefixes = list(torch.randn(2, 2, lm.hidden_size))
+    for position in ("before_reply", "start"):
+        assert lm.generate(chats, prefixes, GREEDY, position, caches=caches) == lm.generate(
+            chats, prefixes, GREEDY, position)
+    sampled = SamplingConfig(max_new_tokens=6, temperature=1.0)
+    assert lm.generate(chats, None, sampled, seed=3, caches=caches) == lm.generate(chats, None, sampled, seed=3)
+    with pytest.raises(ValueError, match="one per dialogue"):
+        lm.generate(chats, None, GREEDY, caches=caches[:1])
+
+
+def test_cached_rollouts_equal_uncached_ones(lm):
+    proj = UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+    runs = {}
+    for kv_cache in (True, False):
+        cfg = EnvConfig(max_turns=3, sampling=GREEDY, leave_phrase="Dea", kv_cache=kv_cache)
+        runs[kv_cache] = collect(lm, proj, make_tasks(), "random", 5, cfg, LengthJudge(), seed=7)
+    for cached, plain in zip(runs[True], runs[False], strict=True):
+        assert cached.record == plain.record
+        torch.testing.assert_close(torch.from_numpy(cached.next_states), torch.from_numpy(plain.next_states),
+                                   atol=1e-4, rtol=0)
