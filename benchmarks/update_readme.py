@@ -93,12 +93,14 @@ def throughput() -> str:
     if roll:
         parts += [f"**Dialogues** (`benchmarks/rollout.py`; {roll.get('rounds')} rounds, {roll.get('new_tokens')} "
                   "new tokens per utterance, sampled; sequential = one dialogue at a time with batch-1 "
-                  "generation, as the original DAT code):", "",
-                  "| mode | dialogues | dialogues/hour | generated tokens/s | speed-up |",
-                  "| --- | --- | --- | --- | --- |"]
+                  "generation, every chat read whole at every turn, as the original DAT code; kv cache = "
+                  "each agent's keys and values kept between turns, `env.kv_cache`, the default):", "",
+                  "| mode | kv cache | dialogues | dialogues/hour | generated tokens/s | speed-up |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
-            parts.append(f"| {mode} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
+            cached = "yes" if r.get("kv_cache") else "no"
+            parts.append(f"| {mode} | {cached} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
                          f"{r['generated_tokens_per_s']:.1f} | {r['speedup_vs_sequential']:.2f}x |")
         parts += ["", machine_line(roll), ""]
     td3 = load("td3bc_pendulum")
