@@ -15,6 +15,7 @@ cached under ``<model artefacts>/projections/<name>``. Partial results are cache
 
     python benchmarks/steerability.py                                   # all configurations, eval split
     python benchmarks/steerability.py --configs learned_target --clone-only
+    python benchmarks/steerability.py --configs pca_reply:norm=8,action_dim=8   # a variant of a preset
 """
 
 from __future__ import annotations
@@ -50,10 +51,26 @@ REWARDS = ("sentiment", "goal", "keyword")
 AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
 
 
+def preset_name(name: str) -> str:
+    """``<preset>`` or ``<preset>:key=value,...`` (prefix fields overridden, e.g. ``pca_reply:norm=4``)."""
+    base, _, overrides = name.partition(":")
+    if base not in CONFIGS:
+        raise argparse.ArgumentTypeError(f"{base!r} is not one of the presets {', '.join(CONFIGS)}.")
+    for item in filter(None, overrides.split(",")):
+        key = item.partition("=")[0]
+        if "=" not in item or key not in PrefixConfig.__dataclass_fields__:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} in {name!r} is not key=value with key a prefix field "
+                f"({', '.join(PrefixConfig.__dataclass_fields__)}).")
+    return name
+
+
 def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None]:
     """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node)."""
-    raw = OmegaConf.load(CONF / f"{name}.yaml")
+    base, _, overrides = name.partition(":")
+    raw = OmegaConf.load(CONF / f"{base}.yaml")
     node = {k: v for k, v in raw.get("prefix", raw).items() if k != "defaults"}
+    node.update(OmegaConf.from_dotlist(list(filter(None, overrides.split(",")))))
     prefix = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrefixConfig), node))
     clone = None
     if "selfclone" in raw:
@@ -361,7 +378,8 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), type=preset_name,
+                        help="presets of conf/prefix, each optionally with overrides: pca_reply:norm=4,action_dim=8")
     parser.add_argument("--split", default="eval", choices=("train", "eval"))
     parser.add_argument("--prompts", type=int, default=8, help="at most this many scenarios (one task each)")
     parser.add_argument("--actions", type=int, default=16, help="K random actions")
