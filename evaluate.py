@@ -25,6 +25,7 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
 from dat.episodes import save_episodes  # noqa: E402
@@ -92,12 +93,15 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         wanted = [c for c in wanted if c != "policy"]
     order = [i for i in range(len(tasks)) for _ in range(cfg.episodes_per_scenario)]
     runs, seconds = {}, {}
-    for name in wanted:
+    bar = tqdm(wanted, desc="evaluate", unit="condition", dynamic_ncols=True)
+    for name in bar:
+        bar.set_postfix(condition=name, episodes=len(order))
         started = time.perf_counter()
         runs[name] = collect(lm, projection, tasks, policies[name], len(order), cfg.env, judge,
                              derive_seed(cfg.seed, "evaluate"), reward_fn=reward_fn,
                              batch_size=cfg.loop.batch_size, keep_failed=True, task_order=order)
         seconds[name] = time.perf_counter() - started
+    bar.close()
     summary = summarize(runs, seed=cfg.seed)
     meta = {
         "model": lm.name, "judge": _judge_name(cfg), "policy": cfg.policy or "none",
