@@ -46,7 +46,7 @@ from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
-CONFIGS = ("pca_start", "pca_reply", "learned", "learned_target")
+CONFIGS = ("pca_start", "pca_reply", "learned", "learned_target", "anchors")
 REWARDS = ("sentiment", "goal", "keyword")
 AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
 
@@ -212,7 +212,7 @@ def run_config(
             artefacts,
         )
     else:
-        projection = build_projection(embedding, prefix_cfg, artefacts)
+        projection = build_projection(embedding, prefix_cfg, artefacts, lm.tokenizer)
     position = prefix_cfg.position
     g = torch.Generator().manual_seed(derive_seed(args.seed, "actions", prefix_cfg.action_dim))
     actions = torch.rand(args.actions, prefix_cfg.action_dim, generator=g) * 2 - 1

@@ -68,7 +68,7 @@ class DATPolicy(
         self.mu = actor_mlp(state_dim, action_dim, list(actor_hidden), activation)
         prefix_cfg = PrefixConfig(**prefix)
         chunk = prefix_cfg.action_dim if prefix_cfg.tied else prefix_cfg.action_dim // prefix_cfg.tokens
-        placeholder = torch.zeros(chunk, state_dim) if prefix_cfg.kind == "pca" else None
+        placeholder = torch.zeros(chunk, state_dim) if prefix_cfg.kind in ("pca", "anchors") else None
         self.projection = UpProjection(prefix_cfg, state_dim, 1.0, placeholder)
 
     @property

@@ -6,6 +6,10 @@ Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(b
   input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (see README, Steerability);
   it stays as the baseline the gate compares against.
 * ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.selfclone``).
+* ``anchors``: each prefix token is a softmax mixture of the embeddings of a few chosen words
+  (``prefix.anchors``); the action's chunk for a token holds one logit per word. Training-free like
+  PCA, but its prefixes stay among tokens the model has read, and single words placed before the
+  reply header were measured to move the reply's sentiment where random directions do not.
 
 Scale is expressed relative to the model's median token-embedding norm, so one setting ports
 across models: with ``norm=1`` an action of unit length gives prefix tokens of a typical token's
@@ -16,7 +20,7 @@ chunks, one per prefix token.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,7 +33,7 @@ class PrefixConfig:
     """How an action becomes prefix embeddings, and where they go."""
 
     kind: str = "pca"
-    """pca (training-free basis of the embedding matrix) or learned (self-cloning)."""
+    """pca (training-free basis of the embedding matrix), learned (self-cloning) or anchors (word mixtures)."""
     position: str = "start"
     """start (right after BOS, as DAT) or before_reply (just before the reply header)."""
     tokens: int = 2
@@ -42,6 +46,20 @@ class PrefixConfig:
     """Scale of a unit-length action, in units of the model's median token-embedding norm."""
     path: str | None = None
     """A saved up-projection to load instead of building one (a folder written by UpProjection.save)."""
+    anchors: list[str] = field(default_factory=lambda: list(ANCHOR_WORDS))
+    """kind=anchors: the words (first token of each, with a leading space) whose embeddings are mixed;
+    the action chunk of a prefix token must have one entry per word."""
+    sharpness: float = 10.0
+    """kind=anchors: inverse temperature of the softmax that turns an action chunk into word weights."""
+
+
+ANCHOR_WORDS = (
+    "wonderful", "great", "thanks", "happy", "agree", "deal", "yes", "sure",
+    "terrible", "angry", "sorry", "no", "refuse", "price", "money", "please",
+)
+"""Default anchors: sentiment, agreement and refusal, money, politeness (16 words)."""
+
+KINDS = ("pca", "learned", "anchors")
 
 
 def embedding_stats(embedding: Tensor) -> tuple[Tensor, float]:
@@ -72,8 +90,8 @@ class UpProjection(nn.Module):
 
     def __init__(self, cfg: PrefixConfig, hidden_size: int, token_norm: float, basis: Tensor | None = None):
         super().__init__()
-        if cfg.kind not in ("pca", "learned"):
-            raise ValueError(f"prefix.kind={cfg.kind!r} is not one of: pca, learned.")
+        if cfg.kind not in KINDS:
+            raise ValueError(f"prefix.kind={cfg.kind!r} is not one of: {', '.join(KINDS)}.")
         if not cfg.tied and cfg.action_dim % cfg.tokens:
             raise ValueError(
                 f"prefix.action_dim={cfg.action_dim} must be divisible by prefix.tokens={cfg.tokens} "
@@ -83,9 +101,15 @@ class UpProjection(nn.Module):
         self.hidden_size = hidden_size
         self.register_buffer("token_norm", torch.tensor(float(token_norm)))
         chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
-        if cfg.kind == "pca":
+        if cfg.kind == "anchors" and chunk != len(cfg.anchors):
+            raise ValueError(
+                f"prefix.kind=anchors needs one action entry per anchor word and prefix token: "
+                f"{len(cfg.anchors)} words, so prefix.action_dim={len(cfg.anchors) * (1 if cfg.tied else cfg.tokens)} "
+                f"(got {cfg.action_dim})."
+            )
+        if cfg.kind in ("pca", "anchors"):
             if basis is None or basis.shape != (chunk, hidden_size):
-                raise ValueError(f"A PCA up-projection needs a ({chunk}, {hidden_size}) basis.")
+                raise ValueError(f"A {cfg.kind} up-projection needs a ({chunk}, {hidden_size}) basis.")
             self.register_buffer("basis", basis.float())
             self.linear = None
         else:
@@ -101,9 +125,18 @@ class UpProjection(nn.Module):
         _, token_norm = embedding_stats(embedding)
         return cls(cfg, embedding.shape[1], token_norm, pca_basis(embedding, chunk))
 
+    @classmethod
+    def anchors(cls, embedding: Tensor, cfg: PrefixConfig, tokenizer) -> UpProjection:
+        return cls(cfg, embedding.shape[1], embedding_stats(embedding)[1], anchor_basis(embedding, cfg, tokenizer))
+
     @property
     def scale(self) -> Tensor:
-        """Multiplier of a unit action: norm x median token norm (x sqrt(L) per chunk when not tied)."""
+        """Multiplier of a unit action: norm x median token norm (x sqrt(L) per chunk when not tied).
+
+        Anchor mixtures already have token norms, so there it is ``norm`` alone.
+        """
+        if self.cfg.kind == "anchors":
+            return torch.tensor(float(self.cfg.norm))
         factor = 1.0 if self.cfg.tied else self.cfg.tokens ** 0.5
         return self.cfg.norm * self.token_norm * factor
 
@@ -115,7 +148,9 @@ class UpProjection(nn.Module):
             )
         chunks = action.float()[:, None, :] if self.cfg.tied else action.float().view(
             action.shape[0], self.cfg.tokens, -1)
-        if self.linear is None:
+        if self.cfg.kind == "anchors":
+            tokens = torch.softmax(chunks * self.cfg.sharpness, dim=-1) @ self.basis
+        elif self.linear is None:
             tokens = chunks @ self.basis
         else:
             tokens = self.linear(chunks)
@@ -161,13 +196,31 @@ class UpProjection(nn.Module):
         return json.loads((Path(folder) / "projection.json").read_text()).get("record", {})
 
 
-def build_projection(embedding: Tensor, cfg: PrefixConfig, cache_folder: Path | None = None) -> UpProjection:
+def anchor_basis(embedding: Tensor, cfg: PrefixConfig, tokenizer) -> Tensor:
+    """Embeddings ``(words, hidden)`` of the first token of each anchor word (with a leading space)."""
+    if tokenizer is None:
+        raise ValueError("prefix.kind=anchors needs the model's tokenizer to find the anchor words' tokens.")
+    ids = []
+    for word in cfg.anchors:
+        tokens = tokenizer(" " + word.strip(), add_special_tokens=False)["input_ids"]
+        if not word.strip() or not tokens:
+            raise ValueError(f"prefix.anchors: {word!r} gives no token; use non-empty words.")
+        ids.append(tokens[0])
+    return embedding.detach().float()[torch.tensor(ids)]
+
+
+def build_projection(
+    embedding: Tensor, cfg: PrefixConfig, cache_folder: Path | None = None, tokenizer=None
+) -> UpProjection:
     """The up-projection ``cfg`` asks for: loaded from ``cfg.path``, or built (PCA basis cached on disk).
 
     A learned projection that is not loaded starts from the PCA geometry; self-cloning trains it.
+    Anchor projections need the tokenizer (to find the words' tokens).
     """
     if cfg.path:
         return UpProjection.load(cfg.path, position=cfg.position)
+    if cfg.kind == "anchors":
+        return UpProjection.anchors(embedding, cfg, tokenizer)
     chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
     basis = None
     cache = cache_folder / f"pca_basis_{chunk}.safetensors" if cache_folder else None

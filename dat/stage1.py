@@ -21,9 +21,9 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
     """The frozen up-projection for this run (see module docstring)."""
     embedding = lm.model.get_input_embeddings().weight
     artefacts = artefact_folder(cfg.model)
-    if cfg.prefix.path or cfg.prefix.kind == "pca":
-        projection = build_projection(embedding, cfg.prefix, artefacts)
-        record = UpProjection.record_of(cfg.prefix.path) if cfg.prefix.path else {"kind": "pca"}
+    if cfg.prefix.path or cfg.prefix.kind in ("pca", "anchors"):
+        projection = build_projection(embedding, cfg.prefix, artefacts, lm.tokenizer)
+        record = UpProjection.record_of(cfg.prefix.path) if cfg.prefix.path else {"kind": cfg.prefix.kind}
     else:
         folder = projection_folder(artefacts, cfg.selfclone)
         cached = (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete")

@@ -74,3 +74,40 @@ def test_bad_shapes_are_explained(embedding):
         UpProjection.pca(embedding, PrefixConfig(action_dim=7, tokens=2, tied=False))
     with pytest.raises(FileNotFoundError, match="prefix.path"):
         UpProjection.load("/nonexistent/projection")
+
+
+class WordTokenizer:
+    """A tokenizer stand-in: each word is one id, its position in ``vocab`` (leading space ignored)."""
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = vocab
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [self.vocab.index(w) for w in text.split()]}
+
+
+def test_anchor_prefix_mixes_the_words_embeddings(embedding, tmp_path):
+    words = ["great", "terrible", "price", "sorry"]
+    tokenizer = WordTokenizer(["pad", *words])
+    cfg = PrefixConfig(kind="anchors", anchors=words, action_dim=4, tokens=2, position="before_reply")
+    projection = build_projection(embedding, cfg, tokenizer=tokenizer)
+    picked = projection(torch.tensor([[1.0, -1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, 1.0]]))
+    assert picked.shape == (2, 2, 32)
+    # A sharp softmax on one high logit gives (almost) that word's own embedding, at token norm.
+    assert torch.allclose(picked[0, 0], embedding[1], atol=1e-6)
+    assert torch.allclose(picked[1, 1], embedding[4], atol=1e-6)
+    even = projection(torch.zeros(1, 4))[0, 0]
+    assert torch.allclose(even, embedding[1:5].mean(0), atol=1e-6)
+    projection.save(tmp_path / "anchors")
+    action = torch.rand(3, 4) * 2 - 1
+    assert torch.equal(UpProjection.load(tmp_path / "anchors")(action), projection(action))
+
+
+def test_anchor_settings_are_checked(embedding):
+    with pytest.raises(ValueError, match="action_dim=3"):
+        build_projection(embedding, PrefixConfig(kind="anchors", anchors=["a", "b", "c"], action_dim=4),
+                         tokenizer=WordTokenizer(["a", "b", "c"]))
+    with pytest.raises(ValueError, match="tokenizer"):
+        build_projection(embedding, PrefixConfig(kind="anchors", anchors=["a"], action_dim=1))
+    with pytest.raises(ValueError, match="one of: pca, learned, anchors"):
+        UpProjection(PrefixConfig(kind="words"), 32, 1.0)
