@@ -12,6 +12,7 @@ from gymnasium import spaces
 from dat.export import DATPolicy
 from dat.policy import TD3BC, AlgoConfig, NetArch
 from dat.prefix import PrefixConfig, UpProjection, build_projection
+from tests.test_prefix import WordTokenizer
 
 
 def trained_algo(normalize: bool) -> TD3BC:
@@ -29,12 +30,14 @@ def trained_algo(normalize: bool) -> TD3BC:
     return algo
 
 
-@pytest.mark.parametrize("kind", ["pca", "learned"])
+@pytest.mark.parametrize("kind", ["pca", "learned", "anchors"])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_export_round_trip_gives_same_actions(tmp_path, kind, normalize):
     algo = trained_algo(normalize)
     embedding = torch.randn(100, 16)
-    projection = build_projection(embedding, PrefixConfig(kind=kind, action_dim=4, position="before_reply"))
+    words = ["yes", "no", "deal", "sorry"]
+    cfg = PrefixConfig(kind=kind, action_dim=4, position="before_reply", anchors=words)
+    projection = build_projection(embedding, cfg, tokenizer=WordTokenizer(["pad", *words]))
     policy = DATPolicy.from_trained(algo, projection, base_model="tiny-random")
     policy.save_pretrained(tmp_path / "export")
     assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "export").iterdir()}
