@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,10 @@ from envs.scenarios import (
     validate_check,
 )
 
-SOTOPIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sotopia"
+# The official files: $DAT_SOTOPIA_DIR, else ../shared/data/sotopia beside the project.
+SOTOPIA = Path(os.environ.get("DAT_SOTOPIA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "sotopia")
 needs_sotopia = pytest.mark.skipif(
-    not (SOTOPIA / "profiles").is_dir(), reason="official Sotopia data not present"
+    not (SOTOPIA / "profiles").is_dir(), reason=f"official Sotopia data not found at {SOTOPIA} (set DAT_SOTOPIA_DIR)"
 )
 Edit = Callable[[str], str]
 HARD_CODENAMES = {
