@@ -88,6 +88,12 @@ def _layer(entry: Cached, kind: str, layer: int, batch: Sequence[Cached]) -> Ten
     return like.new_zeros(like.shape[0], 0, like.shape[2])
 
 
+def suffix(model, prefix: Tensor | None, ids: Sequence[int]) -> Tensor:
+    """Embeddings ``(S, hidden)`` of a suffix: the prefix embeddings (if any), then the tokens ``ids``."""
+    tokens = model.get_input_embeddings()(torch.tensor(list(ids), dtype=torch.long))
+    return tokens if prefix is None else torch.cat([prefix.to(tokens.dtype), tokens], 0)
+
+
 def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
     """The model over per-entry suffix embeddings ``rows[i]`` ``(S_i, hidden)``, on top of the caches."""
     cache, mask, positions = assemble(entries, [r.shape[0] for r in rows])

@@ -178,12 +178,7 @@ class FrozenLM:
             raise ValueError(f"Got {len(caches)} caches for {len(ids)} dialogues; pass one per dialogue.")
         cut = [self.insert_index(i, "before_reply") for i in ids]
         kvcache.extend(self.model, caches, [i[:c] for i, c in zip(ids, cut, strict=True)])
-        embedding = self.model.get_input_embeddings()
-        rows = []
-        for i, c, p in zip(ids, cut, prefixes, strict=True):
-            header = embedding(torch.tensor(i[c:], dtype=torch.long))
-            rows.append(header if p is None else torch.cat([p.to(header.dtype), header], 0))
-        return rows
+        return [kvcache.suffix(self.model, p, i[c:]) for i, c, p in zip(ids, cut, prefixes, strict=True)]
 
     def reply_logprobs(
         self,

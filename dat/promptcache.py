@@ -58,12 +58,8 @@ class PromptCache:
     def _suffixes(self, prefixes: Prefixes, n: int, tails: Sequence[Sequence[int]]) -> list[Tensor]:
         """Per sample: [prefix, reply header, tail tokens] as embeddings."""
         prefixes = self.lm._checked_prefixes(prefixes, n)
-        embed = self.lm.model.get_input_embeddings()
-        rows = []
-        for p, tail in zip(prefixes, tails, strict=True):
-            tokens = embed(torch.tensor(list(self.header or []) + list(tail), dtype=torch.long))
-            rows.append(tokens if p is None else torch.cat([p.to(tokens.dtype), tokens], 0))
-        return rows
+        header = list(self.header or [])
+        return [kvcache.suffix(self.lm.model, p, header + list(tail)) for p, tail in zip(prefixes, tails, strict=True)]
 
     def _check_fit(self, index: Sequence[int], suffix_lengths: Sequence[int]) -> None:
         for i, s in zip(index, suffix_lengths, strict=True):
