@@ -34,6 +34,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
 
 from dat import steerability as st  # noqa: E402
+from dat.behaviours import BehaviourConfig, behaviour_prompts, ensure_basis, rule_pattern  # noqa: E402
 from dat.dialogue import EnvConfig, clean_utterance  # noqa: E402
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
 from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
@@ -46,9 +47,8 @@ from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
-CONFIGS = ("pca_start", "pca_reply", "learned", "learned_target", "anchors")
+CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours")
 REWARDS = ("sentiment", "goal", "keyword")
-AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
 
 
 def preset_name(name: str) -> str:
@@ -65,8 +65,9 @@ def preset_name(name: str) -> str:
     return name
 
 
-def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None]:
-    """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node)."""
+def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None, BehaviourConfig | None]:
+    """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node, behaviour
+    bases a ``behaviours`` node)."""
     base, _, overrides = name.partition(":")
     raw = OmegaConf.load(CONF / f"{base}.yaml")
     node = {k: v for k, v in raw.get("prefix", raw).items() if k != "defaults"}
@@ -75,24 +76,15 @@ def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None]:
     clone = None
     if "selfclone" in raw:
         clone = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SelfCloneConfig), raw["selfclone"]))
-    return prefix, clone
+    behaviours = None
+    if "behaviours" in raw:
+        behaviours = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BehaviourConfig), raw["behaviours"]))
+    return prefix, clone, behaviours
 
 
 def keyword_pattern(task, side: int) -> str:
     """Regex of the side's rule checks (keywords, regexes, an amount for price checks), else goal words."""
-    parts = []
-    for check in task.scenario.checks:
-        if check.get("agent") != side:
-            continue
-        if check["kind"] == "price":
-            parts.append(AMOUNT)
-        elif check["kind"] in ("keyword", "regex"):
-            pats = check["pattern"] if isinstance(check["pattern"], list) else [check["pattern"]]
-            parts += [rf"\b{re.escape(p)}\b" if check["kind"] == "keyword" else p for p in pats]
-    if not parts:
-        words = {w.lower() for w in re.findall(r"[A-Za-z]{5,}", render_goal(task.scenario.agent_goals[side]))}
-        parts = [rf"\b{w}" for w in sorted(words)]
-    return "|".join(parts)
+    return rule_pattern(task.record([], side), side)
 
 
 class Prompts:
@@ -110,6 +102,7 @@ class Prompts:
             lm, self.tasks, env, derive_seed(seed, "openers"), sides=(0,), partner_opens=(True,)
         )
         self.goals = [render_goal(t.scenario.agent_goals[0]) for t in self.tasks]
+        self.names = [t.names for t in self.tasks]
         self.patterns = [re.compile(keyword_pattern(t, 0), re.IGNORECASE) for t in self.tasks]
         self.goal_vectors = embedder.embed(self.goals)
         self.cache = PromptCache(lm, self.chats)
@@ -143,6 +136,7 @@ class Scorer:
             "degenerate": np.array(
                 [float(st.is_degenerate(t, k)) for t, k in zip(texts, tokens, strict=True)]
             ),
+            "in_character": np.array([float(not st.out_of_character(t, *self.prompts.names[p])) for t in texts]),
             "texts": texts,
         }
 
@@ -182,6 +176,8 @@ def baseline(lm, prompts: Prompts, scorer: Scorer, args, sampling) -> dict:
         "rewards": {},
         "fluency": float(stack(parts, "fluency").mean()),
         "degenerate": float(stack(parts, "degenerate").mean()),
+        "in_character": float(stack(parts, "in_character").mean()),
+        "distinct": st.distinct_share([part["texts"] for part in parts]),
         "examples": [part["texts"][:2] for part in parts],
     }
     for name in REWARDS:
@@ -201,9 +197,12 @@ def run_config(
 ) -> dict:
     """All measurements of one prefix configuration (see the module docstring)."""
     started = time.time()
-    prefix_cfg, clone_cfg = load_preset(name)
+    prefix_cfg, clone_cfg, behaviour_cfg = load_preset(name)
     embedding = lm.model.get_input_embeddings().weight
-    if prefix_cfg.kind == "learned":
+    if prefix_cfg.kind == "behaviours":
+        projection = ensure_basis(lm, lambda: basis_prompts(lm, args), prefix_cfg, behaviour_cfg, artefacts,
+                                  embedder=scorer.embedder)
+    elif prefix_cfg.kind == "learned":
         projection = ensure_projection(
             lm,
             lambda: train_chats(lm, args, artefacts),
@@ -235,7 +234,7 @@ def run_config(
         )
     table = {
         key: stack(parts, key).reshape(len(prompts), args.actions, 2)
-        for key in (*REWARDS, "fluency", "degenerate")
+        for key in (*REWARDS, "fluency", "degenerate", "in_character")
     }
     chosen = {r: st.best_actions(table[r]) for r in REWARDS}
     fresh_parts = []
@@ -286,9 +285,20 @@ def run_config(
             "cost": base["summary"]["fluency"] - steered_fluency,
         },
         "degenerate": float(np.concatenate([table["degenerate"].ravel(), fresh_degenerate]).mean()),
+        "in_character": {"steered": float(table["in_character"].mean()),
+                         "baseline": base["summary"]["in_character"]},
+        # Same number of replies per prompt as the baseline, so the shares compare.
+        "distinct": {"steered": st.distinct_share([part["texts"][: args.baseline] for part in parts]),
+                     "baseline": base["summary"]["distinct"]},
         "examples": [parts[0]["texts"][2 * k] for k in range(min(4, args.actions))],
         "minutes": round((time.time() - started) / 60, 1),
     }
+    if prefix_cfg.kind == "behaviours":
+        result["behaviours"] = asdict(behaviour_cfg)
+        result["basis_record"] = json.loads(
+            (artefacts / "behaviours" / behaviour_cfg.name / "projection.json").read_text())["record"]
+        result["character_examples"] = [t for part in parts for t, ok in zip(part["texts"], part["in_character"],
+                                                                              strict=True) if not ok][:8]
     if prefix_cfg.kind == "learned":
         result["selfclone_record"] = json.loads(
             (artefacts / "projections" / clone_cfg.name / "projection.json").read_text()
@@ -304,6 +314,12 @@ def clone_overrides(cfg: SelfCloneConfig, args) -> SelfCloneConfig:
     if args.clone_minutes is not None:
         cfg = replace(cfg, time_limit_min=args.clone_minutes)
     return cfg
+
+
+def basis_prompts(lm, args) -> tuple[list, list]:
+    """The train prompts a behaviour basis is made on (one task per bundled train scenario)."""
+    env = EnvConfig(sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
+    return behaviour_prompts(lm, load_scenarios("bundled:train"), env, derive_seed(0, "behaviour-prompts"))
 
 
 def train_chats(lm, args, artefacts: Path) -> list:
@@ -322,6 +338,10 @@ def train_chats(lm, args, artefacts: Path) -> list:
     return chats
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
 def markdown(results: dict) -> str:
     """The README table: one summary row per configuration, then the per-reward statistics."""
     base = results["baseline"]
@@ -337,17 +357,21 @@ def markdown(results: dict) -> str:
         "",
         "| configuration | position | prefix norm (x token) | first-token KL | pairwise JS | "
         "corr sentiment | "
-        "corr goal | corr keyword | best-of-K z (sent / goal / kw) | log-prob cost | degenerate | gate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "corr goal | corr keyword | best-of-K z (sent / goal / kw) | log-prob cost | degenerate | in character | "
+        "distinct | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     noise = base["rewards"]
     lines.append(
         "| no prefix (noise: pseudo-actions) | - | 0 | 0 | 0 | "
         + " | ".join(f"{noise[r]['corr']['corr']:+.2f}" for r in REWARDS)
-        + f" | - | 0 | {100 * base['degenerate']:.1f} % | - |"
+        + f" | - | 0 | {100 * base['degenerate']:.1f} % | {_share(base.get('in_character'))} | "
+        f"{base.get('distinct', float('nan')):.2f} | - |"
     )
     for name, res in {**results["configs"], **results.get("tried", {})}.items():
         rw = res["rewards"]
+        character = _share(res.get("in_character", {}).get("steered"))
+        distinct = f"{res['distinct']['steered']:.2f}" if "distinct" in res else "-"
         lines.append(
             f"| {name} | {res['prefix']['position']} | {res['prefix_norm']:.1f} | "
             f"{res['first_token']['kl']:.3f} | "
@@ -355,7 +379,7 @@ def markdown(results: dict) -> str:
             + " | ".join(f"{rw[r]['corr']['corr']:+.2f} ± {rw[r]['corr']['se']:.2f}" for r in REWARDS)
             + " | "
             + " / ".join(f"{rw[r]['best_of_k']['z']:+.1f}" for r in REWARDS)
-            + f" | {res['fluency']['cost']:+.2f} | {100 * res['degenerate']:.1f} % | "
+            + f" | {res['fluency']['cost']:+.2f} | {100 * res['degenerate']:.1f} % | {character} | {distinct} | "
             f"{'**pass**' if res['gate'] else 'fail'} |"
         )
     lines += [
@@ -409,7 +433,7 @@ def main() -> None:
     artefacts = artefact_folder(model_cfg)
     if args.clone_only:
         for name in args.configs:
-            prefix_cfg, clone_cfg = load_preset(name)
+            prefix_cfg, clone_cfg, _ = load_preset(name)
             if clone_cfg is not None:
                 ensure_projection(
                     lm,
@@ -429,9 +453,9 @@ def main() -> None:
     base = baseline(lm, prompts, scorer, args, sampling)
     settings = {k: v for k, v in vars(args).items() if k not in ("configs", "force", "out", "clone_only", "tried")}
     settings["prompts"] = len(prompts)
-    out_path = Path(args.out) / (
-        "steerability.json" if args.split == "eval" else f"steerability_{args.split}.json"
-    )
+    stem = "steerability" + ("" if args.split == "eval" else f"_{args.split}") + (
+        "" if args.seed == 0 else f"_seed{args.seed}")  # a replication keeps its own baseline and file
+    out_path = Path(args.out) / f"{stem}.json"
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     results.update(
         {
@@ -450,7 +474,7 @@ def main() -> None:
     for name in args.tried:  # variants measured earlier whose preset has since changed; kept for the record
         results.setdefault("tried", {})[name] = json.loads((work / f"{name}.json").read_text())
     for name in args.configs:
-        cached = work / f"{name}.json"
+        cached = work / (f"{name}.json" if args.seed == 0 else f"{name}@seed{args.seed}.json")
         if cached.is_file() and not args.force:
             res = json.loads(cached.read_text())
         else:

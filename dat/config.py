@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from dat.behaviours import BehaviourConfig
 from dat.dialogue import EnvConfig
 from dat.judges.config import JudgeConfig
 from dat.loading import ModelConfig
@@ -96,6 +97,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     prefix: PrefixConfig = field(default_factory=PrefixConfig)
     selfclone: SelfCloneConfig = field(default_factory=SelfCloneConfig)
+    behaviours: BehaviourConfig = field(default_factory=BehaviourConfig)
     env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -106,6 +108,7 @@ class TrainConfig:
 GROUPS = {
     "model": ModelConfig, "prefix": PrefixConfig, "env": EnvGroupConfig, "judge": JudgeConfig,
     "algo": AlgoConfig, "logger": LoggerConfig, "selfclone": SelfCloneConfig, "loop": LoopConfig,
+    "behaviours": BehaviourConfig,
 }
 
 

@@ -10,6 +10,9 @@ Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(b
   (``prefix.anchors``); the action's chunk for a token holds one logit per word. Training-free like
   PCA, but its prefixes stay among tokens the model has read; on SmolLM2-135M it moves the first
   reply token more than PCA or learned prefixes, yet fails the steerability gate too (README).
+* ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.behaviours``: each trained
+  contrastively on the frozen model's own best against worst replies by a scorer); the action holds
+  one logit per behaviour and a sharp softmax (``prefix.sharpness``) picks a mixture of them.
 
 Scale is expressed relative to the model's median token-embedding norm, so one setting ports
 across models: with ``norm=1`` an action of unit length gives prefix tokens of a typical token's
@@ -33,7 +36,8 @@ class PrefixConfig:
     """How an action becomes prefix embeddings, and where they go."""
 
     kind: str = "pca"
-    """pca (training-free basis of the embedding matrix), learned (self-cloning) or anchors (word mixtures)."""
+    """pca (training-free basis of the embedding matrix), learned (self-cloning), anchors (word mixtures) or
+    behaviours (a basis of contrastively trained prefixes, one per behaviour; see dat.behaviours)."""
     position: str = "start"
     """start (right after BOS, as DAT) or before_reply (just before the reply header)."""
     tokens: int = 2
@@ -50,7 +54,8 @@ class PrefixConfig:
     """kind=anchors: the words (first token of each, with a leading space) whose embeddings are mixed;
     the action chunk of a prefix token must have one entry per word."""
     sharpness: float = 10.0
-    """kind=anchors: inverse temperature of the softmax that turns an action chunk into word weights."""
+    """kind=anchors or behaviours: inverse temperature of the softmax that turns an action (chunk) into
+    word or behaviour weights."""
 
 
 ANCHOR_WORDS = (
@@ -59,7 +64,9 @@ ANCHOR_WORDS = (
 )
 """Default anchors: sentiment, agreement and refusal, money, politeness (16 words)."""
 
-KINDS = ("pca", "learned", "anchors")
+KINDS = ("pca", "learned", "anchors", "behaviours")
+MIXTURES = ("anchors", "behaviours")
+"""Kinds whose action picks a softmax mixture of stored vectors (their scale is ``norm`` alone)."""
 
 
 def embedding_stats(embedding: Tensor) -> tuple[Tensor, float]:
@@ -107,7 +114,14 @@ class UpProjection(nn.Module):
                 f"{len(cfg.anchors)} words, so prefix.action_dim={len(cfg.anchors) * (1 if cfg.tied else cfg.tokens)} "
                 f"(got {cfg.action_dim})."
             )
-        if cfg.kind in ("pca", "anchors"):
+        if cfg.kind == "behaviours":
+            if basis is None or basis.shape != (cfg.action_dim, cfg.tokens, hidden_size):
+                raise ValueError(
+                    f"A behaviours up-projection needs a (behaviours={cfg.action_dim}, tokens={cfg.tokens}, "
+                    f"{hidden_size}) basis; prefix.action_dim must equal the number of behaviours.")
+            self.register_buffer("basis", basis.float())
+            self.linear = None
+        elif cfg.kind in ("pca", "anchors"):
             if basis is None or basis.shape != (chunk, hidden_size):
                 raise ValueError(f"A {cfg.kind} up-projection needs a ({chunk}, {hidden_size}) basis.")
             self.register_buffer("basis", basis.float())
@@ -133,9 +147,9 @@ class UpProjection(nn.Module):
     def scale(self) -> Tensor:
         """Multiplier of a unit action: norm x median token norm (x sqrt(L) per chunk when not tied).
 
-        Anchor mixtures already have token norms, so there it is ``norm`` alone.
+        Anchor and behaviour mixtures already have their own norms, so there it is ``norm`` alone.
         """
-        if self.cfg.kind == "anchors":
+        if self.cfg.kind in MIXTURES:
             return torch.tensor(float(self.cfg.norm))
         factor = 1.0 if self.cfg.tied else self.cfg.tokens ** 0.5
         return self.cfg.norm * self.token_norm * factor
@@ -146,6 +160,9 @@ class UpProjection(nn.Module):
                 f"Action has shape {tuple(action.shape)}; expected (batch, {self.cfg.action_dim}) "
                 "(prefix.action_dim)."
             )
+        if self.cfg.kind == "behaviours":
+            weights = torch.softmax(action.float() * self.cfg.sharpness, dim=-1)
+            return torch.einsum("bk,kld->bld", weights, self.basis) * self.scale
         chunks = action.float()[:, None, :] if self.cfg.tied else action.float().view(
             action.shape[0], self.cfg.tokens, -1)
         if self.cfg.kind == "anchors":
@@ -221,6 +238,10 @@ def build_projection(
         return UpProjection.load(cfg.path, position=cfg.position)
     if cfg.kind == "anchors":
         return UpProjection.anchors(embedding, cfg, tokenizer)
+    if cfg.kind == "behaviours":
+        raise ValueError(
+            "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.behaviours.ensure_basis), "
+            "or set prefix.path to a folder written by UpProjection.save.")
     chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
     basis = None
     cache = cache_folder / f"pca_basis_{chunk}.safetensors" if cache_folder else None

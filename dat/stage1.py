@@ -2,7 +2,9 @@
 
 ``prefix.path`` loads a saved projection; ``prefix.kind=pca`` builds DAT's training-free basis
 (cached beside the model); ``prefix.kind=learned`` reuses the self-cloned projection cached for
-this model and prefix setting, or trains it by self-cloning (``dat.selfclone``) and caches it.
+this model and prefix setting, or trains it by self-cloning (``dat.selfclone``) and caches it;
+``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.behaviours``),
+made on the first turn of one train task per scenario.
 The projection is frozen during RL.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dat.behaviours import basis_folder, behaviour_prompts, ensure_basis
 from dat.llm import FrozenLM
 from dat.loading import artefact_folder
 from dat.prefix import UpProjection, build_projection
@@ -24,6 +27,17 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
     if cfg.prefix.path or cfg.prefix.kind in ("pca", "anchors"):
         projection = build_projection(embedding, cfg.prefix, artefacts, lm.tokenizer)
         record = UpProjection.record_of(cfg.prefix.path) if cfg.prefix.path else {"kind": cfg.prefix.kind}
+    elif cfg.prefix.kind == "behaviours":
+        embedder = None
+        if any(b.scorer == "goal" for b in cfg.behaviours.behaviours):
+            from dat.judges.embedding import EmbeddingJudge
+
+            embedder = EmbeddingJudge()
+        seed = derive_seed(cfg.seed, "behaviour-prompts")
+        projection = ensure_basis(lm, lambda: behaviour_prompts(lm, tasks, cfg.env, seed), cfg.prefix,
+                                  cfg.behaviours, artefacts, embedder)
+        folder = basis_folder(artefacts, cfg.behaviours)
+        record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     else:
         folder = projection_folder(artefacts, cfg.selfclone)
         cached = (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete")
@@ -35,6 +49,7 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     _check_matches(projection, cfg.prefix)
     projection.cfg.norm = cfg.prefix.norm  # the scale stays a knob, also for a trained projection
+    projection.cfg.sharpness = cfg.prefix.sharpness
     projection.requires_grad_(False)
     projection.save(out / "projection", record=record)
     return projection

@@ -15,6 +15,7 @@ All functions are pure NumPy.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,51 @@ MAX_DEGENERATE = 0.02
 """Gate: largest share of empty or degenerate steered replies."""
 MAX_LOGPROB_COST = 0.55
 """Gate: largest drop of mean token log-prob under the unsteered model (nats/token)."""
+MAX_CHARACTER_DROP = 0.02
+"""Gate: steered replies may be in character at most this much less often than unsteered ones (share)."""
+MAX_DISTINCT_DROP = 0.05
+"""Gate: the share of distinct replies per prompt may fall by at most this much."""
+
+META = re.compile(
+    r"^\s*[(\[*<]|\bbackground\s*:|'s background|\bpersonality\b|\b(?:your|my|their) goal\s*:|\bscenario\s*:"
+    r"|\bparticipants\s*:|\bthe conversation (?:starts|begins|has begun|continues)|\byou speak first"
+    r"|\bturn #\d|\bin character\b|\bin (?:a|the) role\b|\bas an ai\b|\blanguage model\b|\bsecret\s*:",
+    re.IGNORECASE,
+)
+"""Meta lines: stage directions, prompt text echoed (backgrounds, goals, the opening cue), role talk."""
+
+
+def out_of_character(text: str, own: str, other: str) -> bool:
+    """A reply that is not the agent speaking in character (rule-based; see ``META``).
+
+    Flags stage directions and echoed prompt text, speaking as the partner ("Helena: ...", "As
+    Helena, ..."), and speaking of oneself in the third person ("Jun Park is ...").
+
+    >>> out_of_character("(The conversation starts. You speak first.)", "Jun Park", "Helena Brandt")
+    True
+    >>> out_of_character("Helena Brandt: I won't lower it.", "Jun Park", "Helena Brandt")
+    True
+    >>> out_of_character("Jun Park is going to work hard.", "Jun Park", "Helena Brandt")
+    True
+    >>> out_of_character("Helena, could we talk about the rent?", "Jun Park", "Helena Brandt")
+    False
+    """
+    if META.search(text):
+        return True
+    names = {n for n in (other, other.split()[0]) if n}
+    head = text.strip()
+    if any(re.match(rf"{re.escape(n)}\s*:|as {re.escape(n)}\b|i(?: am|'m) {re.escape(n)}\b", head, re.I)
+           for n in names):
+        return True
+    mine = {n for n in (own, own.split()[0]) if n}
+    return any(re.match(rf"{re.escape(n)}(?:'s\b|\s+(?:is|was|has|will|would|says|said)\b)", head, re.I)
+               for n in mine)
+
+
+def distinct_share(texts_per_prompt: Sequence[Sequence[str]]) -> float:
+    """Mean over prompts of the share of distinct replies (case and surrounding space ignored)."""
+    shares = [len({t.strip().lower() for t in texts}) / len(texts) for texts in texts_per_prompt if texts]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def is_degenerate(text: str, tokens: Sequence[object]) -> bool:
@@ -180,7 +226,9 @@ def gate(result: Mapping) -> tuple[bool, list[str]]:
     """Whether a benchmarked configuration may be used for RL, and why (one line per criterion).
 
     Reads a configuration's entry of the benchmark JSON: ``split``, ``rewards[name]["corr"]`` and
-    ``["best_of_k"]["z"]``, ``degenerate`` (share) and ``fluency["cost"]`` (nats/token).
+    ``["best_of_k"]["z"]``, ``degenerate`` (share), ``fluency["cost"]`` (nats/token), and
+    ``in_character`` / ``distinct`` (``{"steered", "baseline"}`` shares): a configuration that moves
+    rewards by breaking character or collapsing onto a few replies does not pass.
     """
     reasons, passed = [], True
     if result.get("split") != "eval":
@@ -210,6 +258,28 @@ def gate(result: Mapping) -> tuple[bool, list[str]]:
         f"{'ok' if ok else 'FAIL'}: degenerate replies {100 * result['degenerate']:.1f} %; "
         f"needs <= {100 * MAX_DEGENERATE:.0f} %"
     )
+    character = result.get("in_character")
+    if character is None:
+        passed = False
+        reasons.append("FAIL: in-character share not measured")
+    else:
+        ok = character["steered"] >= character["baseline"] - MAX_CHARACTER_DROP
+        passed &= ok
+        reasons.append(
+            f"{'ok' if ok else 'FAIL'}: in character {100 * character['steered']:.0f} % vs unsteered "
+            f"{100 * character['baseline']:.0f} %; may fall by <= {100 * MAX_CHARACTER_DROP:.0f} points"
+        )
+    distinct = result.get("distinct")
+    if distinct is None:
+        passed = False
+        reasons.append("FAIL: distinct-reply share not measured")
+    else:
+        ok = distinct["steered"] >= distinct["baseline"] - MAX_DISTINCT_DROP
+        passed &= ok
+        reasons.append(
+            f"{'ok' if ok else 'FAIL'}: distinct replies {distinct['steered']:.2f} vs unsteered "
+            f"{distinct['baseline']:.2f}; may fall by <= {MAX_DISTINCT_DROP}"
+        )
     cost = result["fluency"]["cost"]
     ok = cost <= MAX_LOGPROB_COST
     passed &= ok

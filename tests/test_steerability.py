@@ -12,11 +12,13 @@ from dat.steerability import (
     best_actions,
     best_of_k,
     correlation_p_value,
+    distinct_share,
     gate,
     is_degenerate,
     js,
     kl,
     mean_pairwise_js,
+    out_of_character,
     pseudo_actions,
     same_action_correlation,
 )
@@ -102,12 +104,15 @@ def test_degenerate_replies():
 
 
 def config_result(
-    corr: float, z: float, degenerate: float = 0.0, cost: float = 0.2, split: str = "eval"
+    corr: float, z: float, degenerate: float = 0.0, cost: float = 0.2, split: str = "eval",
+    character: float = 0.95, distinct: float = 0.93,
 ) -> dict:
     return {
         "split": split,
         "degenerate": degenerate,
         "fluency": {"cost": cost},
+        "in_character": {"steered": character, "baseline": 0.96},
+        "distinct": {"steered": distinct, "baseline": 0.95},
         "rewards": {
             "sentiment": {"corr": {"corr": corr}, "best_of_k": {"z": z}},
             "keyword": {"corr": {"corr": 0.05}, "best_of_k": {"z": 0.4}},
@@ -117,10 +122,37 @@ def config_result(
 
 def test_gate():
     passed, reasons = gate(config_result(0.45, 3.1))
-    assert passed and len(reasons) == 4 and all(r.startswith("ok") for r in reasons)
+    assert passed and len(reasons) == 6 and all(r.startswith("ok") for r in reasons)
     assert not gate(config_result(0.25, 3.1))[0]
     assert not gate(config_result(0.45, 1.9))[0]
     assert not gate(config_result(0.45, 3.1, degenerate=0.03))[0]
     assert not gate(config_result(0.45, 3.1, cost=0.6))[0]
+    # Moving a reward by breaking character or collapsing onto a few replies does not pass.
+    assert not gate(config_result(0.45, 3.1, character=0.90))[0]
+    assert not gate(config_result(0.45, 3.1, distinct=0.85))[0]
+    old = config_result(0.45, 3.1)
+    del old["in_character"]
+    assert not gate(old)[0]
     passed, reasons = gate(config_result(0.45, 3.1, split="train"))
     assert not passed and "held-out" in reasons[0]
+
+
+def test_out_of_character_replies_are_flagged_by_rule():
+    own, other = "Aisha Rahman", "Dmitri Volkov"
+    flagged = [
+        "(The conversation starts. You speak first.)",
+        "Aisha Rahman's background: unknown",
+        "Dmitri Volkov: I disagree with the plan.",
+        "As Dmitri, I think we should wait.",
+        "Aisha Rahman is going to work on the project.",
+        "Your goal: get the credit you deserve.",
+        "*smiles warmly* Thanks for coming.",
+    ]
+    kept = ["Dmitri, I led the design, and I'd like that on the slide.", "I'm glad you're here. Shall we start?",
+            "Thanks, Dmitri. What do you think about Friday?"]
+    assert all(out_of_character(t, own, other) for t in flagged)
+    assert not any(out_of_character(t, own, other) for t in kept)
+
+
+def test_distinct_share_counts_repeated_replies_per_prompt():
+    assert distinct_share([["a", "b", "A "], ["x", "y", "z", "w"]]) == pytest.approx((2 / 3 + 1) / 2)

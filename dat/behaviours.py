@@ -1,0 +1,492 @@
+"""A contrastive behaviour basis: one trained prefix per behaviour, mixed by the planner's action.
+
+On the default model no training-free or self-cloned up-projection moves the reply reproducibly
+(README, steerability table), and prefixes trained by plain NLL on the model's own best replies
+move it only a little: those replies are already likely, so the NLL has little to learn. What pulls
+prefixes apart is a contrast. For each behaviour (a name and a scorer: sentiment, length, a
+question, a regex, the scenario's own rule checks, similarity to the goal), the frozen model's own
+replies to the *train* prompts are ranked by the scorer; per prompt the top replies are *chosen*
+and the bottom ones *rejected*, and the behaviour's prefix (L input embeddings placed before the
+reply header) is trained on the prefix alone with a DPO-style objective against the model without
+prefix as reference::
+
+    L = -log sigma(beta * [(log p_P(chosen) - log p_0(chosen)) - (log p_P(rejected) - log p_0(rejected))])
+        + nll * (-log p_P(chosen) / tokens)
+
+``rounds > 1`` iterates: the next round adds replies sampled *with* the behaviour's current prefix
+to its pool, re-selects the pairs and trains on. The K prefixes form the basis of the
+``behaviours`` up-projection (``dat.prefix``): an action a in [-1, 1]^K gives the prefix
+``softmax(sharpness * a) @ basis``.
+
+Everything is saved as it is made, under ``<model artefacts>/behaviours/<name>``: the pool
+(``pool.json``), each behaviour's prefix when trained (``<behaviour>.safetensors``, with a
+checkpoint every few steps), then the projection (safetensors) beside a JSON record of every setting.
+A re-run resumes where it stopped; a finished basis is reused only when every setting matches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dat.clonedata import opening_chats
+from dat.dialogue import DialogueTask, EnvConfig, clean_utterance
+from dat.llm import FrozenLM, SamplingConfig
+from dat.prefix import PrefixConfig, UpProjection, embedding_stats
+from dat.promptcache import PromptCache
+from dat.records import DialogueRecord
+from dat.seeding import derive_seed
+
+SCORERS = ("sentiment", "length", "question", "regex", "rules", "goal")
+DIRECTIONS = ("up", "down")
+RUN_FIELDS = ("name", "checkpoint_every")  # may change without changing what is trained
+
+
+@dataclass
+class Behaviour:
+    """One behaviour of the basis: replies that score high (``up``) or low (``down``) on a scorer."""
+
+    name: str = "positive"
+    """Name (a file name: letters, digits, _ and -)."""
+    scorer: str = "sentiment"
+    """sentiment (VADER), length (words), question (asks one), regex (``pattern``), rules (the scenario's
+    own rule checks for the agent), goal (MiniLM similarity of the reply to the agent's goal)."""
+    direction: str = "up"
+    """up: chosen = the highest-scoring replies; down: the lowest."""
+    pattern: str | None = None
+    """scorer=regex: the pattern (case-insensitive) whose presence scores 1."""
+
+
+def _default_behaviours() -> list[Behaviour]:
+    return [Behaviour("positive", "sentiment", "up"), Behaviour("negative", "sentiment", "down")]
+
+
+@dataclass
+class BehaviourConfig:
+    """How the behaviour basis (prefix.kind=behaviours) is made."""
+
+    behaviours: list[Behaviour] = field(default_factory=_default_behaviours)
+    """The behaviours, one prefix each (prefix.action_dim must equal their number)."""
+    pool: int = 16
+    """Replies sampled from the frozen model per train prompt (the pool pairs are selected from)."""
+    top: int = 3
+    """Per prompt, the ``top`` best replies are chosen and the ``top`` worst rejected (up to top^2 pairs)."""
+    beta: float = 0.1
+    """Inverse temperature of the contrastive (DPO) objective, on summed log-probs."""
+    nll: float = 0.0
+    """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only."""
+    steps: int = 50
+    """Optimiser steps per behaviour and round."""
+    batch_size: int = 8
+    """Pairs per step."""
+    lr: float = 0.05
+    """Adam learning rate of the prefix embeddings."""
+    max_norm: float = 8.0
+    """Each prefix token's norm is clipped to this many median token-embedding norms after every step."""
+    rounds: int = 1
+    """Rounds of pool -> pairs -> training; later rounds add replies sampled with the current prefix."""
+    prompts: int = 32
+    """Use at most this many train prompts (the first turn of one task per scenario)."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=32))
+    """How pool replies are sampled (the env's decoding, shorter replies)."""
+    seed: int = 0
+    """Seed of pool sampling and batch order."""
+    name: str = "sentiment"
+    """Folder name of the basis under <model artefacts>/behaviours/ (reused when complete and matching)."""
+    checkpoint_every: int = 10
+    """Write a behaviour's resumable checkpoint every this many steps."""
+
+
+@dataclass
+class PromptInfo:
+    """What the scorers need to know about a train prompt: the steered agent's goal and rule pattern."""
+
+    goal: str = ""
+    rules: str = ""
+    """Regex of the agent's rule checks ("" when it has none)."""
+
+
+AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
+"""What a price check looks for in a reply: a currency amount."""
+
+
+def rule_pattern(record: DialogueRecord, side: int) -> str:
+    """Regex of the agent's rule checks (keywords, regexes, an amount for price checks), else its goal's words."""
+    parts = []
+    for check in record.checks:
+        if check.get("agent") != side:
+            continue
+        if check["kind"] == "price":
+            parts.append(AMOUNT)
+        elif check["kind"] in ("keyword", "regex"):
+            pats = check["pattern"] if isinstance(check["pattern"], list) else [check["pattern"]]
+            parts += [rf"\b{re.escape(p)}\b" if check["kind"] == "keyword" else p for p in pats]
+    if not parts:
+        words = {w.lower() for w in re.findall(r"[A-Za-z]{5,}", record.goals[side])}
+        parts = [rf"\b{w}" for w in sorted(words)]
+    return "|".join(parts)
+
+
+def behaviour_prompts(lm: FrozenLM, tasks: Sequence[DialogueTask], env: EnvConfig, seed: int,
+                      limit: int | None = None) -> tuple[list, list[PromptInfo]]:
+    """The train prompts a basis is made on: the steered agent's first turn, one task per scenario.
+
+    Built by the env's own rules (side 0, the partner opens with a greedy line), as the steerability
+    benchmark builds its prompts, so the basis is trained on what it is measured on, in other scenarios.
+    """
+    picked, seen = [], set()
+    for task in tasks:
+        record = task.record([], 0)
+        if record.scenario not in seen:
+            seen.add(record.scenario)
+            picked.append(task)
+    picked = picked[:limit]
+    greedy = replace(env, sampling=replace(env.sampling, do_sample=False))
+    chats = opening_chats(lm, picked, greedy, seed, sides=(0,), partner_opens=(True,))
+    infos = [PromptInfo(goal=t.record([], 0).goals[0], rules=rule_pattern(t.record([], 0), 0)) for t in picked]
+    return chats, infos
+
+
+# ------------------------------------------------------------------------------------------ scoring
+class Scorers:
+    """Scores first lines of replies by each configured behaviour's scorer."""
+
+    def __init__(self, infos: Sequence[PromptInfo], embedder=None):
+        self.infos = list(infos)
+        self.embedder = embedder
+        self._vader = None
+        self._goals: Tensor | None = None
+
+    def __call__(self, behaviour: Behaviour, prompt: int, texts: Sequence[str]) -> np.ndarray:
+        if behaviour.scorer == "sentiment":
+            if self._vader is None:
+                from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+                self._vader = SentimentIntensityAnalyzer()
+            return np.array([self._vader.polarity_scores(t)["compound"] for t in texts])
+        if behaviour.scorer == "length":
+            return np.array([float(len(t.split())) for t in texts])
+        if behaviour.scorer == "question":
+            return np.array([float("?" in t) for t in texts])
+        if behaviour.scorer in ("regex", "rules"):
+            pattern = behaviour.pattern if behaviour.scorer == "regex" else self.infos[prompt].rules
+            if not pattern:
+                return np.zeros(len(texts))
+            rule = re.compile(pattern, re.IGNORECASE)
+            return np.array([float(bool(rule.search(t))) for t in texts])
+        if behaviour.scorer == "goal":
+            if self.embedder is None:
+                raise ValueError(f"Behaviour {behaviour.name!r} (scorer=goal) needs a sentence embedder.")
+            if self._goals is None:
+                self._goals = self.embedder.embed([i.goal or " " for i in self.infos])
+            vectors = self.embedder.embed([t or " " for t in texts])
+            return (vectors @ self._goals[prompt]).numpy().astype(float)
+        raise ValueError(f"Behaviour {behaviour.name!r}: scorer={behaviour.scorer!r} is not one of {SCORERS}.")
+
+
+def select_pairs(scores: np.ndarray, top: int, direction: str = "up") -> list[tuple[int, int]]:
+    """(chosen, rejected) index pairs among one prompt's replies: the ``top`` best against the ``top`` worst.
+
+    Only pairs whose chosen reply scores strictly better than the rejected one count, so a prompt
+    on which the scorer cannot tell replies apart gives no pairs.
+
+    >>> select_pairs(np.array([0.1, 0.9, 0.5, -0.2]), top=1)
+    [(1, 3)]
+    >>> select_pairs(np.array([0.1, 0.9, 0.5, -0.2]), top=1, direction="down")
+    [(3, 1)]
+    >>> select_pairs(np.zeros(4), top=2)
+    []
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r} is not one of {DIRECTIONS}.")
+    signed = np.asarray(scores, dtype=float) * (1.0 if direction == "up" else -1.0)
+    order = np.argsort(-signed, kind="stable")
+    best, worst = order[:top], order[::-1][:top]
+    return [(int(c), int(r)) for c in best for r in worst if signed[c] > signed[r]]
+
+
+def contrastive_loss(chosen: Tensor, chosen_ref: Tensor, rejected: Tensor, rejected_ref: Tensor,
+                     beta: float) -> Tensor:
+    """The DPO objective per pair: -log sigma(beta * (chosen margin - rejected margin)), summed log-probs."""
+    return -F.logsigmoid(beta * ((chosen - chosen_ref) - (rejected - rejected_ref)))
+
+
+# ------------------------------------------------------------------------------------------ pool
+@dataclass
+class Pool:
+    """Replies to the train prompts: ``text[i]`` (first line) answers prompt ``prompt[i]``.
+
+    ``end[i]``: score the reply with EOS (it ended, or was cut at a newline, as the env cuts it);
+    ``ref[i]``: its summed log-prob under the model without prefix; ``source[i]``: "model" or the
+    behaviour whose prefix sampled it.
+    """
+
+    prompt: list[int] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    end: list[bool] = field(default_factory=list)
+    ref: list[float] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+
+    def extend(self, other: Pool) -> Pool:
+        return Pool(*(getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__))
+
+    def of(self, prompt: int) -> list[int]:
+        return [i for i, p in enumerate(self.prompt) if p == prompt]
+
+
+def sample_pool(cache: PromptCache, prompts: Sequence[int], count: int, sampling: SamplingConfig, seed: int,
+                prefix: Tensor | None = None, source: str = "model", rows_per_call: int = 32) -> Pool:
+    """``count`` replies per prompt (with ``prefix`` if given), their first lines and reference log-probs."""
+    wanted = [p for p in prompts for _ in range(count)]
+    pool = Pool()
+    for start in tqdm(range(0, len(wanted), rows_per_call), desc=f"pool ({source})", leave=False):
+        chunk = wanted[start : start + rows_per_call]
+        prefixes = None if prefix is None else [prefix] * len(chunk)
+        raw = cache.generate(chunk, prefixes, sampling, seed=derive_seed(seed, "pool", source, start))
+        for p, reply in zip(chunk, raw, strict=True):
+            text = clean_utterance(reply)
+            if not any(c.isalpha() for c in text):
+                continue
+            cut = len(cache.targets([reply], add_end=False)[0]) < sampling.max_new_tokens or "\n" in reply.strip()
+            pool.prompt.append(p)
+            pool.text.append(text)
+            pool.end.append(bool(cut))
+            pool.source.append(source)
+    with torch.no_grad():
+        for start in range(0, len(pool.text), 16):
+            rows = slice(start, start + 16)
+            total, _ = cache.reply_logprobs(pool.prompt[rows], pool.text[rows], None, add_end=pool.end[rows])
+            pool.ref += total.tolist()
+    return pool
+
+
+# ------------------------------------------------------------------------------------------ training
+class BasisTrainer:
+    """Trains one prefix per behaviour on a shared pool of the frozen model's replies (module docstring).
+
+    >>> trainer = BasisTrainer(lm, chats, infos, PrefixConfig(kind="behaviours", action_dim=2,
+    ...                        position="before_reply"), BehaviourConfig(), "out/basis")   # doctest: +SKIP
+    >>> projection = trainer.train()                                                     # doctest: +SKIP
+    """
+
+    def __init__(self, lm: FrozenLM, chats: Sequence, infos: Sequence[PromptInfo], prefix: PrefixConfig,
+                 cfg: BehaviourConfig, folder: str | Path, embedder=None):
+        check_config(prefix, cfg)
+        self.lm, self.prefix, self.cfg, self.folder = lm, prefix, cfg, Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        chats, infos = list(chats)[: cfg.prompts], list(infos)[: cfg.prompts]
+        if not chats or len(chats) != len(infos):
+            raise ValueError(f"The behaviour basis needs train prompts with one PromptInfo each; got "
+                             f"{len(chats)} chats and {len(infos)} infos.")
+        self.chats, self.infos = chats, infos
+        self.cache = PromptCache(lm, chats)
+        self.scorers = Scorers(infos, embedder)
+        self.mean, self.token_norm = embedding_stats(lm.model.get_input_embeddings().weight)
+
+    def settings(self) -> dict:
+        """Everything the basis depends on (compared before a cached basis is reused)."""
+        return {"model": self.lm.name, "behaviours": {k: v for k, v in asdict(self.cfg).items() if k not in RUN_FIELDS},
+                "prefix": {k: asdict(self.prefix)[k] for k in ("kind", "position", "tokens", "action_dim")},
+                "prompts": len(self.chats)}
+
+    def pool(self) -> Pool:
+        """The model's own replies (sampled once, then read from ``pool.json``)."""
+        path = self.folder / "pool.json"
+        if path.is_file():
+            return Pool(**json.loads(path.read_text()))
+        pool = sample_pool(self.cache, range(len(self.chats)), self.cfg.pool, self.cfg.sampling, self.cfg.seed)
+        _write_json(path, asdict(pool))
+        return pool
+
+    def pairs(self, behaviour: Behaviour, pool: Pool) -> list[tuple[int, int]]:
+        """(chosen, rejected) pool indices for ``behaviour`` over all prompts."""
+        out = []
+        for p in range(len(self.chats)):
+            rows = pool.of(p)
+            if len(rows) >= 2:
+                scores = self.scorers(behaviour, p, [pool.text[i] for i in rows])
+                out += [(rows[c], rows[r]) for c, r in select_pairs(scores, self.cfg.top, behaviour.direction)]
+        return out
+
+    def _logprobs(self, pool: Pool, rows: Sequence[int], prefix: Tensor) -> Tensor:
+        total, _ = self.cache.reply_logprobs([pool.prompt[i] for i in rows], [pool.text[i] for i in rows],
+                                             [prefix] * len(rows), add_end=[pool.end[i] for i in rows])
+        return total
+
+    def _pair_logprobs(self, pool: Pool, pairs: Sequence[tuple[int, int]], prefix: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed log-probs with ``prefix`` of each pair's chosen and rejected reply (one batched call)."""
+        rows = [c for c, _ in pairs] + [r for _, r in pairs]
+        lp = self._logprobs(pool, rows, prefix)
+        return lp[: len(pairs)], lp[len(pairs) :]
+
+    def train_behaviour(self, behaviour: Behaviour, pool: Pool, progress: bool = True) -> tuple[Tensor, dict]:
+        """Train (or resume) one behaviour's prefix ``(tokens, hidden)``; returns it and its record."""
+        cfg, path = self.cfg, self.folder / f"{behaviour.name}.safetensors"
+        if path.is_file():
+            return load_file(str(path))["prefix"], json.loads((self.folder / f"{behaviour.name}.json").read_text())
+        started = time.time()
+        ckpt_path = self.folder / f"{behaviour.name}.checkpoint.pt"
+        prefix = self.mean.expand(self.prefix.tokens, -1).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([prefix], lr=cfg.lr)
+        step, history, seen, before = 0, [], pool, None
+        if ckpt_path.is_file():
+            state = torch.load(ckpt_path, weights_only=False)
+            with torch.no_grad():
+                prefix.copy_(state["prefix"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, history, seen, before = state["step"], state["history"], Pool(**state["pool"]), state["before"]
+        total = cfg.steps * cfg.rounds
+        limit = cfg.max_norm * self.token_norm
+        bar = tqdm(total=total, initial=step, desc=f"behaviour {behaviour.name}", disable=not progress)
+        pairs = self.pairs(behaviour, seen)
+        if not pairs:
+            raise ValueError(f"Behaviour {behaviour.name!r}: no prompt's replies differ on its scorer "
+                             f"({behaviour.scorer}); sample a larger pool (behaviours.pool) or choose another.")
+        before = before or self._evaluate(seen, pairs, prefix.detach())  # at the initial prefix
+        while step < total:
+            round_ = step // cfg.steps
+            if round_ and not any(src == f"{behaviour.name}:{round_}" for src in seen.source):
+                extra = sample_pool(self.cache, range(len(self.chats)), cfg.pool, cfg.sampling,
+                                    derive_seed(cfg.seed, behaviour.name, round_), prefix.detach(),
+                                    source=f"{behaviour.name}:{round_}")
+                seen = seen.extend(extra)
+                pairs = self.pairs(behaviour, seen)
+            rng = np.random.default_rng(derive_seed(cfg.seed, "pairs", behaviour.name, step))
+            batch = [pairs[i] for i in rng.choice(len(pairs), size=min(cfg.batch_size, len(pairs)), replace=False)]
+            chosen, rejected = self._pair_logprobs(seen, batch, prefix)
+            ref_c = torch.tensor([seen.ref[c] for c, _ in batch])
+            ref_r = torch.tensor([seen.ref[r] for _, r in batch])
+            loss = contrastive_loss(chosen, ref_c, rejected, ref_r, cfg.beta).mean()
+            if cfg.nll > 0:
+                targets = self.cache.targets([seen.text[c] for c, _ in batch], [seen.end[c] for c, _ in batch])
+                loss = loss + cfg.nll * (-chosen / torch.tensor([float(len(t)) for t in targets])).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():  # keep every prefix token within max_norm typical token lengths
+                norms = prefix.norm(dim=-1, keepdim=True)
+                prefix.mul_(torch.clamp(limit / norms, max=1.0))
+            step += 1
+            history.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(history[-10:]):.3f}")
+            if step % cfg.checkpoint_every == 0 or step == total:
+                _save_torch(ckpt_path, {"prefix": prefix.detach(), "optimizer": optimizer.state_dict(), "step": step,
+                                        "history": history, "pool": asdict(seen), "before": before})
+        bar.close()
+        after = self._evaluate(seen, pairs, prefix.detach())
+        record = {"name": behaviour.name, "pairs": len(pairs), "steps": step, "loss_first": history[0],
+                  "loss_last10": float(np.mean(history[-10:])), "margin_before": before["margin"],
+                  "margin_after": after["margin"], "pairs_ranked_before": before["ranked"],
+                  "pairs_ranked_after": after["ranked"], "pool": len(seen.text),
+                  "norms_x_token": (prefix.detach().norm(dim=-1) / self.token_norm).tolist(),
+                  "minutes": round((time.time() - started) / 60, 2)}
+        save_file({"prefix": prefix.detach().contiguous()}, str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").replace(path)
+        _write_json(self.folder / f"{behaviour.name}.json", record)
+        return prefix.detach(), record
+
+    @torch.no_grad()
+    def _evaluate(self, pool: Pool, pairs: Sequence[tuple[int, int]], prefix: Tensor, limit: int = 64) -> dict:
+        """Mean implicit margin (nats) and share of pairs ranked right, over the first ``limit`` pairs."""
+        margins = []
+        for s in range(0, min(len(pairs), limit), 16):
+            part = pairs[s : s + 16]
+            chosen, rejected = self._pair_logprobs(pool, part, prefix)
+            ref_c = torch.tensor([pool.ref[c] for c, _ in part])
+            ref_r = torch.tensor([pool.ref[r] for _, r in part])
+            margins.append((chosen - ref_c) - (rejected - ref_r))
+        margins = torch.cat(margins)
+        return {"margin": float(margins.mean()), "ranked": float((margins > 0).float().mean())}
+
+    def train(self, progress: bool = True) -> UpProjection:
+        """Pool, every behaviour's prefix, then the projection with its record (each step resumable)."""
+        pool = self.pool()
+        prefixes, records = [], []
+        for behaviour in self.cfg.behaviours:
+            prefix, record = self.train_behaviour(behaviour, pool, progress)
+            prefixes.append(prefix)
+            records.append(record)
+        projection = UpProjection(self.prefix, self.lm.hidden_size, self.token_norm, torch.stack(prefixes))
+        vectors = torch.stack(prefixes).flatten(1)
+        cosine = F.normalize(vectors, dim=-1) @ F.normalize(vectors, dim=-1).T
+        projection.save(self.folder, record={"settings": self.settings(), "behaviours": records,
+                                             "pool": len(pool.text), "cosine": cosine.tolist(), "complete": True})
+        return projection
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
+    path.with_suffix(".tmp").replace(path)
+
+
+def _save_torch(path: Path, data: dict) -> None:
+    torch.save(data, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
+    """Fail before any work on a basis that cannot be made as configured, naming the field."""
+    names = [b.name for b in cfg.behaviours]
+    if prefix.kind != "behaviours":
+        raise ValueError(f"A behaviour basis is a prefix.kind=behaviours projection; got {prefix.kind!r}.")
+    if prefix.action_dim != len(names):
+        raise ValueError(f"prefix.action_dim={prefix.action_dim} must equal the number of behaviours "
+                         f"({len(names)}: {', '.join(names)}).")
+    if len(set(names)) != len(names) or not all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names):
+        raise ValueError(f"behaviours: names must be distinct and use letters, digits, _ or -; got {names}.")
+    for b in cfg.behaviours:
+        if b.scorer not in SCORERS:
+            raise ValueError(f"behaviours[{b.name}].scorer={b.scorer!r} is not one of {', '.join(SCORERS)}.")
+        if b.direction not in DIRECTIONS:
+            raise ValueError(f"behaviours[{b.name}].direction={b.direction!r} is not one of up, down.")
+        if b.scorer == "regex" and not b.pattern:
+            raise ValueError(f"behaviours[{b.name}]: scorer=regex needs a pattern.")
+    if cfg.pool < 2 or cfg.top < 1 or cfg.steps < 1 or cfg.rounds < 1:
+        raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
+
+
+def basis_folder(artefacts: str | Path, cfg: BehaviourConfig) -> Path:
+    """Where the basis made with ``cfg`` is cached: ``<model artefacts>/behaviours/<name>``."""
+    return Path(artefacts) / "behaviours" / cfg.name
+
+
+def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[PromptInfo]]], prefix: PrefixConfig,
+                 cfg: BehaviourConfig, artefacts: str | Path, embedder=None, progress: bool = True) -> UpProjection:
+    """The behaviour basis for ``cfg``: loaded when a complete one with the same settings is cached, else made.
+
+    ``prompts`` is called only when training is needed; it returns the train chats and their
+    ``PromptInfo``. A cached basis made with other settings is refused with the settings that differ.
+    """
+    check_config(prefix, cfg)
+    folder = basis_folder(artefacts, cfg)
+    if (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete"):
+        saved = UpProjection.record_of(folder)["settings"]
+        wanted = {"model": lm.name, "behaviours": {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS},
+                  "prefix": {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}}
+        changed = [k for k in wanted if saved.get(k) != wanted[k]]
+        if changed:
+            raise ValueError(f"The behaviour basis cached at {folder} was made with other settings "
+                             f"({', '.join(changed)}). Give this setting its own behaviours.name, or delete "
+                             "that folder to retrain.")
+        return _with_run_settings(UpProjection.load(folder), prefix)
+    chats, infos = prompts()
+    projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder).train(progress)
+    return _with_run_settings(projection, prefix)
+
+
+def _with_run_settings(projection: UpProjection, prefix: PrefixConfig) -> UpProjection:
+    """Scale and sharpness stay knobs of the run (they do not change what was trained)."""
+    projection.cfg.norm, projection.cfg.sharpness = prefix.norm, prefix.sharpness
+    return projection

@@ -1,0 +1,120 @@
+"""The contrastive behaviour basis: pair selection, the objective raising the margin, the settings-checked cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dat.behaviours import (
+    BasisTrainer,
+    Behaviour,
+    BehaviourConfig,
+    PromptInfo,
+    Scorers,
+    contrastive_loss,
+    ensure_basis,
+    select_pairs,
+)
+from dat.llm import FrozenLM, SamplingConfig
+from dat.loading import ModelConfig
+from dat.prefix import PrefixConfig, UpProjection
+from tests.test_selfclone import DIALOGUES
+
+LONG_SHORT = [Behaviour("long", "length", "up"), Behaviour("short", "length", "down")]
+PREFIX = PrefixConfig(kind="behaviours", position="before_reply", tokens=2, action_dim=2, sharpness=30.0)
+INFOS = [PromptInfo(goal="sell the bike", rules=r"\$\d+") for _ in DIALOGUES]
+
+
+def config(**overrides) -> BehaviourConfig:
+    base = dict(behaviours=LONG_SHORT, pool=6, top=2, steps=12, batch_size=4, lr=0.1, beta=0.5,
+                sampling=SamplingConfig(max_new_tokens=8, temperature=1.0), checkpoint_every=4, seed=3)
+    return BehaviourConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir) -> FrozenLM:
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+
+
+def test_pairs_are_the_top_replies_against_the_bottom_ones_by_the_scorer():
+    scores = np.array([0.2, -0.8, 0.9, 0.0, 0.5, -0.3])
+    assert select_pairs(scores, 2) == [(2, 1), (2, 5), (4, 1), (4, 5)]
+    assert select_pairs(scores, 2, "down") == [(1, 2), (1, 4), (5, 2), (5, 4)]
+    assert select_pairs(np.array([1.0, 1.0, 0.0]), 2) == [(0, 2), (1, 2)]  # ties are never a pair
+    scorers = Scorers(INFOS)
+    texts = ["I love this, thank you!", "This is awful.", "Fine. Is it $120?", "ok"]
+    assert select_pairs(scorers(Behaviour("p", "sentiment"), 0, texts), 1) == [(0, 1)]
+    assert scorers(Behaviour("r", "rules"), 0, texts).tolist() == [0, 0, 1, 0]
+    assert scorers(Behaviour("q", "question"), 0, texts).tolist() == [0, 0, 1, 0]
+    assert select_pairs(scorers(Behaviour("s", "length"), 0, texts), 1, "down") == [(3, 0)]
+
+
+def test_contrastive_loss_is_dpo_on_the_implicit_margin():
+    chosen, rejected = torch.tensor([-10.0]), torch.tensor([-12.0])
+    loss = contrastive_loss(chosen, torch.tensor([-11.0]), rejected, torch.tensor([-11.0]), beta=0.5)
+    assert float(loss) == pytest.approx(-np.log(1 / (1 + np.exp(-0.5 * 2.0))))
+
+
+def test_a_trained_behaviour_prefix_raises_its_chosen_rejected_margin(lm, tmp_path):
+    trainer = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(), tmp_path / "basis")
+    projection = trainer.train(progress=False)
+    record = UpProjection.record_of(tmp_path / "basis")
+    for behaviour in record["behaviours"]:
+        assert behaviour["pairs"] > 0
+        assert behaviour["margin_after"] > behaviour["margin_before"] + 1.0, behaviour
+        assert behaviour["pairs_ranked_after"] >= behaviour["pairs_ranked_before"]
+        assert max(behaviour["norms_x_token"]) <= 8.0 + 1e-4  # the norm clip holds
+    # A sharp softmax over the action picks one behaviour's prefix.
+    out = projection(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
+    assert torch.allclose(out[0], projection.basis[0], atol=1e-5)
+    assert torch.allclose(out[1], projection.basis[1], atol=1e-5)
+    loaded = UpProjection.load(tmp_path / "basis")
+    assert torch.equal(loaded.basis, projection.basis) and loaded.cfg.kind == "behaviours"
+
+
+def test_basis_is_reused_only_with_the_same_settings_and_resumes_a_partial_run(lm, tmp_path):
+    calls = []
+
+    def prompts():
+        calls.append(1)
+        return DIALOGUES, INFOS
+
+    first = ensure_basis(lm, prompts, PREFIX, config(), tmp_path, progress=False)
+    again = ensure_basis(lm, prompts, PREFIX, config(), tmp_path, progress=False)
+    assert calls == [1] and torch.equal(first.basis, again.basis)  # reused, prompts never rebuilt
+    with pytest.raises(ValueError, match="other settings \\(behaviours\\)"):
+        ensure_basis(lm, prompts, PREFIX, config(beta=0.2), tmp_path, progress=False)
+    # A run stopped after its first behaviour finishes the second only, on the stored pool.
+    folder = tmp_path / "behaviours" / "sentiment"
+    (folder / "projection.json").unlink()
+    (folder / "short.safetensors").unlink()
+    long_before = (folder / "long.safetensors").read_bytes()
+    pool = json.loads((folder / "pool.json").read_text())
+    resumed = ensure_basis(lm, prompts, PREFIX, config(), tmp_path, progress=False)
+    assert (folder / "long.safetensors").read_bytes() == long_before
+    assert json.loads((folder / "pool.json").read_text()) == pool
+    assert resumed.basis.shape == (2, 2, lm.hidden_size)
+
+
+def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
+    def never():
+        raise AssertionError("no work may start")
+
+    for prefix, cfg, message in [
+        (PrefixConfig(kind="behaviours", action_dim=3), config(), "action_dim=3 must equal the number"),
+        (PREFIX, config(behaviours=[Behaviour("a", "vibes"), Behaviour("b")]), "scorer='vibes'"),
+        (PREFIX, config(behaviours=[Behaviour("a", "regex"), Behaviour("b")]), "needs a pattern"),
+        (PREFIX, config(behaviours=[Behaviour("a"), Behaviour("a")]), "distinct"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
+
+
+def test_rounds_add_replies_sampled_with_the_prefix(lm, tmp_path):
+    trainer = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(rounds=2, steps=4), tmp_path)
+    trainer.train(progress=False)
+    record = UpProjection.record_of(tmp_path)
+    assert all(b["steps"] == 8 and b["pool"] > len(trainer.pool().text) for b in record["behaviours"])
