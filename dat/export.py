@@ -69,6 +69,8 @@ class DATPolicy(
         prefix_cfg = PrefixConfig(**prefix)
         chunk = prefix_cfg.action_dim if prefix_cfg.tied else prefix_cfg.action_dim // prefix_cfg.tokens
         placeholder = torch.zeros(chunk, state_dim) if prefix_cfg.kind in ("pca", "anchors") else None
+        if prefix_cfg.kind == "behaviours":
+            placeholder = torch.zeros(prefix_cfg.action_dim, prefix_cfg.tokens, state_dim)
         self.projection = UpProjection(prefix_cfg, state_dim, 1.0, placeholder)
 
     @property

@@ -118,3 +118,26 @@ def test_rounds_add_replies_sampled_with_the_prefix(lm, tmp_path):
     trainer.train(progress=False)
     record = UpProjection.record_of(tmp_path)
     assert all(b["steps"] == 8 and b["pool"] > len(trainer.pool().text) for b in record["behaviours"])
+
+
+def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    import train as train_module
+    from dat.config import to_config
+    from dat.export import DATPolicy
+    from tests.test_train import CONF
+
+    overrides = ["debug=tiny", f"model.cache_dir={tmp_path / 'cache'}", "logger=none", "loop.rounds=1",
+                 "prefix=behaviours", "prefix.kind=behaviours", "prefix.action_dim=2", "behaviours.pool=4",
+                 "behaviours.steps=3", "behaviours.prompts=3", "behaviours.sampling.max_new_tokens=6",
+                 f"output_dir={tmp_path / 'run'}"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = to_config(compose("train", overrides=overrides))
+    train_module.train(cfg)
+    folder = tmp_path / "cache" / "models" / "tiny-random" / "behaviours" / "sentiment"
+    record = UpProjection.record_of(folder)
+    assert record["complete"] and [b["name"] for b in record["behaviours"]] == ["positive", "negative"]
+    policy = DATPolicy.from_pretrained(tmp_path / "run" / "export")
+    assert policy.projection.cfg.kind == "behaviours" and policy.projection.cfg.sharpness == 30.0
+    assert torch.equal(policy.projection.basis, UpProjection.load(folder).basis)
