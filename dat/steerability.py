@@ -222,6 +222,15 @@ def pseudo_actions(samples: np.ndarray, n: int = 2) -> np.ndarray:
     return samples[:, : k * n].reshape(samples.shape[0], k, n)
 
 
+def _no_worse(shares: Mapping | None, label: str, slack: float) -> tuple[bool, str]:
+    """Whether a steered share (``{"steered", "baseline"}``) stays within ``slack`` of the unsteered one."""
+    if shares is None:
+        return False, f"FAIL: {label} not measured"
+    ok = shares["steered"] >= shares["baseline"] - slack
+    return ok, (f"{'ok' if ok else 'FAIL'}: {label} {shares['steered']:.2f} vs unsteered {shares['baseline']:.2f}; "
+                f"may fall by <= {slack}")
+
+
 def gate(result: Mapping) -> tuple[bool, list[str]]:
     """Whether a benchmarked configuration may be used for RL, and why (one line per criterion).
 
@@ -258,28 +267,11 @@ def gate(result: Mapping) -> tuple[bool, list[str]]:
         f"{'ok' if ok else 'FAIL'}: degenerate replies {100 * result['degenerate']:.1f} %; "
         f"needs <= {100 * MAX_DEGENERATE:.0f} %"
     )
-    character = result.get("in_character")
-    if character is None:
-        passed = False
-        reasons.append("FAIL: in-character share not measured")
-    else:
-        ok = character["steered"] >= character["baseline"] - MAX_CHARACTER_DROP
+    for key, label, slack in (("in_character", "in-character share", MAX_CHARACTER_DROP),
+                              ("distinct", "distinct-reply share", MAX_DISTINCT_DROP)):
+        ok, reason = _no_worse(result.get(key), label, slack)
         passed &= ok
-        reasons.append(
-            f"{'ok' if ok else 'FAIL'}: in character {100 * character['steered']:.0f} % vs unsteered "
-            f"{100 * character['baseline']:.0f} %; may fall by <= {100 * MAX_CHARACTER_DROP:.0f} points"
-        )
-    distinct = result.get("distinct")
-    if distinct is None:
-        passed = False
-        reasons.append("FAIL: distinct-reply share not measured")
-    else:
-        ok = distinct["steered"] >= distinct["baseline"] - MAX_DISTINCT_DROP
-        passed &= ok
-        reasons.append(
-            f"{'ok' if ok else 'FAIL'}: distinct replies {distinct['steered']:.2f} vs unsteered "
-            f"{distinct['baseline']:.2f}; may fall by <= {MAX_DISTINCT_DROP}"
-        )
+        reasons.append(reason)
     cost = result["fluency"]["cost"]
     ok = cost <= MAX_LOGPROB_COST
     passed &= ok
