@@ -154,7 +154,11 @@ def apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
             f"model.adapter={adapter!r}: no adapter_config.json there. Point model.adapter at a folder "
             "written by peft's save_pretrained, or set model.adapter=null."
         )
-    from peft import PeftModel
+    try:
+        from peft import PeftModel
+    except ModuleNotFoundError as error:
+        raise ModelLoadError(
+            "model.adapter needs peft, which is not installed: pip install 'dat-pipeline[peft]'.") from error
 
     return PeftModel.from_pretrained(model, str(path), is_trainable=False)
 

@@ -46,7 +46,12 @@ def make_judge(cfg: JudgeConfig, lm: Any = None, cache_dir: str | Path | None = 
     cfg.validate()
     judge: Judge
     if cfg.backend == "api":
-        from dat.judges.api import ApiJudge
+        try:
+            from dat.judges.api import ApiJudge
+        except ModuleNotFoundError as error:
+            raise ModuleNotFoundError(
+                f"judge=api needs the OpenAI client ({error.name} is not installed): "
+                "pip install 'dat-pipeline[api]'.") from error
 
         judge = ApiJudge(cfg.api)
     elif cfg.backend == "local":
