@@ -52,16 +52,19 @@ REWARDS = ("sentiment", "goal", "keyword")
 
 
 def preset_name(name: str) -> str:
-    """``<preset>`` or ``<preset>:key=value,...`` (prefix fields overridden, e.g. ``pca_reply:norm=4``)."""
+    """``<preset>`` or ``<preset>:key=value,...``: prefix fields overridden (``pca_reply:norm=4``), or a
+    behaviour basis's settings (``behaviours:behaviours.beta=0.5,behaviours.name=beta05``)."""
     base, _, overrides = name.partition(":")
     if base not in CONFIGS:
         raise argparse.ArgumentTypeError(f"{base!r} is not one of the presets {', '.join(CONFIGS)}.")
     for item in filter(None, overrides.split(",")):
         key = item.partition("=")[0]
-        if "=" not in item or key not in PrefixConfig.__dataclass_fields__:
+        group, _, field_name = key.rpartition(".")
+        known = BehaviourConfig.__dataclass_fields__ if group == "behaviours" else PrefixConfig.__dataclass_fields__
+        if "=" not in item or group not in ("", "behaviours") or field_name not in known:
             raise argparse.ArgumentTypeError(
                 f"{item!r} in {name!r} is not key=value with key a prefix field "
-                f"({', '.join(PrefixConfig.__dataclass_fields__)}).")
+                f"({', '.join(PrefixConfig.__dataclass_fields__)}) or behaviours.<field>.")
     return name
 
 
@@ -69,16 +72,19 @@ def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None, Behavi
     """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node, behaviour
     bases a ``behaviours`` node)."""
     base, _, overrides = name.partition(":")
+    items = list(filter(None, overrides.split(",")))
     raw = OmegaConf.load(CONF / f"{base}.yaml")
     node = {k: v for k, v in raw.get("prefix", raw).items() if k != "defaults"}
-    node.update(OmegaConf.from_dotlist(list(filter(None, overrides.split(",")))))
+    node.update(OmegaConf.from_dotlist([i for i in items if not i.startswith("behaviours.")]))
     prefix = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrefixConfig), node))
     clone = None
     if "selfclone" in raw:
         clone = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SelfCloneConfig), raw["selfclone"]))
     behaviours = None
     if "behaviours" in raw:
-        behaviours = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BehaviourConfig), raw["behaviours"]))
+        tuned = OmegaConf.from_dotlist([i.removeprefix("behaviours.") for i in items if i.startswith("behaviours.")])
+        behaviours = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(BehaviourConfig), raw["behaviours"], tuned))
     return prefix, clone, behaviours
 
 
