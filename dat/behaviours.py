@@ -82,8 +82,10 @@ class BehaviourConfig:
     """Replies sampled from the frozen model per train prompt (the pool pairs are selected from)."""
     top: int = 3
     """Per prompt, the ``top`` best replies are chosen and the ``top`` worst rejected (up to top^2 pairs)."""
-    beta: float = 0.1
-    """Inverse temperature of the contrastive (DPO) objective, on summed log-probs."""
+    beta: float = 0.25
+    """Inverse temperature of the contrastive (DPO) objective, on summed log-probs. Smaller lets the prefix
+    drift further from the model (stronger, costlier); chosen on the train split: 0.1 cost 0.97 nats/token,
+    0.5 steered less reliably (best-of-K 1.4 SE), 0.25 passed every criterion (README)."""
     nll: float = 0.0
     """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only."""
     steps: int = 50
