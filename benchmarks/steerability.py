@@ -359,7 +359,9 @@ def markdown(results: dict) -> str:
         f"`{results['model']}`. Gate: correlation >= {st.MIN_CORRELATION} (any reward), best-of-K >= "
         f"{st.MIN_BEST_OF_K_Z} SE (any reward), degenerate <= {100 * st.MAX_DEGENERATE:.0f} %, "
         "log-prob cost <= "
-        f"{st.MAX_LOGPROB_COST} nats/token.",
+        f"{st.MAX_LOGPROB_COST} nats/token, in character at most {100 * st.MAX_CHARACTER_DROP:.0f} points below "
+        f"unsteered, distinct replies at most {st.MAX_DISTINCT_DROP} below (rows without them predate the "
+        "check and were not re-measured).",
         "",
         "| configuration | position | prefix norm (x token) | first-token KL | pairwise JS | "
         "corr sentiment | "
