@@ -69,7 +69,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     checkpoints = out / "checkpoints"
     found = latest_checkpoint(checkpoints) if cfg.resume else None
     if found is not None:
-        algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space))
+        algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space), cfg.algo.device)
         tqdm.write(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
     else:
         if not cfg.resume and latest_checkpoint(checkpoints) is not None:

@@ -77,9 +77,9 @@ def latest_checkpoint(root: Path) -> Path | None:
     return next((c for c in candidates if (c / MARKER).is_file()), None)
 
 
-def load_checkpoint(folder: Path, algo_class, env) -> tuple[Any, RunState]:
-    """Restore the algorithm (with its buffer) and the run state; reseed the global RNGs."""
-    algo = algo_class.load(folder / "algo.zip", env=env, device="cpu")
+def load_checkpoint(folder: Path, algo_class, env, device: str = "cpu") -> tuple[Any, RunState]:
+    """Restore the algorithm (with its buffer) onto ``device`` and the run state; reseed the global RNGs."""
+    algo = algo_class.load(folder / "algo.zip", env=env, device=device)
     if (folder / "buffer.npz").is_file():
         load_buffer(folder / "buffer.npz", algo.replay_buffer)
     rng = pickle.loads((folder / "rng.pkl").read_bytes())

@@ -89,6 +89,8 @@ class AlgoConfig:
     """Standardise states with the buffer's mean and std (TD3+BC); off feeds raw states."""
     norm_eps: float = 1e-3
     """Added to the std before dividing, so constant state dimensions stay finite."""
+    device: str = "cpu"
+    """Torch device of the planner and critics (cpu, cuda, cuda:1, auto); checkpoints load onto it too."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -222,7 +224,7 @@ class TD3BC(TD3):
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
         seed: int | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         verbose: int = 0,
     ) -> TD3BC:
         """Builds a model from an :class:`AlgoConfig`, from an env or from the two spaces alone."""
@@ -251,7 +253,7 @@ class TD3BC(TD3):
                 "activation_fn": ACTIVATIONS[config.activation],
             },
             seed=seed,
-            device=device,
+            device=config.device if device is None else device,
             verbose=verbose,
         )
 
