@@ -298,9 +298,7 @@ class BasisTrainer:
 
     def settings(self) -> dict:
         """Everything the basis depends on (compared before a cached basis is reused)."""
-        return {"model": self.lm.name, "behaviours": {k: v for k, v in asdict(self.cfg).items() if k not in RUN_FIELDS},
-                "prefix": {k: asdict(self.prefix)[k] for k in ("kind", "position", "tokens", "action_dim")},
-                "prompts": len(self.chats)}
+        return {**basis_settings(self.lm.name, self.prefix, self.cfg), "prompts": len(self.chats)}
 
     def pool(self) -> Pool:
         """The model's own replies (sampled once, then read from ``pool.json``)."""
@@ -459,6 +457,12 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
         raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
 
 
+def basis_settings(model: str, prefix: PrefixConfig, cfg: BehaviourConfig) -> dict:
+    """The settings a basis depends on: the model, how it is made, and the prefix shape it fills."""
+    return {"model": model, "behaviours": {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS},
+            "prefix": {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}}
+
+
 def basis_folder(artefacts: str | Path, cfg: BehaviourConfig) -> Path:
     """Where the basis made with ``cfg`` is cached: ``<model artefacts>/behaviours/<name>``."""
     return Path(artefacts) / "behaviours" / cfg.name
@@ -475,8 +479,7 @@ def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[Pr
     folder = basis_folder(artefacts, cfg)
     if (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete"):
         saved = UpProjection.record_of(folder)["settings"]
-        wanted = {"model": lm.name, "behaviours": {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS},
-                  "prefix": {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}}
+        wanted = basis_settings(lm.name, prefix, cfg)
         changed = [k for k in wanted if saved.get(k) != wanted[k]]
         if changed:
             raise ValueError(f"The behaviour basis cached at {folder} was made with other settings "
