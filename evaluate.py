@@ -29,7 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
 from dat.episodes import save_episodes  # noqa: E402
-from dat.evaluation import BASELINE, eval_metrics, summarize, transcript_rows  # noqa: E402
+from dat.evaluation import BASELINE, eval_metrics, eval_order, summarize, transcript_rows  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
 from dat.llm import FrozenLM  # noqa: E402
@@ -91,7 +91,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     wanted = [c for c in CONDITIONS if c in cfg.conditions or c == BASELINE]
     if policy is None:
         wanted = [c for c in wanted if c != "policy"]
-    order = [i for i in range(len(tasks)) for _ in range(cfg.episodes_per_scenario)]
+    order = eval_order(len(tasks), cfg.episodes_per_scenario)
     runs, seconds = {}, {}
     bar = tqdm(wanted, desc="evaluate", unit="condition", dynamic_ncols=True)
     for name in bar:

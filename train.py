@@ -32,7 +32,7 @@ from dat.buffer import add_episode  # noqa: E402
 from dat.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
 from dat.episodes import save_episodes  # noqa: E402
-from dat.evaluation import eval_metrics, evaluate_conditions  # noqa: E402
+from dat.evaluation import eval_metrics, evaluate_conditions, transcript_rows  # noqa: E402
 from dat.export import DATPolicy  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
@@ -119,13 +119,16 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
             last = rnd == cfg.loop.rounds - 1
             if last or (rnd + 1) % cfg.loop.eval_every == 0:
                 bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
-                summary, table = evaluate_conditions(
+                summary, runs = evaluate_conditions(
                     lm, projection, eval_tasks, policy_fn, cfg.loop.eval_per_task, cfg.env, judge,
                     derive_seed(cfg.seed, "eval"), reward_fn, cfg.loop.batch_size, baselines,
                 )
                 metrics.update(eval_metrics(summary))
-                write_report(summary, out / "eval" / f"round-{rnd:04d}", _metadata(cfg, rnd, lm))
-                tracker.table("eval/transcripts", table[0], table[1], step=rnd)
+                report = out / "eval" / f"round-{rnd:04d}"
+                write_report(summary, report, _metadata(cfg, rnd, lm))
+                for name, played in runs.items():  # kept, so other conditions can be paired with them later
+                    save_episodes(_fresh(report / "episodes" / name), played)
+                tracker.table("eval/transcripts", *transcript_rows(runs), step=rnd)
                 bar.set_postfix(episodes=state.episodes, updates=algo._n_updates,
                                 eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
                                 unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")

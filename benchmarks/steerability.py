@@ -47,7 +47,8 @@ from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
-CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours", "behaviours_goal")
+CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours", "behaviours_goal",
+           "behaviours_hint")
 REWARDS = ("sentiment", "goal", "keyword")
 
 

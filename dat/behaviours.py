@@ -13,6 +13,8 @@ prefix as reference::
     L = -log sigma(beta * [(log p_P(chosen) - log p_0(chosen)) - (log p_P(rejected) - log p_0(rejected))])
         + nll * (-log p_P(chosen) / tokens)
 
+A behaviour with a ``hint`` also samples replies with that instruction added to the prompt (a
+targeted pool), and learns to do without the instruction what the model does with it.
 ``rounds > 1`` iterates: the next round adds replies sampled *with* the behaviour's current prefix
 to its pool, re-selects the pairs and trains on. The K prefixes form the basis of the
 ``behaviours`` up-projection (``dat.prefix``): an action a in [-1, 1]^K gives the prefix
@@ -51,6 +53,7 @@ from dat.seeding import derive_seed
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every")  # may change without changing what is trained
+LATER_FIELDS = ("hint",)  # recorded only when set, so bases made before the field existed still match
 
 
 @dataclass
@@ -66,6 +69,11 @@ class Behaviour:
     """up: chosen = the highest-scoring replies; down: the lowest."""
     pattern: str | None = None
     """scorer=regex: the pattern (case-insensitive) whose presence scores 1."""
+    hint: str | None = None
+    """A targeted pool: also sample ``pool`` replies per prompt with this instruction appended to the
+    partner's last line (``{goal}`` stands for the agent's goal). They are scored, paired and trained on
+    as replies to the *plain* prompt, so the prefix learns what the instruction does. For behaviours the
+    model rarely shows unprompted (stating a price: 0 of 85 pooled replies to the price scenarios)."""
 
 
 def _default_behaviours() -> list[Behaviour]:
@@ -248,8 +256,14 @@ class Pool:
 
 
 def sample_pool(cache: PromptCache, prompts: Sequence[int], count: int, sampling: SamplingConfig, seed: int,
-                prefix: Tensor | None = None, source: str = "model", rows_per_call: int = 32) -> Pool:
-    """``count`` replies per prompt (with ``prefix`` if given), their first lines and reference log-probs."""
+                prefix: Tensor | None = None, source: str = "model", rows_per_call: int = 32,
+                reference: PromptCache | None = None) -> Pool:
+    """``count`` replies per prompt (with ``prefix`` if given), their first lines and reference log-probs.
+
+    ``reference``: the prompts the log-probs are taken on (default ``cache``), for replies sampled
+    from other prompts (a hint) but trained on as replies to these.
+    """
+    reference = reference or cache
     wanted = [p for p in prompts for _ in range(count)]
     pool = Pool()
     for start in tqdm(range(0, len(wanted), rows_per_call), desc=f"pool ({source})", leave=False):
@@ -268,7 +282,7 @@ def sample_pool(cache: PromptCache, prompts: Sequence[int], count: int, sampling
     with torch.no_grad():
         for start in range(0, len(pool.text), 16):
             rows = slice(start, start + 16)
-            total, _ = cache.reply_logprobs(pool.prompt[rows], pool.text[rows], None, add_end=pool.end[rows])
+            total, _ = reference.reply_logprobs(pool.prompt[rows], pool.text[rows], None, add_end=pool.end[rows])
             pool.ref += total.tolist()
     return pool
 
@@ -309,6 +323,18 @@ class BasisTrainer:
         _write_json(path, asdict(pool))
         return pool
 
+    def hinted_pool(self, behaviour: Behaviour) -> Pool:
+        """Replies sampled with the behaviour's hint added to each prompt (read from ``<name>.hint.json``)."""
+        path = self.folder / f"{behaviour.name}.hint.json"
+        if path.is_file():
+            return Pool(**json.loads(path.read_text()))
+        chats = [hinted(chat, behaviour.hint, info.goal) for chat, info in zip(self.chats, self.infos, strict=True)]
+        pool = sample_pool(PromptCache(self.lm, chats), range(len(chats)), self.cfg.pool, self.cfg.sampling,
+                           derive_seed(self.cfg.seed, "hint", behaviour.name), source=f"hint:{behaviour.name}",
+                           reference=self.cache)
+        _write_json(path, asdict(pool))
+        return pool
+
     def pairs(self, behaviour: Behaviour, pool: Pool) -> list[tuple[int, int]]:
         """(chosen, rejected) pool indices for ``behaviour`` over all prompts."""
         out = []
@@ -339,7 +365,8 @@ class BasisTrainer:
         ckpt_path = self.folder / f"{behaviour.name}.checkpoint.pt"
         prefix = self.mean.expand(self.prefix.tokens, -1).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([prefix], lr=cfg.lr)
-        step, history, seen, before = 0, [], pool, None
+        step, history, before = 0, [], None
+        seen = pool.extend(self.hinted_pool(behaviour)) if behaviour.hint else pool
         if ckpt_path.is_file():
             state = torch.load(ckpt_path, weights_only=False)
             with torch.no_grad():
@@ -426,6 +453,17 @@ class BasisTrainer:
         return projection
 
 
+def hinted(chat: Sequence[dict], hint: str, goal: str) -> list[dict]:
+    """``chat`` with ``hint`` (``{goal}`` filled in) appended to its last message.
+
+    >>> hinted([{"role": "user", "content": "Hi."}], "Remember: {goal}", "sell high")[-1]["content"]
+    'Hi.\\n\\n(Remember: sell high)'
+    """
+    last = dict(chat[-1])
+    last["content"] = f"{last['content']}\n\n({hint.format(goal=goal)})"
+    return [*chat[:-1], last]
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
     path.with_suffix(".tmp").replace(path)
@@ -453,13 +491,22 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
             raise ValueError(f"behaviours[{b.name}].direction={b.direction!r} is not one of up, down.")
         if b.scorer == "regex" and not b.pattern:
             raise ValueError(f"behaviours[{b.name}]: scorer=regex needs a pattern.")
+        if b.hint is not None:
+            try:
+                b.hint.format(goal="")
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(f"behaviours[{b.name}].hint={b.hint!r}: only {{goal}} may be filled in "
+                                 f"(write other braces twice); {err!r}.") from None
     if cfg.pool < 2 or cfg.top < 1 or cfg.steps < 1 or cfg.rounds < 1:
         raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
 
 
 def basis_settings(model: str, prefix: PrefixConfig, cfg: BehaviourConfig) -> dict:
     """The settings a basis depends on: the model, how it is made, and the prefix shape it fills."""
-    return {"model": model, "behaviours": {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS},
+    made = {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS}
+    made["behaviours"] = [{k: v for k, v in b.items() if v is not None or k not in LATER_FIELDS}
+                          for b in made["behaviours"]]
+    return {"model": model, "behaviours": made,
             "prefix": {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}}
 
 

@@ -45,7 +45,8 @@ class ScenarioConfig:
     """Which tasks the planner trains on and which held-out tasks it is evaluated on."""
 
     train: str = "bundled:train"
-    """Training tasks: bundled[:train|:eval], sotopia, sotopia-hard, or a folder (see envs.scenarios)."""
+    """Training tasks: bundled[:train|:eval], moods[:train|:eval], sotopia, sotopia-hard, or a folder
+    (see envs.scenarios)."""
     eval: str = "bundled:eval"
     """Held-out evaluation tasks, same syntax."""
     root: str | None = None

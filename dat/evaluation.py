@@ -71,13 +71,15 @@ def evaluate_conditions(
     lm: FrozenLM, projection: UpProjection, tasks: Sequence[DialogueTask], policy: Callable | None,
     per_task: int, cfg: EnvConfig, judge: Callable, seed: int, reward_fn: Callable, batch_size: int | None = None,
     reuse: dict[str, list[Episode]] | None = None,
-) -> tuple[dict[str, Any], tuple[list[str], list[list[Any]]]]:
+) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
     """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task.
 
-    The baselines do not depend on the planner and their episodes are seeded, so a round can pass
-    the previous round's baseline episodes in ``reuse`` (which it fills) instead of replaying them.
+    Returns the summary and each condition's episodes. The baselines do not depend on the planner and
+    their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
+    (which it fills) instead of replaying them. ``eval_order`` gives the task of each episode, so
+    another condition can be played on the same episodes later (``benchmarks/state_matters.py``).
     """
-    order = [i for i in range(len(tasks)) for _ in range(per_task)]
+    order = eval_order(len(tasks), per_task)
     reuse = {} if reuse is None else reuse
     runs: dict[str, list[Episode]] = {}
     for name, chosen in condition_policies(policy).items():
@@ -90,7 +92,12 @@ def evaluate_conditions(
                              batch_size=batch_size, keep_failed=True, task_order=order)
         if name != "policy":
             reuse[name] = runs[name]
-    return summarize(runs, seed), transcript_rows(runs)
+    return summarize(runs, seed), runs
+
+
+def eval_order(n_tasks: int, per_task: int) -> list[int]:
+    """The task of each evaluation episode: ``per_task`` consecutive episodes of every task."""
+    return [i for i in range(n_tasks) for _ in range(per_task)]
 
 
 def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:

@@ -108,6 +108,7 @@ def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
         (PREFIX, config(behaviours=[Behaviour("a", "vibes"), Behaviour("b")]), "scorer='vibes'"),
         (PREFIX, config(behaviours=[Behaviour("a", "regex"), Behaviour("b")]), "needs a pattern"),
         (PREFIX, config(behaviours=[Behaviour("a"), Behaviour("a")]), "distinct"),
+        (PREFIX, config(behaviours=[Behaviour("a", hint="Say {price}"), Behaviour("b")]), "only \\{goal\\}"),
     ]:
         with pytest.raises(ValueError, match=message):
             ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
@@ -118,6 +119,25 @@ def test_rounds_add_replies_sampled_with_the_prefix(lm, tmp_path):
     trainer.train(progress=False)
     record = UpProjection.record_of(tmp_path)
     assert all(b["steps"] == 8 and b["pool"] > len(trainer.pool().text) for b in record["behaviours"])
+
+
+def test_a_hinted_behaviour_learns_from_replies_sampled_with_the_hint_scored_on_the_plain_prompt(lm, tmp_path):
+    hint = "Remember your goal: {goal}"
+    behaviours = [Behaviour("goal", "length", "up", hint=hint), Behaviour("plain", "length", "down")]
+    trainer = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=behaviours, steps=4), tmp_path)
+    trainer.train(progress=False)
+    hinted_pool = trainer.hinted_pool(behaviours[0])
+    assert set(hinted_pool.source) == {"hint:goal"} and len(hinted_pool.text) > 0
+    # Reference log-probs are taken on the prompts the prefix is trained on: the plain ones, not the hinted.
+    rows = list(range(min(4, len(hinted_pool.text))))
+    prompts, texts = [hinted_pool.prompt[i] for i in rows], [hinted_pool.text[i] for i in rows]
+    with torch.no_grad():
+        plain, _ = trainer.cache.reply_logprobs(prompts, texts, None, add_end=[hinted_pool.end[i] for i in rows])
+    assert np.allclose([hinted_pool.ref[i] for i in rows], plain.tolist(), atol=1e-4)
+    record = {b["name"]: b for b in UpProjection.record_of(tmp_path)["behaviours"]}
+    assert record["goal"]["pool"] == len(trainer.pool().text) + len(hinted_pool.text)
+    assert record["plain"]["pool"] == len(trainer.pool().text)  # only the hinted behaviour sees those replies
+    assert UpProjection.record_of(tmp_path)["settings"]["behaviours"]["behaviours"][0]["hint"] == hint
 
 
 def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):

@@ -3,6 +3,9 @@
 Names:
 
 * ``"bundled"``: the project's own scenario set, shipped with the package (``data/``);
+* ``"moods"``: a small shipped family where each agent's goal asks for a tone (warm or angry) and
+  the scenario's own checks score it (``data/moods/``): the best action depends on the scenario and
+  side, so a planner must read its state to beat any constant action (``experiment=mood``);
 * ``"sotopia"``: the official Sotopia profile folder, found at ``root`` or ``$DAT_SOTOPIA_DIR``
   (either the folder holding the four JSONL files or its parent with a ``profiles/`` subfolder);
 * ``"sotopia-hard"``: the same, restricted to the 14 Sotopia-hard scenarios (70 tasks), whose ids
@@ -32,7 +35,7 @@ from .split import SPLITS, split_tasks
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SOTOPIA_ENV_VAR = "DAT_SOTOPIA_DIR"
-NAMES = ("bundled", "sotopia", "sotopia-hard")
+NAMES = ("bundled", "moods", "sotopia", "sotopia-hard")
 _SECTION_RE = re.compile(r"^\s*([A-Za-z][\w .-]*):\s*$")
 _ID_RE = re.compile(r"[^\s,\"']+")
 
@@ -127,6 +130,8 @@ def load_scenarios(
             spec, split = spec[: -len(side) - 1], side
     if spec == "bundled":
         folder = DATA_DIR
+    elif spec == "moods":
+        folder = DATA_DIR / "moods"
     elif spec in ("sotopia", "sotopia-hard"):
         folder = _sotopia_dir(root)
     elif Path(spec).expanduser().is_dir():
