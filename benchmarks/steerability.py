@@ -37,10 +37,12 @@ from dat import steerability as st  # noqa: E402
 from dat.behaviours import BehaviourConfig, behaviour_prompts, ensure_basis, rule_pattern  # noqa: E402
 from dat.dialogue import EnvConfig, clean_utterance  # noqa: E402
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
+from dat.judges.local import LocalJudge  # noqa: E402
 from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
 from dat.loading import ModelConfig, artefact_folder  # noqa: E402
 from dat.prefix import PrefixConfig, build_projection  # noqa: E402
 from dat.promptcache import PromptCache  # noqa: E402
+from dat.records import Utterance  # noqa: E402
 from dat.seeding import derive_seed  # noqa: E402
 from dat.selfclone import SelfCloneConfig, ensure_projection, opening_chats  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
@@ -121,9 +123,19 @@ class Prompts:
 class Scorer:
     """Cheap rewards and quality measures of raw generations (scored as the env records them: first line)."""
 
-    def __init__(self, lm: FrozenLM, prompts: Prompts, embedder):
+    def __init__(self, lm: FrozenLM, prompts: Prompts, embedder, believability: bool = True):
         self.lm, self.prompts, self.embedder = lm, prompts, embedder
         self.vader = SentimentIntensityAnalyzer()
+        # The local judge's believability of the steered agent (0..10), the reply read after the opener.
+        self.judge = LocalJudge(lm.model, lm.tokenizer, lm.name, dimensions=("believability",)) if believability \
+            else None
+
+    def believability(self, p: int, texts: list[str]) -> np.ndarray:
+        if self.judge is None:
+            return np.full(len(texts), np.nan)
+        task, opener = self.prompts.tasks[p], self.prompts.chats[p][-1]["content"]
+        records = [task.record([Utterance(1, opener), Utterance(0, t or "...")], 0) for t in texts]
+        return np.array([j.scores[0].believability if j.ok else np.nan for j in self.judge(records)], dtype=float)
 
     def __call__(self, p: int, raw: list[str]) -> dict[str, np.ndarray]:
         texts = [clean_utterance(r) for r in raw]
@@ -144,6 +156,7 @@ class Scorer:
                 [float(st.is_degenerate(t, k)) for t, k in zip(texts, tokens, strict=True)]
             ),
             "in_character": np.array([float(not st.out_of_character(t, *self.prompts.names[p])) for t in texts]),
+            "believability": self.believability(p, texts),
             "texts": texts,
         }
 
@@ -184,6 +197,7 @@ def baseline(lm, prompts: Prompts, scorer: Scorer, args, sampling) -> dict:
         "fluency": float(stack(parts, "fluency").mean()),
         "degenerate": float(stack(parts, "degenerate").mean()),
         "in_character": float(stack(parts, "in_character").mean()),
+        "believability": float(np.nanmean(stack(parts, "believability"))),
         "distinct": st.distinct_share([part["texts"] for part in parts]),
         "examples": [part["texts"][:2] for part in parts],
     }
@@ -241,7 +255,7 @@ def run_config(
         )
     table = {
         key: stack(parts, key).reshape(len(prompts), args.actions, 2)
-        for key in (*REWARDS, "fluency", "degenerate", "in_character")
+        for key in (*REWARDS, "fluency", "degenerate", "in_character", "believability")
     }
     chosen = {r: st.best_actions(table[r]) for r in REWARDS}
     fresh_parts = []
@@ -294,6 +308,8 @@ def run_config(
         "degenerate": float(np.concatenate([table["degenerate"].ravel(), fresh_degenerate]).mean()),
         "in_character": {"steered": float(table["in_character"].mean()),
                          "baseline": base["summary"]["in_character"]},
+        "believability": {"steered": float(np.nanmean(table["believability"])),
+                          "baseline": base["summary"].get("believability", float("nan"))},
         # Same number of replies per prompt as the baseline, so the shares compare.
         "distinct": {"steered": st.distinct_share([part["texts"][: args.baseline] for part in parts]),
                      "baseline": base["summary"]["distinct"]},
@@ -349,6 +365,10 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f} %"
 
 
+def _points(value: float | None) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
 def markdown(results: dict) -> str:
     """The README table: one summary row per configuration, then the per-reward statistics."""
     base = results["baseline"]
@@ -361,26 +381,27 @@ def markdown(results: dict) -> str:
         f"{st.MIN_BEST_OF_K_Z} SE (any reward), degenerate <= {100 * st.MAX_DEGENERATE:.0f} %, "
         "log-prob cost <= "
         f"{st.MAX_LOGPROB_COST} nats/token, in character at most {100 * st.MAX_CHARACTER_DROP:.0f} points below "
-        f"unsteered, distinct replies at most {st.MAX_DISTINCT_DROP} below (rows without them predate the "
-        "check and were not re-measured).",
+        f"unsteered, distinct replies at most {st.MAX_DISTINCT_DROP} below, local-judge believability (0..10) at "
+        f"most {st.MAX_BELIEVABILITY_DROP} below (rows without them predate the check and were not re-measured).",
         "",
         "| configuration | position | prefix norm (x token) | first-token KL | pairwise JS | "
         "corr sentiment | "
         "corr goal | corr keyword | best-of-K z (sent / goal / kw) | log-prob cost | degenerate | in character | "
-        "distinct | gate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "believability | distinct | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     noise = base["rewards"]
     lines.append(
         "| no prefix (noise: pseudo-actions) | - | 0 | 0 | 0 | "
         + " | ".join(f"{noise[r]['corr']['corr']:+.2f}" for r in REWARDS)
         + f" | - | 0 | {100 * base['degenerate']:.1f} % | {_share(base.get('in_character'))} | "
-        f"{base.get('distinct', float('nan')):.2f} | - |"
+        f"{_points(base.get('believability'))} | {base.get('distinct', float('nan')):.2f} | - |"
     )
     for name, res in {**results["configs"], **results.get("tried", {})}.items():
         rw = res["rewards"]
         character = _share(res.get("in_character", {}).get("steered"))
         distinct = f"{res['distinct']['steered']:.2f}" if "distinct" in res else "-"
+        believable = _points(res.get("believability", {}).get("steered"))
         lines.append(
             f"| {name} | {res['prefix']['position']} | {res['prefix_norm']:.1f} | "
             f"{res['first_token']['kl']:.3f} | "
@@ -388,7 +409,8 @@ def markdown(results: dict) -> str:
             + " | ".join(f"{rw[r]['corr']['corr']:+.2f} ± {rw[r]['corr']['se']:.2f}" for r in REWARDS)
             + " | "
             + " / ".join(f"{rw[r]['best_of_k']['z']:+.1f}" for r in REWARDS)
-            + f" | {res['fluency']['cost']:+.2f} | {100 * res['degenerate']:.1f} % | {character} | {distinct} | "
+            + f" | {res['fluency']['cost']:+.2f} | {100 * res['degenerate']:.1f} % | {character} | "
+            f"{believable} | {distinct} | "
             f"{'**pass**' if res['gate'] else 'fail'} |"
         )
     lines += [

@@ -32,6 +32,8 @@ MAX_CHARACTER_DROP = 0.02
 """Gate: steered replies may be in character at most this much less often than unsteered ones (share)."""
 MAX_DISTINCT_DROP = 0.05
 """Gate: the share of distinct replies per prompt may fall by at most this much."""
+MAX_BELIEVABILITY_DROP = 0.2
+"""Gate, where the local judge scored it: mean believability (0..10) may fall by at most this much (2 %)."""
 
 META = re.compile(
     r"^\s*[(\[*<]|\bbackground\s*:|'s background|\bpersonality\b|\b(?:your|my|their) goal\s*:|\bscenario\s*:"
@@ -236,8 +238,9 @@ def gate(result: Mapping) -> tuple[bool, list[str]]:
 
     Reads a configuration's entry of the benchmark JSON: ``split``, ``rewards[name]["corr"]`` and
     ``["best_of_k"]["z"]``, ``degenerate`` (share), ``fluency["cost"]`` (nats/token), and
-    ``in_character`` / ``distinct`` (``{"steered", "baseline"}`` shares): a configuration that moves
-    rewards by breaking character or collapsing onto a few replies does not pass.
+    ``in_character`` / ``distinct`` (``{"steered", "baseline"}`` shares) and, where measured,
+    ``believability`` (the local judge's 0..10 score, same shape): a configuration that moves rewards
+    by breaking character or collapsing onto a few replies does not pass.
     """
     reasons, passed = [], True
     if result.get("split") != "eval":
@@ -270,6 +273,11 @@ def gate(result: Mapping) -> tuple[bool, list[str]]:
     for key, label, slack in (("in_character", "in-character share", MAX_CHARACTER_DROP),
                               ("distinct", "distinct-reply share", MAX_DISTINCT_DROP)):
         ok, reason = _no_worse(result.get(key), label, slack)
+        passed &= ok
+        reasons.append(reason)
+    believability = result.get("believability")
+    if believability and all(math.isfinite(believability[k]) for k in ("steered", "baseline")):
+        ok, reason = _no_worse(believability, "local-judge believability", MAX_BELIEVABILITY_DROP)
         passed &= ok
         reasons.append(reason)
     cost = result["fluency"]["cost"]

@@ -133,6 +133,13 @@ def test_gate():
     old = config_result(0.45, 3.1)
     del old["in_character"]
     assert not gate(old)[0]
+    # Where the local judge scored believability, it may not fall by more than 0.2 points.
+    judged = config_result(0.45, 3.1)
+    judged["believability"] = {"steered": 6.1, "baseline": 6.2}
+    passed, reasons = gate(judged)
+    assert passed and len(reasons) == 7 and "believability" in reasons[-2]
+    judged["believability"]["steered"] = 5.9
+    assert not gate(judged)[0]
     passed, reasons = gate(config_result(0.45, 3.1, split="train"))
     assert not passed and "held-out" in reasons[0]
 
