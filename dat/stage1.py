@@ -33,19 +33,18 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
             from dat.judges.embedding import EmbeddingJudge
 
             embedder = EmbeddingJudge()
-        seed = derive_seed(cfg.seed, "behaviour-prompts")
+        seed = derive_seed(cfg.behaviours.seed, "behaviour-prompts")  # the basis must not depend on the run seed
         projection = ensure_basis(lm, lambda: behaviour_prompts(lm, tasks, cfg.env, seed), cfg.prefix,
                                   cfg.behaviours, artefacts, embedder)
         folder = basis_folder(artefacts, cfg.behaviours)
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     else:
+        # Trained once per model and setting, then reused by every run whose settings match (checked
+        # there); the chats are built only when training is needed.
         folder = projection_folder(artefacts, cfg.selfclone)
-        cached = (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete")
-        if cached:  # trained once per model and setting, then reused by every run
-            projection = UpProjection.load(folder, position=cfg.prefix.position)
-        else:
-            dialogues = opening_chats(lm, tasks, cfg.env, derive_seed(cfg.seed, "selfclone"))
-            projection = ensure_projection(lm, dialogues, cfg.prefix, cfg.selfclone, artefacts)
+        projection = ensure_projection(
+            lm, lambda: opening_chats(lm, tasks, cfg.env, derive_seed(cfg.selfclone.seed, "selfclone")),
+            cfg.prefix, cfg.selfclone, artefacts)
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     _check_matches(projection, cfg.prefix)
     projection.cfg.norm = cfg.prefix.norm  # the scale stays a knob, also for a trained projection

@@ -141,3 +141,6 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
     assert used["prefix"]["kind"] == "learned" and used["record"]["cached_at"] == str(cached)
     with pytest.raises(ValueError, match="prefix.action_dim"):
         train_module.train(config(tmp_path, *clone, "prefix.action_dim=4", f"output_dir={tmp_path / 'c'}"))
+    # A changed self-cloning setting under the same name is refused, never silently served the stale projection.
+    with pytest.raises(ValueError, match=r"other settings \(selfclone.lr\)"):
+        train_module.train(config(tmp_path, *clone, "selfclone.lr=0.5", f"output_dir={tmp_path / 'd'}"))
