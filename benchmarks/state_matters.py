@@ -70,7 +70,9 @@ class Run:
         self.round = rounds[-1].parent.name
         self.episodes = {c: load_episodes(rounds[-1] / c) for c in ("policy", "unsteered")}
         self.policy = DATPolicy.from_pretrained(folder / "export")
-        self.behaviours = [b.name for b in self.cfg.behaviours.behaviours]
+        shape = self.policy.projection.cfg
+        self.behaviours = ([b.name for b in self.cfg.behaviours.behaviours] if shape.kind == "behaviours"
+                           else [f"axis{i}" for i in range(shape.action_dim)])  # names of the action's axes
 
     def reward_fn(self, judgement, steered: int) -> float | None:
         return judged_reward(judgement, steered, self.cfg.judge.weights)
