@@ -74,8 +74,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         policy = DATPolicy.from_pretrained(cfg.policy)
         if policy.base_model != cfg.model.name:  # the planner only makes sense on the model it was trained on
             cfg = replace(cfg, model=replace(cfg.model, name=policy.base_model))
-        # ... and reads the layer it was trained on (the export says which), whatever env.state_layer says.
-        cfg = replace(cfg, env=replace(cfg.env, state_layer=policy.state_layer))
+        # ... and reads the state it was trained on (the export says which), whatever env.state_* say.
+        cfg = replace(cfg, env=replace(cfg.env, state_layer=policy.state_layer, state_pool=policy.state_pool))
     lm = FrozenLM.load(cfg.model)
     tasks = _per_scenario(load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root),
                           cfg.tasks_per_scenario)[: cfg.max_tasks]
@@ -110,6 +110,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         "scenarios": f"{cfg.env.scenarios.eval} ({len(tasks)} tasks)",
         "episodes": f"{cfg.episodes_per_scenario} per task and condition ({len(order)} per condition)",
         "seed": cfg.seed, "sampling": _sampling(cfg), "turns": cfg.env.max_turns, "state_layer": cfg.env.state_layer,
+        "state_pool": cfg.env.state_pool,
     }
     paths = write_report(summary, out, meta)
     _save_transcripts(runs, out)

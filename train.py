@@ -137,7 +137,8 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
             state.history.append({"round": rnd, **metrics})
             state.round = rnd + 1
             save_checkpoint(checkpoints, algo, state)
-            DATPolicy.from_trained(algo, projection, cfg.model.name, cfg.env.state_layer).save_pretrained(
+            DATPolicy.from_trained(algo, projection, cfg.model.name, cfg.env.state_layer,
+                                   cfg.env.state_pool).save_pretrained(
                 out / "export")
             learning_curves(state.history, out / "learning_curves.png")
             bar.update(1)

@@ -41,6 +41,9 @@ class DialogueTask(Protocol):
     def record(self, turns: Iterable[Utterance], steered: int) -> DialogueRecord: ...
 
 
+STATE_POOLS = ("last", "mean")
+
+
 @dataclass
 class EnvConfig:
     """The dialogue rules: episode length, who is steered, who opens, how utterances are decoded."""
@@ -58,7 +61,12 @@ class EnvConfig:
     opening_cue: str = "(The conversation starts. You speak first.)"
     """User message the opening agent reads before its first line; "" leaves it out."""
     state_layer: int = -1
-    """Hidden layer whose last-token vector is the RL state (-1: the last, as DAT)."""
+    """Hidden layer whose vector is the RL state (-1: the last, as DAT)."""
+    state_pool: str = "last"
+    """How that layer's vectors become the state: "last" (the last token, as DAT) or "mean" (the mean over
+    every token of the steered agent's chat). On the default model the last token barely encodes the goal
+    (a linear probe tells the moods family's warm from angry goals on held-out scenarios 60-78 % of the
+    time) while the mean does (94-100 %); "mean" re-reads the whole chat at each state (no key/value cache)."""
     kv_cache: bool = True
     """Keep each agent's keys/values between turns so a call reads only the new tokens (same results,
     less compute; a prefix at ``start`` still makes the steered line re-read its whole chat)."""
@@ -77,6 +85,8 @@ class EnvConfig:
             raise ValueError("env.leave_phrase is empty; give the phrase that ends a dialogue.")
         if self.sampling.max_new_tokens < 1:
             raise ValueError("env.sampling.max_new_tokens must be at least 1.")
+        if self.state_pool not in STATE_POOLS:
+            raise ValueError(f"env.state_pool={self.state_pool!r} must be one of {', '.join(STATE_POOLS)}.")
         return self
 
 
@@ -181,12 +191,14 @@ class Lockstep:
             self._require(d, d.steered, self.prefix_tokens, budget)
 
     def observe(self, dialogues: Sequence[Dialogue]) -> Tensor:
-        """Last-token states ``(B, hidden)`` of each steered agent's own chat, without prefix."""
+        """States ``(B, hidden)`` of each steered agent's own chat, without prefix (``state_layer``, ``state_pool``)."""
         fit = [d for d in dialogues if self.lm.fits(d.view(d.steered))]
         if fit:
             self.counts["states_calls"] += 1
+            mean = self.cfg.state_pool == "mean"  # a mean over the whole chat cannot come from a cache's new tokens
             states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
-                                    caches=self._caches(fit, [d.steered for d in fit]))
+                                    caches=None if mean else self._caches(fit, [d.steered for d in fit]),
+                                    pool=self.cfg.state_pool)
             for d, s in zip(fit, states, strict=True):
                 d.state = s
         for d in dialogues:

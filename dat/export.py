@@ -53,15 +53,17 @@ class DATPolicy(
         base_model: str,
         state_layer: int = -1,
         norm_eps: float = 1e-3,
+        state_pool: str = "last",
     ):
         super().__init__()
         self.settings = {
             "state_dim": state_dim, "action_dim": action_dim, "actor_hidden": list(actor_hidden),
             "activation": activation, "prefix": dict(prefix), "base_model": base_model,
-            "state_layer": state_layer, "norm_eps": norm_eps,
+            "state_layer": state_layer, "norm_eps": norm_eps, "state_pool": state_pool,
         }
         self.base_model = base_model
         self.state_layer = state_layer
+        self.state_pool = state_pool
         self.norm_eps = norm_eps
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_std", torch.ones(state_dim))
@@ -89,7 +91,8 @@ class DATPolicy(
         return self.projection(self.act(states))
 
     @classmethod
-    def from_trained(cls, algo, projection: UpProjection, base_model: str, state_layer: int = -1) -> DATPolicy:
+    def from_trained(cls, algo, projection: UpProjection, base_model: str, state_layer: int = -1,
+                     state_pool: str = "last") -> DATPolicy:
         """Build the export from a trained ``dat.policy.TD3BC`` and the run's up-projection."""
         actor = algo.actor
         hidden = [m.out_features for m in actor.mu if isinstance(m, nn.Linear)][:-1]
@@ -103,7 +106,7 @@ class DATPolicy(
         policy = cls(
             state_dim=state_dim, action_dim=int(algo.action_space.shape[0]), actor_hidden=hidden,
             activation=activation, prefix=asdict(projection.cfg), base_model=base_model,
-            state_layer=state_layer, norm_eps=float(getattr(extractor, "eps", 0.0)),
+            state_layer=state_layer, norm_eps=float(getattr(extractor, "eps", 0.0)), state_pool=state_pool,
         )
         with torch.no_grad():
             if mean is not None:

@@ -113,13 +113,26 @@ class FrozenLM:
 
     # ----------------------------------------------------------------------------------- states
     @torch.no_grad()
-    def states(self, dialogues: Sequence[Dialogue], layer: int = -1, caches: Sequence[Cached] | None = None) -> Tensor:
-        """Last-token hidden states ``(batch, hidden)`` in float32, without any prefix (the RL state).
+    def states(self, dialogues: Sequence[Dialogue], layer: int = -1, caches: Sequence[Cached] | None = None,
+               pool: str = "last") -> Tensor:
+        """Hidden states ``(batch, hidden)`` of layer ``layer`` in float32, without any prefix (the RL state).
 
+        ``pool="last"``: the last token's vector (DAT's state). ``pool="mean"``: the mean over every
+        token of the chat (it needs the whole chat, so it takes no ``caches``).
         With ``caches`` (one per dialogue, kept by the caller between calls) only the tokens each chat
         gained since its cache was filled are computed; the cache then holds the chat up to its reply header.
         """
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
+        if pool == "mean":
+            if caches is not None:
+                raise ValueError("states(pool='mean') reads the whole chat; pass caches=None.")
+            batch = self._splice(ids, None, "start")
+            out = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                             position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1)
+            mask = batch.attention_mask[..., None].to(out.hidden_states[layer].dtype)
+            return ((out.hidden_states[layer] * mask).sum(1) / mask.sum(1)).float()
+        if pool != "last":
+            raise ValueError(f"pool={pool!r} is not one of: last, mean.")
         if caches is not None:
             rows = self._cached_rows(ids, caches, [None] * len(ids))
             out = kvcache.forward(self.model, caches, rows, output_hidden_states=True, logits_to_keep=1)

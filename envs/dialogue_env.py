@@ -42,8 +42,9 @@ class DialogueEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(-inf, inf, (hidden,), float32)``: the LM's last-token hidden state (layer
-    ``cfg.state_layer``) of the steered agent's own chat, without prefix, when it is about to speak.
+    ``Box(-inf, inf, (hidden,), float32)``: the LM's hidden state (layer ``cfg.state_layer``; the last
+    token's, or with ``cfg.state_pool="mean"`` the mean over the chat) of the steered agent's own chat,
+    without prefix, when it is about to speak.
 
     ## Rewards
 

@@ -59,7 +59,7 @@ def test_setup_draws_follow_the_seed_and_the_config():
 
 
 @pytest.mark.parametrize("field,value", [("max_turns", 0), ("steered", "left"), ("partner_opens", 2),
-                                         ("leave_phrase", "  ")])
+                                         ("leave_phrase", "  "), ("state_pool", "max")])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         EnvConfig(**{field: value}).validate()

@@ -21,7 +21,7 @@ from dat.prefix import PrefixConfig, build_projection
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def export_policy(tmp_path: Path, state_layer: int = -1) -> Path:
+def export_policy(tmp_path: Path, state_layer: int = -1, state_pool: str = "last") -> Path:
     lm = FrozenLM.load(ModelConfig(name="tiny-random", cache_dir=str(tmp_path / "cache")))
     obs = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act = spaces.Box(-1, 1, (8,), np.float32)
@@ -30,12 +30,13 @@ def export_policy(tmp_path: Path, state_layer: int = -1) -> Path:
     with torch.no_grad():  # a planner whose actions clearly differ from zero
         algo.actor.mu[-2].bias.fill_(2.0)
     projection = build_projection(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=8, norm=4.0))
-    DATPolicy.from_trained(algo, projection, "tiny-random", state_layer).save_pretrained(tmp_path / "export")
+    DATPolicy.from_trained(algo, projection, "tiny-random", state_layer, state_pool).save_pretrained(
+        tmp_path / "export")
     return tmp_path / "export"
 
 
 def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
-    export = export_policy(tmp_path, state_layer=-2)
+    export = export_policy(tmp_path, state_layer=-2, state_pool="mean")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
             "debug=tiny", f"policy={export}", "episodes_per_scenario=1", "max_tasks=4", "logger=none",
@@ -45,7 +46,8 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["conditions"] == ["unsteered", "policy", "zero", "random"]
     assert report["unit"] == "scenario"
-    assert report["metadata"]["state_layer"] == -2  # the planner reads the layer it was exported with
+    # The planner reads the state it was exported with, whatever the env config says.
+    assert report["metadata"]["state_layer"] == -2 and report["metadata"]["state_pool"] == "mean"
     for condition in ("policy", "zero", "random"):
         entry = report["results"][condition]["reward"]
         assert entry["diff"]["n_pairs"] + entry["n_failed"] >= 4 - report["results"]["unsteered"]["reward"]["n_failed"]

@@ -51,6 +51,17 @@ def test_states_batched_equal_alone(lm):
     assert not torch.allclose(middle, batched)
 
 
+def test_mean_pooled_states_average_every_token_of_the_chat_and_ignore_padding(lm):
+    pooled = lm.states(DIALOGUES, layer=1, pool="mean")
+    for i, dialogue in enumerate(DIALOGUES):  # alone, without padding: the plain mean over positions
+        ids = torch.tensor([lm.encode(dialogue)])
+        hidden = lm.model(ids, output_hidden_states=True).hidden_states[1][0]
+        assert torch.allclose(pooled[i], hidden.mean(0).float(), atol=1e-5)
+    assert not torch.allclose(pooled, lm.states(DIALOGUES, layer=1))
+    with pytest.raises(ValueError, match="pool='median'|pool=.median."):
+        lm.states(DIALOGUES, pool="median")
+
+
 def test_generate_batched_equal_alone_with_and_without_prefix(lm):
     plain = lm.generate(DIALOGUES, sampling=GREEDY)
     assert plain == [lm.generate([d], sampling=GREEDY)[0] for d in DIALOGUES]
