@@ -169,11 +169,12 @@ def main() -> None:
     parser.add_argument("--select-per-task", type=int, default=1, help="episodes per training task and candidate")
     parser.add_argument("--reselect", action="store_true", help="choose the best constant again")
     parser.add_argument("--out", default=str(common.RESULTS))
+    parser.add_argument("--name", default=NAME, help="file name of the results (a previous file's selection is reused)")
     args = parser.parse_args()
     folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
     if not folders:
         raise SystemExit(f"No run folder matches {args.runs}; train first (python train.py experiment=mood seed=0).")
-    path = Path(args.out) / f"{NAME}.json"
+    path = Path(args.out) / f"{args.name}.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     first = Run(folders[0])
     lm = FrozenLM.load(first.cfg.model)

@@ -442,6 +442,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=16, help="unsteered samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--believability", action=argparse.BooleanOptionalAction, default=True,
+                        help="score every reply's believability with the local judge (about 1 s per reply here)")
     parser.add_argument(
         "--model", default=ModelConfig().name, help="model.name (tiny-random for a smoke test)"
     )
@@ -479,10 +481,11 @@ def main() -> None:
     work = artefacts / "steerability" / args.split
     work.mkdir(parents=True, exist_ok=True)
     prompts = Prompts(lm, args.split, args.prompts, args.max_new_tokens, args.seed, embedder)
-    scorer = Scorer(lm, prompts, embedder)
+    scorer = Scorer(lm, prompts, embedder, believability=args.believability)
     print(f"{len(prompts)} prompts; baseline ...", flush=True)
     base = baseline(lm, prompts, scorer, args, sampling)
-    settings = {k: v for k, v in vars(args).items() if k not in ("configs", "force", "out", "clone_only", "tried")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("configs", "force", "out", "clone_only", "tried", "believability")}
     settings["prompts"] = len(prompts)
     stem = "steerability" + ("" if args.split == "eval" else f"_{args.split}") + (
         "" if args.seed == 0 else f"_seed{args.seed}")  # a replication keeps its own baseline and file
