@@ -50,7 +50,7 @@ from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
 CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours", "behaviours_goal",
-           "behaviours_hint", "behaviours_hint_goal")
+           "behaviours_hint", "behaviours_hint_goal", "behaviours_goal_hint")
 REWARDS = ("sentiment", "goal", "keyword")
 
 
