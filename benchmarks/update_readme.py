@@ -158,9 +158,22 @@ def td3bc() -> str:
     return "\n".join(lines)
 
 
+def state_matters() -> str:
+    """benchmarks/state_matters.py's tables: the pooled state (the experiment's default), then DAT's last token."""
+    parts = []
+    for name, label in (("state_matters", "state = mean over the chat (`env.state_pool=mean`, the default of "
+                                          "`experiment=mood`)"),
+                        ("state_matters_last", "state = last token (`env.state_pool=last`, DAT's)")):
+        md = RESULTS / f"{name}.md"
+        if md.is_file():
+            parts += [f"**{label}**", "", md.read_text().strip(), ""]
+    return "\n".join(parts).strip() or "_Not measured yet: run `python benchmarks/state_matters.py`._"
+
+
 SECTIONS = {
     "steerability": steerability,
     "sanity": lambda: runs_table("sanity"),
+    "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "throughput": throughput,
     "td3bc": td3bc,

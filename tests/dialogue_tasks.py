@@ -48,9 +48,9 @@ class RecordingLM(FrozenLM):
         super().__init__(*args, **kwargs)
         self.seen: list[tuple[str, list[dict], bool]] = []
 
-    def states(self, dialogues, layer=-1, caches=None):
+    def states(self, dialogues, layer=-1, caches=None, pool="last"):
         self.seen += [("states", list(d), False) for d in dialogues]
-        return super().states(dialogues, layer, caches)
+        return super().states(dialogues, layer, caches, pool)
 
     def generate(self, dialogues, prefix_embeds=None, sampling=None, position="start", seed=None, caches=None):
         prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * len(dialogues)

@@ -61,6 +61,15 @@ def test_spaces(lm, proj):
     assert set(info) >= {"transcript", "task_id", "steered", "partner_opens", "round", "judgement_failed"}
 
 
+def test_mean_pooled_observation_is_the_mean_over_the_steered_agents_chat(lm, proj):
+    env = make_env(lm, proj, state_pool="mean", kv_cache=True)
+    obs, info = env.reset(seed=3)
+    view = env.dialogue.view(info["steered"])
+    expected = lm.states([view], layer=-1, pool="mean")[0].numpy()
+    assert np.allclose(obs, expected, atol=1e-5)
+    assert not np.allclose(obs, lm.states([view])[0].numpy(), atol=1e-3)
+
+
 CHECKERS = ("gymnasium", "stable_baselines3")
 
 
