@@ -108,13 +108,23 @@ def target_of(e: Episode) -> str | None:
     return None
 
 
+PICK_MARGIN = 0.1
+"""A behaviour is picked when its logit leads the next by this much (weight >= 95 % at sharpness 30)."""
+
+
+def picked(action: np.ndarray, behaviours: list[str]) -> str:
+    """The behaviour an action picks, or "mixed" when no logit leads clearly (e.g. all saturated at +1)."""
+    order = np.argsort(action)[::-1]
+    return behaviours[int(order[0])] if action[order[0]] - action[order[1]] >= PICK_MARGIN else "mixed"
+
+
 def agreement(episodes: list[Episode], behaviours: list[str]) -> dict:
-    """Per goal tone, how often each behaviour had the planner's largest logit."""
+    """Per goal tone, how often the planner's first action picked each behaviour (or mixed them)."""
     out: dict[str, dict[str, float]] = {}
     for tone in ("positive", "negative"):
-        picked = [behaviours[int(np.argmax(e.actions[0]))] for e in episodes if target_of(e) == tone]
-        out[tone] = {b: round(picked.count(b) / len(picked), 3) for b in behaviours} if picked else {}
-        out[tone]["episodes"] = len(picked)
+        chosen = [picked(e.actions[0], behaviours) for e in episodes if target_of(e) == tone]
+        out[tone] = {b: round(chosen.count(b) / len(chosen), 3) for b in (*behaviours, "mixed")} if chosen else {}
+        out[tone]["episodes"] = len(chosen)
     return out
 
 
@@ -144,22 +154,27 @@ def _diff(d: dict) -> str:
     return f"{d['mean_diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] (p {d['p_value']:.3f})"
 
 
+def _shares(counts: dict, kinds: list[str]) -> str:
+    return " / ".join(f"{counts.get(k, 0.0):.0%}" for k in kinds)
+
+
 def markdown(result: dict) -> str:
     sel = result["selection"]
+    kinds = [*sel["behaviours"], "mixed"]
+    names = " / ".join(kinds)
     lines = [f"Best constant action on `{sel['scenarios']}` ({sel['per_task']} episode(s) per task): "
              + ", ".join(f"{n} {c['mean']:.3f} ± {c['se']:.3f}" for n, c in sel["candidates"].items())
              + f" → **{sel['best']}**.", "",
              "| seed | policy | unsteered | best constant | policy − unsteered | policy − constant | "
-             "constant − unsteered | planner picks positive (warm goal / angry goal) |",
+             f"constant − unsteered | planner's pick for warm goals ({names}) | for angry goals |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         res, tone = r["results"], r["policy_choice_by_tone"]
-        first = result["selection"]["behaviours"][0]
         lines.append(
             f"| {r['seed']} | {res['policy']['mean']:.3f} | {res['unsteered']['mean']:.3f} | "
             f"{res['constant']['mean']:.3f} | {_diff(r['policy_minus_unsteered'])} | "
             f"{_diff(r['policy_minus_constant'])} | {_diff(r['constant_minus_unsteered'])} | "
-            f"{tone['positive'].get(first, float('nan')):.0%} / {tone['negative'].get(first, float('nan')):.0%} |")
+            f"{_shares(tone['positive'], kinds)} | {_shares(tone['negative'], kinds)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +184,8 @@ def main() -> None:
     parser.add_argument("--select-per-task", type=int, default=1, help="episodes per training task and candidate")
     parser.add_argument("--reselect", action="store_true", help="choose the best constant again")
     parser.add_argument("--out", default=str(common.RESULTS))
+    parser.add_argument("--report-only", action="store_true",
+                        help="recompute the choice shares and tables of an existing result from its runs' episodes")
     parser.add_argument("--name", default=NAME, help="file name of the results (a previous file's selection is reused)")
     args = parser.parse_args()
     folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
@@ -176,6 +193,15 @@ def main() -> None:
         raise SystemExit(f"No run folder matches {args.runs}; train first (python train.py experiment=mood seed=0).")
     path = Path(args.out) / f"{args.name}.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
+    if args.report_only:
+        result = json.loads(path.read_text())
+        for r in result["runs"]:
+            run = Run(Path(r["run"]))
+            r["policy_choice_by_tone"] = agreement(run.episodes["policy"], run.behaviours)
+        path.write_text(json.dumps(result, indent=2))
+        path.with_suffix(".md").write_text(markdown(result))
+        print(markdown(result))
+        return
     first = Run(folders[0])
     lm = FrozenLM.load(first.cfg.model)
     judge = make_judge(first.cfg.judge, lm=lm, cache_dir=first.folder / "judge_cache")
