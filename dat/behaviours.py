@@ -73,7 +73,7 @@ class Behaviour:
     """A targeted pool: also sample ``pool`` replies per prompt with this instruction appended to the
     partner's last line (``{goal}`` stands for the agent's goal). They are scored, paired and trained on
     as replies to the *plain* prompt, so the prefix learns what the instruction does. For behaviours the
-    model rarely shows unprompted (stating a price: 0 of 85 pooled replies to the price scenarios)."""
+    model rarely shows unprompted (stating a price: 0 of 96 pooled replies to the price scenarios)."""
 
 
 def _default_behaviours() -> list[Behaviour]:
