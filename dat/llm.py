@@ -122,27 +122,24 @@ class FrozenLM:
         With ``caches`` (one per dialogue, kept by the caller between calls) only the tokens each chat
         gained since its cache was filled are computed; the cache then holds the chat up to its reply header.
         """
-        ids = [self._checked_ids(d, 0, 0) for d in dialogues]
-        if pool == "mean":
-            if caches is not None:
-                raise ValueError("states(pool='mean') reads the whole chat; pass caches=None.")
-            batch = self._splice(ids, None, "start")
-            out = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-                             position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1)
-            mask = batch.attention_mask[..., None].to(out.hidden_states[layer].dtype)
-            return ((out.hidden_states[layer] * mask).sum(1) / mask.sum(1)).float()
-        if pool != "last":
+        if pool not in ("last", "mean"):
             raise ValueError(f"pool={pool!r} is not one of: last, mean.")
+        if pool == "mean" and caches is not None:
+            raise ValueError("states(pool='mean') reads the whole chat; pass caches=None.")
+        ids = [self._checked_ids(d, 0, 0) for d in dialogues]
         if caches is not None:
             rows = self._cached_rows(ids, caches, [None] * len(ids))
             out = kvcache.forward(self.model, caches, rows, output_hidden_states=True, logits_to_keep=1)
-        else:
-            batch = self._splice(ids, None, "start")
-            out = self.model(
-                inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
-            )
-        return out.hidden_states[layer][:, -1, :].float()
+            return out.hidden_states[layer][:, -1, :].float()
+        batch = self._splice(ids, None, "start")
+        hidden = self.model(
+            inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
+        ).hidden_states[layer]
+        if pool == "last":
+            return hidden[:, -1, :].float()
+        mask = batch.attention_mask[..., None].to(hidden.dtype)  # left padding does not count
+        return ((hidden * mask).sum(1) / mask.sum(1)).float()
 
     # ----------------------------------------------------------------------------------- generation
     @torch.no_grad()
