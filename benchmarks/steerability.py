@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
 
+from dat import layerprefix  # noqa: E402
 from dat import steerability as st  # noqa: E402
 from dat.behaviours import BehaviourConfig, behaviour_prompts, ensure_basis, rule_pattern  # noqa: E402
 from dat.dialogue import EnvConfig, clean_utterance  # noqa: E402
@@ -50,7 +51,7 @@ from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
 CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours", "behaviours_goal",
-           "behaviours_hint", "behaviours_hint_goal", "behaviours_goal_hint")
+           "behaviours_hint", "behaviours_hint_goal", "behaviours_goal_hint", "behaviours_goal_hint_deep")
 REWARDS = ("sentiment", "goal", "keyword")
 
 
@@ -297,7 +298,8 @@ def run_config(
         "actions": args.actions,
         "samples": 2,
         "fresh": args.fresh,
-        "prefix_norm": float(torch.stack(prefixes).norm(dim=-1).mean() / token_norm),
+        "prefix_norm": float(torch.stack([layerprefix.split(p)[0] for p in prefixes]).norm(dim=-1).mean()
+                             / token_norm),  # input embeddings (a deep prefix's layer rows are not tokens)
         "first_token": {"kl": float(np.mean(kl)), "js": float(np.mean(jsd))},
         "rewards": rewards,
         "fluency": {

@@ -7,8 +7,9 @@ prefixes apart is a contrast. For each behaviour (a name and a scorer: sentiment
 question, a regex, the scenario's own rule checks, similarity to the goal), the frozen model's own
 replies to the *train* prompts are ranked by the scorer; per prompt the top replies are *chosen*
 and the bottom ones *rejected*, and the behaviour's prefix (L input embeddings placed before the
-reply header) is trained on the prefix alone with a DPO-style objective against the model without
-prefix as reference::
+reply header; with ``prefix.depth=layers`` also a vector per decoder layer at those positions,
+``dat.layerprefix``) is trained on the prefix alone with a DPO-style objective against the model
+without prefix as reference::
 
     L = -log sigma(beta * [(log p_P(chosen) - log p_0(chosen)) - (log p_P(rejected) - log p_0(rejected))])
         + nll * (-log p_P(chosen) / tokens)
@@ -42,10 +43,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from dat import layerprefix
 from dat.clonedata import opening_chats
 from dat.dialogue import DialogueTask, EnvConfig, clean_utterance
 from dat.llm import FrozenLM, SamplingConfig
-from dat.prefix import PrefixConfig, UpProjection, embedding_stats
+from dat.prefix import DEPTHS, PrefixConfig, UpProjection, embedding_stats
 from dat.promptcache import PromptCache
 from dat.records import DialogueRecord
 from dat.seeding import derive_seed
@@ -309,6 +311,27 @@ class BasisTrainer:
         self.cache = PromptCache(lm, chats)
         self.scorers = Scorers(infos, embedder)
         self.mean, self.token_norm = embedding_stats(lm.model.get_input_embeddings().weight)
+        self.limits = self._norm_limits()
+
+    def _norm_limits(self) -> Tensor:
+        """Largest norm of a prefix token, per prefix row: ``max_norm`` x the typical norm there.
+
+        Row 0 (input embeddings): the median token-embedding norm. Row j of a deep prefix: the median
+        norm of the hidden state entering layer j at the train prompts' last token.
+        """
+        limits = [self.cfg.max_norm * self.token_norm]
+        if self.prefix.depth == "layers":
+            index = range(len(self.chats))
+            limits += [self.cfg.max_norm * float(self.cache.states(index, layer=j).norm(dim=-1).median())
+                       for j in range(1, self.lm.layers)]
+        return torch.tensor(limits)
+
+    def initial_prefix(self) -> Tensor:
+        """Every token at the mean token embedding; a deep prefix's layer rows at zero (no change there)."""
+        start = self.mean.expand(self.prefix.tokens, -1)
+        if self.prefix.depth == "input":
+            return start.clone()
+        return torch.cat([start[None], start.new_zeros(self.lm.layers - 1, *start.shape)]).clone()
 
     def settings(self) -> dict:
         """Everything the basis depends on (compared before a cached basis is reused)."""
@@ -357,13 +380,16 @@ class BasisTrainer:
         return lp[: len(pairs)], lp[len(pairs) :]
 
     def train_behaviour(self, behaviour: Behaviour, pool: Pool, progress: bool = True) -> tuple[Tensor, dict]:
-        """Train (or resume) one behaviour's prefix ``(tokens, hidden)``; returns it and its record."""
+        """Train (or resume) one behaviour's prefix; returns it and its record.
+
+        The prefix is ``(tokens, hidden)``, or ``(layers, tokens, hidden)`` with ``prefix.depth=layers``.
+        """
         cfg, path = self.cfg, self.folder / f"{behaviour.name}.safetensors"
         if path.is_file():
             return load_file(str(path))["prefix"], json.loads((self.folder / f"{behaviour.name}.json").read_text())
         started = time.time()
         ckpt_path = self.folder / f"{behaviour.name}.checkpoint.pt"
-        prefix = self.mean.expand(self.prefix.tokens, -1).clone().requires_grad_(True)
+        prefix = self.initial_prefix().requires_grad_(True)
         optimizer = torch.optim.Adam([prefix], lr=cfg.lr)
         step, history, before = 0, [], None
         seen = pool.extend(self.hinted_pool(behaviour)) if behaviour.hint else pool
@@ -374,7 +400,7 @@ class BasisTrainer:
             optimizer.load_state_dict(state["optimizer"])
             step, history, seen, before = state["step"], state["history"], Pool(**state["pool"]), state["before"]
         total = cfg.steps * cfg.rounds
-        limit = cfg.max_norm * self.token_norm
+        limit = self.limits[:, None, None] if self.prefix.depth == "layers" else self.limits[0]
         bar = tqdm(total=total, initial=step, desc=f"behaviour {behaviour.name}", disable=not progress)
         pairs = self.pairs(behaviour, seen)
         if not pairs:
@@ -401,7 +427,7 @@ class BasisTrainer:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            with torch.no_grad():  # keep every prefix token within max_norm typical token lengths
+            with torch.no_grad():  # keep every prefix token within max_norm typical norms of its row
                 norms = prefix.norm(dim=-1, keepdim=True)
                 prefix.mul_(torch.clamp(limit / norms, max=1.0))
             step += 1
@@ -417,12 +443,20 @@ class BasisTrainer:
                   "loss_last10": float(np.mean(history[-10:])), "margin_before": before["margin"],
                   "margin_after": after["margin"], "pairs_ranked_before": before["ranked"],
                   "pairs_ranked_after": after["ranked"], "pool": len(seen.text),
-                  "norms_x_token": (prefix.detach().norm(dim=-1) / self.token_norm).tolist(),
+                  "norms_x_token": (layerprefix.split(prefix.detach())[0].norm(dim=-1) / self.token_norm).tolist(),
+                  **self._layer_norms(prefix.detach()),
                   "minutes": round((time.time() - started) / 60, 2)}
         save_file({"prefix": prefix.detach().contiguous()}, str(path.with_suffix(".tmp")))
         path.with_suffix(".tmp").replace(path)
         _write_json(self.folder / f"{behaviour.name}.json", record)
         return prefix.detach(), record
+
+    def _layer_norms(self, prefix: Tensor) -> dict:
+        """A deep prefix's per-layer token norms relative to each layer's typical norm (for the record)."""
+        if not layerprefix.is_deep(prefix):
+            return {}
+        typical = self.limits[1:, None] / self.cfg.max_norm
+        return {"layer_norms_x_hidden": (prefix[1:].norm(dim=-1) / typical).mean(1).tolist()}
 
     @torch.no_grad()
     def _evaluate(self, pool: Pool, pairs: Sequence[tuple[int, int]], prefix: Tensor, limit: int = 64) -> dict:
@@ -497,6 +531,8 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"behaviours[{b.name}].hint={b.hint!r}: only {{goal}} may be filled in "
                                  f"(write other braces twice); {err!r}.") from None
+    if prefix.depth not in DEPTHS:
+        raise ValueError(f"prefix.depth={prefix.depth!r} is not one of: {', '.join(DEPTHS)}.")
     if cfg.pool < 2 or cfg.top < 1 or cfg.steps < 1 or cfg.rounds < 1:
         raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
 
@@ -506,8 +542,10 @@ def basis_settings(model: str, prefix: PrefixConfig, cfg: BehaviourConfig) -> di
     made = {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS}
     made["behaviours"] = [{k: v for k, v in b.items() if v is not None or k not in LATER_FIELDS}
                           for b in made["behaviours"]]
-    return {"model": model, "behaviours": made,
-            "prefix": {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}}
+    shape = {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}
+    if prefix.depth != "input":  # recorded only when deep, so input bases made before the field still match
+        shape["depth"] = prefix.depth
+    return {"model": model, "behaviours": made, "prefix": shape}
 
 
 def basis_folder(artefacts: str | Path, cfg: BehaviourConfig) -> Path:

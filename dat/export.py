@@ -41,7 +41,8 @@ class DATPolicy(
     library_name="dat-pipeline",
     tags=["dialogue-action-tokens", "td3-bc", "steering"],
 ):
-    """A trained DAT planner: state ``(batch, hidden)`` -> action -> prefix ``(batch, L, hidden)``."""
+    """A trained DAT planner: state ``(batch, hidden)`` -> action -> prefix ``(batch, L, hidden)``
+    (``(batch, prefix_layers, L, hidden)`` for a deep prefix, ``prefix.depth=layers``)."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class DATPolicy(
         state_layer: int = -1,
         norm_eps: float = 1e-3,
         state_pool: str = "last",
+        prefix_layers: int | None = None,
     ):
         super().__init__()
         self.settings = {
@@ -61,6 +63,8 @@ class DATPolicy(
             "activation": activation, "prefix": dict(prefix), "base_model": base_model,
             "state_layer": state_layer, "norm_eps": norm_eps, "state_pool": state_pool,
         }
+        if prefix_layers is not None:  # only deep prefixes record it, so earlier exports keep their config
+            self.settings["prefix_layers"] = prefix_layers
         self.base_model = base_model
         self.state_layer = state_layer
         self.state_pool = state_pool
@@ -72,7 +76,8 @@ class DATPolicy(
         chunk = prefix_cfg.action_dim if prefix_cfg.tied else prefix_cfg.action_dim // prefix_cfg.tokens
         placeholder = torch.zeros(chunk, state_dim) if prefix_cfg.kind in ("pca", "anchors") else None
         if prefix_cfg.kind == "behaviours":
-            placeholder = torch.zeros(prefix_cfg.action_dim, prefix_cfg.tokens, state_dim)
+            deep = (prefix_layers,) if prefix_cfg.depth == "layers" and prefix_layers else ()
+            placeholder = torch.zeros(prefix_cfg.action_dim, *deep, prefix_cfg.tokens, state_dim)
         self.projection = UpProjection(prefix_cfg, state_dim, 1.0, placeholder)
 
     @property
@@ -107,6 +112,7 @@ class DATPolicy(
             state_dim=state_dim, action_dim=int(algo.action_space.shape[0]), actor_hidden=hidden,
             activation=activation, prefix=asdict(projection.cfg), base_model=base_model,
             state_layer=state_layer, norm_eps=float(getattr(extractor, "eps", 0.0)), state_pool=state_pool,
+            prefix_layers=int(projection.basis.shape[1]) if projection.cfg.depth == "layers" else None,
         )
         with torch.no_grad():
             if mean is not None:

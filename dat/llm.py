@@ -10,6 +10,9 @@ Prefix embeddings (the DAT action tokens) are spliced into each sample's embedde
 * ``before_reply``: just before the final reply header (``<|im_start|>assistant``), which the
   trained-prefix measurement found to steer more strongly.
 
+A prefix is ``(L, hidden)`` input embeddings, or a deep prefix ``(layers, L, hidden)`` that also adds
+a vector per layer at its positions (``dat.layerprefix``).
+
 Generation always goes through ``inputs_embeds`` (steered or not), so steered and unsteered replies
 are produced by the same code path; the repetition penalty then covers generated tokens only.
 """
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-from dat import kvcache
+from dat import kvcache, layerprefix
 from dat.kvcache import Cached
 from dat.loading import DEFAULT_MODEL, ModelConfig, load_model
 
@@ -63,6 +66,9 @@ class Batch:
     attention_mask: Tensor
     position_ids: Tensor
     prefix_index: list[int]
+    """Where each sample's prefix starts in its own (unpadded) ids."""
+    prefix_start: list[int]
+    """Where each sample's prefix starts in the padded batch (the column of its first prefix token)."""
 
 
 class FrozenLM:
@@ -79,6 +85,7 @@ class FrozenLM:
         self.tokenizer = tokenizer
         self.name = name
         self.hidden_size: int = model.get_input_embeddings().weight.shape[1]
+        self.layers: int = int(model.config.num_hidden_layers)
         self.max_context: int = int(getattr(model.config, "max_position_embeddings", 2048))
         self.end_ids: set[int] = _end_of_turn_ids(tokenizer)
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.end_ids)
@@ -160,8 +167,9 @@ class FrozenLM:
         """
         sampling = sampling or SamplingConfig()
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
+        inputs, layers = layerprefix.splits(prefixes)
         ids = [
-            self._checked_ids(d, 0 if p is None else p.shape[0], sampling.max_new_tokens)
+            self._checked_ids(d, layerprefix.tokens(p), sampling.max_new_tokens)
             for d, p in zip(dialogues, prefixes, strict=True)
         ]
         config, processors = self._generation_config(sampling), self._penalty(sampling)
@@ -170,11 +178,12 @@ class FrozenLM:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             if caches is not None and reusable:
-                rows = self._cached_rows(ids, caches, prefixes)
-                out = kvcache.generate(self.model, caches, rows, config, processors, seed)
+                rows = self._cached_rows(ids, caches, inputs)
+                with layerprefix.added(self.model, layers, [0] * len(rows)):  # the suffix starts with the prefix
+                    out = kvcache.generate(self.model, caches, rows, config, processors, seed)
             else:
-                batch = self._splice(ids, prefixes, position)
-                with torch.random.fork_rng(devices=[]):
+                batch = self._splice(ids, inputs, position)
+                with torch.random.fork_rng(devices=[]), layerprefix.added(self.model, layers, batch.prefix_start):
                     torch.manual_seed(seed)
                     out = self.model.generate(
                         inputs_embeds=batch.embeds, attention_mask=batch.attention_mask, generation_config=config,
@@ -183,7 +192,10 @@ class FrozenLM:
         return [self._decode(row) for row in out]
 
     def _cached_rows(self, ids: list[list[int]], caches: Sequence[Cached], prefixes) -> list[Tensor]:
-        """Extend each cache to its chat's head (all but the reply header); return [prefix, header] embeddings."""
+        """Extend each cache to its chat's head (all but the reply header); return [prefix, header] embeddings.
+
+        ``prefixes``: the input embeddings ``(L, hidden)`` of each prefix (or None).
+        """
         if len(caches) != len(ids):
             raise ValueError(f"Got {len(caches)} caches for {len(ids)} dialogues; pass one per dialogue.")
         cut = [self.insert_index(i, "before_reply") for i in ids]
@@ -204,14 +216,16 @@ class FrozenLM:
         and the fluency measure (mean token log-prob under the unsteered model) reads it.
         """
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
+        inputs, layers = layerprefix.splits(prefixes)
         end = [self.tokenizer.eos_token_id] if add_end and self.tokenizer.eos_token_id is not None else []
         targets = [self.tokenizer(r, add_special_tokens=False)["input_ids"] + end for r in replies]
-        prompts = [self._checked_ids(d, 0 if p is None else p.shape[0], len(t)) for d, p, t in
+        prompts = [self._checked_ids(d, layerprefix.tokens(p), len(t)) for d, p, t in
                    zip(dialogues, prefixes, targets, strict=True)]
-        batch = self._splice([p + t for p, t in zip(prompts, targets, strict=True)], prefixes, position,
+        batch = self._splice([p + t for p, t in zip(prompts, targets, strict=True)], inputs, position,
                              header_offset=[len(t) for t in targets])
-        logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids).logits.float()
+        with layerprefix.added(self.model, layers, batch.prefix_start):
+            logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids).logits.float()
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
         width = batch.embeds.shape[1]
         rows: list[Tensor] = []
@@ -228,11 +242,12 @@ class FrozenLM:
     ) -> Tensor:
         """Log-distribution ``(batch, vocab)`` of the first reply token (for KL / JS of prefixes)."""
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
-        ids = [self._checked_ids(d, 0 if p is None else p.shape[0], 1)
-               for d, p in zip(dialogues, prefixes, strict=True)]
-        batch = self._splice(ids, prefixes, position)
-        logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, logits_to_keep=1).logits
+        inputs, layers = layerprefix.splits(prefixes)
+        ids = [self._checked_ids(d, layerprefix.tokens(p), 1) for d, p in zip(dialogues, prefixes, strict=True)]
+        batch = self._splice(ids, inputs, position)
+        with layerprefix.added(self.model, layers, batch.prefix_start):
+            logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, logits_to_keep=1).logits
         return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
     # ----------------------------------------------------------------------------------- internals
@@ -274,7 +289,8 @@ class FrozenLM:
             for r in rows
         ])
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        return Batch(embeds, mask, position_ids, index)
+        starts = [width - r.shape[0] + at for r, at in zip(rows, index, strict=True)]
+        return Batch(embeds, mask, position_ids, index, starts)
 
     def _checked_ids(self, messages: Dialogue, prefix_tokens: int, new_tokens: int) -> list[int]:
         ids = self.encode(messages)
@@ -296,10 +312,15 @@ class FrozenLM:
         if len(prefixes) != n:
             raise ValueError(f"Got {len(prefixes)} prefixes for {n} dialogues; pass one (or None) per dialogue.")
         for i, p in enumerate(prefixes):
-            if p is not None and (p.dim() != 2 or p.shape[1] != self.hidden_size):
+            if p is None:
+                continue
+            input_prefix = p.dim() == 2 and p.shape[1] == self.hidden_size
+            deep = p.dim() == 3 and p.shape[0] == self.layers and p.shape[2] == self.hidden_size
+            if not (input_prefix or deep):
                 raise ValueError(
-                    f"Prefix {i} has shape {tuple(p.shape)}; expected (L, {self.hidden_size}) for model "
-                    f"{self.name!r}. Check that the up-projection was built for this model (prefix.*)."
+                    f"Prefix {i} has shape {tuple(p.shape)}; expected (L, {self.hidden_size}) or, per layer, "
+                    f"({self.layers}, L, {self.hidden_size}) for model {self.name!r}. Check that the "
+                    "up-projection was built for this model (prefix.*)."
                 )
         return prefixes
 

@@ -13,6 +13,8 @@ Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(b
 * ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.behaviours``: each trained
   contrastively on the frozen model's own best against worst replies by a scorer); the action holds
   one logit per behaviour and a sharp softmax (``prefix.sharpness``) picks a mixture of them.
+  With ``prefix.depth=layers`` each behaviour's prefix also holds a vector per decoder layer
+  (``dat.layerprefix``), and the projection returns ``(batch, layers, L, hidden)``.
 
 Scale is expressed relative to the model's median token-embedding norm, so one setting ports
 across models: with ``norm=1`` an action of unit length gives prefix tokens of a typical token's
@@ -56,6 +58,9 @@ class PrefixConfig:
     sharpness: float = 10.0
     """kind=anchors or behaviours: inverse temperature of the softmax that turns an action (chunk) into
     word or behaviour weights."""
+    depth: str = "input"
+    """kind=behaviours: input (L input embeddings) or layers (also a trained vector added at the prefix
+    positions in every decoder layer, as in prefix-tuning; see dat.layerprefix)."""
 
 
 ANCHOR_WORDS = (
@@ -65,6 +70,7 @@ ANCHOR_WORDS = (
 """Default anchors: sentiment, agreement and refusal, money, politeness (16 words)."""
 
 KINDS = ("pca", "learned", "anchors", "behaviours")
+DEPTHS = ("input", "layers")
 MIXTURES = ("anchors", "behaviours")
 """Kinds whose action picks a softmax mixture of stored vectors (their scale is ``norm`` alone)."""
 
@@ -88,7 +94,7 @@ def pca_basis(embedding: Tensor, k: int) -> Tensor:
 
 
 class UpProjection(nn.Module):
-    """Maps actions ``(batch, d)`` to prefixes ``(batch, L, hidden)``.
+    """Maps actions ``(batch, d)`` to prefixes ``(batch, L, hidden)`` (``(batch, layers, L, hidden)`` when deep).
 
     >>> proj = UpProjection.pca(torch.randn(100, 16), PrefixConfig(action_dim=4, tokens=2))
     >>> proj(torch.ones(3, 4)).shape
@@ -99,6 +105,11 @@ class UpProjection(nn.Module):
         super().__init__()
         if cfg.kind not in KINDS:
             raise ValueError(f"prefix.kind={cfg.kind!r} is not one of: {', '.join(KINDS)}.")
+        if cfg.depth not in DEPTHS:
+            raise ValueError(f"prefix.depth={cfg.depth!r} is not one of: {', '.join(DEPTHS)}.")
+        if cfg.depth == "layers" and cfg.kind != "behaviours":
+            raise ValueError(f"prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained); "
+                             f"prefix.kind={cfg.kind} fills the input embeddings only: set prefix.depth=input.")
         if not cfg.tied and cfg.action_dim % cfg.tokens:
             raise ValueError(
                 f"prefix.action_dim={cfg.action_dim} must be divisible by prefix.tokens={cfg.tokens} "
@@ -115,10 +126,15 @@ class UpProjection(nn.Module):
                 f"(got {cfg.action_dim})."
             )
         if cfg.kind == "behaviours":
-            if basis is None or basis.shape != (cfg.action_dim, cfg.tokens, hidden_size):
+            deep = cfg.depth == "layers" and basis is not None and basis.dim() == 4
+            expected = (cfg.action_dim, *(basis.shape[1:2] if deep else ()), cfg.tokens, hidden_size)
+            if basis is None or basis.shape != expected or (cfg.depth == "layers") != deep:
+                rows = "layers, " if cfg.depth == "layers" else ""
                 raise ValueError(
-                    f"A behaviours up-projection needs a (behaviours={cfg.action_dim}, tokens={cfg.tokens}, "
-                    f"{hidden_size}) basis; prefix.action_dim must equal the number of behaviours.")
+                    f"A behaviours up-projection with prefix.depth={cfg.depth} needs a (behaviours={cfg.action_dim}, "
+                    f"{rows}tokens={cfg.tokens}, {hidden_size}) basis; got "
+                    f"{None if basis is None else tuple(basis.shape)}. prefix.action_dim must equal the number of "
+                    "behaviours.")
             self.register_buffer("basis", basis.float())
             self.linear = None
         elif cfg.kind in ("pca", "anchors"):
@@ -162,7 +178,7 @@ class UpProjection(nn.Module):
             )
         if self.cfg.kind == "behaviours":
             weights = torch.softmax(action.float() * self.cfg.sharpness, dim=-1)
-            return torch.einsum("bk,kld->bld", weights, self.basis) * self.scale
+            return torch.einsum("bk,k...->b...", weights, self.basis) * self.scale
         chunks = action.float()[:, None, :] if self.cfg.tied else action.float().view(
             action.shape[0], self.cfg.tokens, -1)
         if self.cfg.kind == "anchors":

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dat import kvcache
+from dat import kvcache, layerprefix
 from dat.kvcache import Cached
 from dat.llm import ContextOverflowError, Dialogue, FrozenLM, SamplingConfig
 
@@ -55,11 +55,12 @@ class PromptCache:
     def heads(self) -> list[list[int]]:
         return [e.ids for e in self.entries]
 
-    def _suffixes(self, prefixes: Prefixes, n: int, tails: Sequence[Sequence[int]]) -> list[Tensor]:
-        """Per sample: [prefix, reply header, tail tokens] as embeddings."""
-        prefixes = self.lm._checked_prefixes(prefixes, n)
+    def _suffixes(self, prefixes: Prefixes, n: int, tails: Sequence[Sequence[int]]) -> tuple[list[Tensor], list]:
+        """Per sample: [prefix, reply header, tail tokens] as embeddings, and the deep prefixes' layer parts."""
+        inputs, layers = layerprefix.splits(self.lm._checked_prefixes(prefixes, n))
         header = list(self.header or [])
-        return [kvcache.suffix(self.lm.model, p, header + list(tail)) for p, tail in zip(prefixes, tails, strict=True)]
+        rows = [kvcache.suffix(self.lm.model, p, header + list(tail)) for p, tail in zip(inputs, tails, strict=True)]
+        return rows, layers
 
     def _check_fit(self, index: Sequence[int], suffix_lengths: Sequence[int]) -> None:
         for i, s in zip(index, suffix_lengths, strict=True):
@@ -71,9 +72,12 @@ class PromptCache:
                     "budget."
                 )
 
-    def _forward(self, index: Sequence[int], rows: list[Tensor], **kwargs):
+    def _forward(self, index: Sequence[int], rows: list[Tensor], layers: Sequence[Tensor | None] | None = None,
+                 **kwargs):
+        """The model over the suffixes ``rows`` on the cached prompts (each suffix starts with its prefix)."""
         self._check_fit(index, [r.shape[0] for r in rows])
-        return kvcache.forward(self.lm.model, [self.entries[i] for i in index], rows, **kwargs)
+        with layerprefix.added(self.lm.model, layers or [None] * len(rows), [0] * len(rows)):
+            return kvcache.forward(self.lm.model, [self.entries[i] for i in index], rows, **kwargs)
 
     def targets(self, replies: Sequence[str], add_end: bool | Sequence[bool] = True) -> list[list[int]]:
         """Reply token ids as ``FrozenLM.reply_logprobs`` scores them (plus EOS; per reply if a list)."""
@@ -94,8 +98,8 @@ class PromptCache:
     ) -> tuple[Tensor, Tensor]:
         """Teacher-forced (summed log-prob, token count) per sample; differentiable in the prefixes."""
         targets = self.targets(replies, add_end)
-        rows = self._suffixes(prefixes, len(index), targets)
-        logits = self._forward(index, rows).logits
+        rows, layers = self._suffixes(prefixes, len(index), targets)
+        logits = self._forward(index, rows, layers).logits
         totals = []
         for i, (row, target) in enumerate(zip(rows, targets, strict=True)):
             first = row.shape[0] - len(target)  # position of the first target token in the suffix
@@ -116,7 +120,7 @@ class PromptCache:
         if pool not in ("last", "mean"):
             raise ValueError(f"pool={pool!r} is not one of: last, mean.")
         tails = [[] for _ in index] if replies is None else self.targets(replies, add_end=True)
-        rows = self._suffixes(None, len(index), tails)
+        rows, _ = self._suffixes(None, len(index), tails)
         hidden = self._forward(index, rows, output_hidden_states=True, logits_to_keep=1).hidden_states[layer]
         if pool == "mean" and replies is not None:
             return torch.stack(
@@ -130,10 +134,11 @@ class PromptCache:
     @torch.no_grad()
     def next_token_logprobs(self, index: Sequence[int], prefixes: Prefixes = None) -> Tensor:
         """Log-distribution ``(batch, vocab)`` of the first reply token."""
-        rows = self._suffixes(prefixes, len(index), [[] for _ in index])
+        rows, layers = self._suffixes(prefixes, len(index), [[] for _ in index])
         if len({r.shape[0] for r in rows}) != 1:
             raise ValueError("All prefixes of one call must have the same length.")
-        return torch.log_softmax(self._forward(index, rows, logits_to_keep=1).logits[:, -1].float(), dim=-1)
+        logits = self._forward(index, rows, layers, logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
     @torch.no_grad()
     def generate(
@@ -145,9 +150,9 @@ class PromptCache:
     ) -> list[str]:
         """Replies for dialogues ``index`` steered by ``prefixes``, as FrozenLM.generate at before_reply."""
         sampling = sampling or SamplingConfig()
-        rows = self._suffixes(prefixes, len(index), [[] for _ in index])
+        rows, layers = self._suffixes(prefixes, len(index), [[] for _ in index])
         self._check_fit(index, [r.shape[0] + sampling.max_new_tokens for r in rows])
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), layerprefix.added(self.lm.model, layers, [0] * len(rows)):
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             out = kvcache.generate(self.lm.model, [self.entries[i] for i in index], rows,
                                    self.lm._generation_config(sampling), self.lm._penalty(sampling),

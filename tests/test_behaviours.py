@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -73,6 +74,18 @@ def test_a_trained_behaviour_prefix_raises_its_chosen_rejected_margin(lm, tmp_pa
     assert torch.allclose(out[1], projection.basis[1], atol=1e-5)
     loaded = UpProjection.load(tmp_path / "basis")
     assert torch.equal(loaded.basis, projection.basis) and loaded.cfg.kind == "behaviours"
+
+
+def test_a_deep_behaviour_prefix_trains_its_layer_rows_and_is_cached_apart(lm, tmp_path):
+    deep = replace(PREFIX, depth="layers")
+    projection = ensure_basis(lm, lambda: (DIALOGUES, INFOS), deep, config(steps=8), tmp_path, progress=False)
+    assert projection.basis.shape == (2, lm.layers, 2, lm.hidden_size)
+    assert projection.basis[:, 1:].abs().sum() > 0  # the layer rows moved from zero
+    for behaviour in UpProjection.record_of(tmp_path / "behaviours" / "sentiment")["behaviours"]:
+        assert behaviour["margin_after"] > behaviour["margin_before"], behaviour
+        assert max(behaviour["layer_norms_x_hidden"]) <= 8.0 + 1e-4  # each row's norm clip holds
+    with pytest.raises(ValueError, match="other settings \\(prefix\\)"):  # an input basis is not this one
+        ensure_basis(lm, lambda: (DIALOGUES, INFOS), PREFIX, config(steps=8), tmp_path, progress=False)
 
 
 def test_basis_is_reused_only_with_the_same_settings_and_resumes_a_partial_run(lm, tmp_path):

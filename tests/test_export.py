@@ -58,3 +58,15 @@ def test_projection_survives_as_part_of_export(tmp_path):
     loaded = DATPolicy.from_pretrained(tmp_path)
     assert torch.equal(loaded.projection.basis, projection.basis)
     assert float(loaded.projection.token_norm) == pytest.approx(float(projection.token_norm))
+
+
+@pytest.mark.parametrize("depth", ["input", "layers"])
+def test_a_behaviour_basis_exports_at_either_depth(tmp_path, depth):
+    cfg = PrefixConfig(kind="behaviours", action_dim=4, tokens=2, sharpness=30.0, depth=depth)
+    basis = torch.randn(4, *((3,) if depth == "layers" else ()), 2, 16)
+    projection = UpProjection(cfg, 16, 1.0, basis)
+    DATPolicy.from_trained(trained_algo(True), projection, base_model="m").save_pretrained(tmp_path)
+    loaded = DATPolicy.from_pretrained(tmp_path)
+    assert torch.equal(loaded.projection.basis, projection.basis) and loaded.projection.cfg.depth == depth
+    states = torch.randn(3, 16)
+    assert loaded(states).shape == (3, *basis.shape[1:])
