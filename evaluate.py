@@ -39,6 +39,7 @@ from dat.seeding import derive_seed, seed_everything  # noqa: E402
 from dat.stage1 import prepare_projection  # noqa: E402
 from dat.tracking import make_tracker  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
+from envs.vector_env import collector_envs  # noqa: E402
 
 CONDITIONS = ("policy", BASELINE, "zero", "random")
 
@@ -94,14 +95,14 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     if policy is None:
         wanted = [c for c in wanted if c != "policy"]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
+    envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.loop.batch_size)
     runs, seconds = {}, {}
     bar = tqdm(wanted, desc="evaluate", unit="condition", dynamic_ncols=True)
     for name in bar:
         bar.set_postfix(condition=name, episodes=len(order))
         started = time.perf_counter()
-        runs[name] = collect(lm, projection, tasks, policies[name], len(order), cfg.env, judge,
-                             derive_seed(cfg.seed, "evaluate"), reward_fn=reward_fn,
-                             batch_size=cfg.loop.batch_size, keep_failed=True, task_order=order)
+        runs[name] = collect(envs, policies[name], len(order), derive_seed(cfg.seed, "evaluate"), keep_failed=True,
+                             task_order=order)
         seconds[name] = time.perf_counter() - started
     bar.close()
     summary = summarize(runs, seed=cfg.seed)

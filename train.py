@@ -44,6 +44,7 @@ from dat.seeding import derive_seed, seed_everything  # noqa: E402
 from dat.stage1 import prepare_projection  # noqa: E402
 from dat.tracking import make_tracker  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
+from envs.vector_env import collector_envs  # noqa: E402
 
 
 def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
@@ -64,6 +65,11 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     def reward_fn(judgement, steered: int) -> float | None:
         return judged_reward(judgement, steered, cfg.judge.weights)
 
+    # Collection and evaluation are loops over Gymnasium vector envs (loop.batch_size dialogues in lockstep).
+    train_envs = collector_envs(lm, projection, train_tasks, judge, cfg.env, reward_fn, cfg.loop.episodes_per_round,
+                                cfg.loop.batch_size)
+    eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
+                               len(eval_tasks) * cfg.loop.eval_per_task, cfg.loop.batch_size)
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
     checkpoints = out / "checkpoints"
@@ -95,10 +101,8 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
             explore = "random" if rnd == 0 and cfg.loop.random_first_round else policy_fn
             stats: dict[str, float] = {}
             episodes = collect(
-                lm, projection, train_tasks, explore, cfg.loop.episodes_per_round, cfg.env, judge,
-                derive_seed(cfg.seed, "collect", rnd), reward_fn=reward_fn,
-                noise=0.0 if explore == "random" else cfg.algo.exploration_noise,
-                batch_size=cfg.loop.batch_size, stats=stats,
+                train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
+                noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
             )
             save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)
             for e in episodes:
@@ -120,8 +124,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
             if last or (rnd + 1) % cfg.loop.eval_every == 0:
                 bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
                 summary, runs = evaluate_conditions(
-                    lm, projection, eval_tasks, policy_fn, cfg.loop.eval_per_task, cfg.env, judge,
-                    derive_seed(cfg.seed, "eval"), reward_fn, cfg.loop.batch_size, baselines,
+                    eval_envs, policy_fn, cfg.loop.eval_per_task, derive_seed(cfg.seed, "eval"), baselines,
                 )
                 metrics.update(eval_metrics(summary))
                 report = out / "eval" / f"round-{rnd:04d}"

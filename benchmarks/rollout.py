@@ -26,6 +26,7 @@ from dat.loading import ModelConfig, artefact_folder  # noqa: E402
 from dat.prefix import PrefixConfig, build_projection  # noqa: E402
 from dat.rollout import collect  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
+from envs.vector_env import collector_envs  # noqa: E402
 
 
 def constant_judge(records):
@@ -35,8 +36,9 @@ def constant_judge(records):
 def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
-    episodes = collect(lm, projection, tasks, "random", n, replace(cfg, kv_cache=kv_cache), constant_judge, seed,
-                       batch_size=batch_size, stats=stats)
+    envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
+                          batch_size=batch_size)
+    episodes = collect(envs, "random", n, seed, stats=stats)
     return {
         "batch_size": batch_size,
         "kv_cache": kv_cache,

@@ -43,6 +43,7 @@ from dat.rollout import collect  # noqa: E402
 from dat.seeding import derive_seed  # noqa: E402
 from dat.stats import summarize_conditions  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
+from envs.vector_env import collector_envs  # noqa: E402
 
 NAME = "state_matters"
 
@@ -79,9 +80,9 @@ class Run:
 
     def play(self, lm: FrozenLM, judge, action: np.ndarray, tasks, per_task: int, seed: int) -> list[Episode]:
         order = eval_order(len(tasks), per_task)
-        return collect(lm, self.policy.projection, tasks, constant(action), len(order), self.cfg.env, judge, seed,
-                       reward_fn=self.reward_fn, batch_size=self.cfg.loop.batch_size, keep_failed=True,
-                       task_order=order)
+        envs = collector_envs(lm, self.policy.projection, tasks, judge, self.cfg.env, self.reward_fn, len(order),
+                              self.cfg.loop.batch_size)
+        return collect(envs, constant(action), len(order), seed, keep_failed=True, task_order=order)
 
 
 def select(run: Run, lm: FrozenLM, judge, per_task: int) -> dict:

@@ -209,16 +209,19 @@ class Lockstep:
     def step(self, dialogues: Sequence[Dialogue], actions: Tensor | None, seeds: tuple[int, int]) -> None:
         """One round for each (unfinished) dialogue: the steered line, then the partner's reply.
 
-        ``actions`` ``(B, d)`` become per-sample prefixes; None generates without any prefix.
+        ``actions`` ``(B, d)`` become per-sample prefixes; None generates without any prefix, and so
+        does a row of NaNs for its own dialogue (the unsteered baseline in a batch of steered ones).
         """
         if any(d.done for d in dialogues):
             raise RuntimeError("A finished dialogue was stepped; reset it first.")
         prefixes = None
-        if actions is not None:
+        unsteered = torch.isnan(actions).all(dim=-1) if actions is not None else None
+        if actions is not None and not bool(unsteered.all()):
             if self.projection is None:
                 raise ValueError("Actions were given but there is no up-projection to make prefixes of them.")
             with torch.no_grad():
-                prefixes = list(self.projection(actions.float()))
+                made = self.projection(torch.nan_to_num(actions.float()))
+            prefixes = [None if skip else p for p, skip in zip(made, unsteered.tolist(), strict=True)]
         texts = self._generate(dialogues, [d.steered for d in dialogues], prefixes, seeds[0])
         budget = self.cfg.sampling.max_new_tokens
         replying = []

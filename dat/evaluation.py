@@ -14,11 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dat.dialogue import DialogueTask, EnvConfig
 from dat.episodes import Episode
 from dat.judges.dimensions import DIMENSIONS
-from dat.llm import FrozenLM
-from dat.prefix import UpProjection
 from dat.report import flat_metrics
 from dat.rollout import collect
 from dat.stats import summarize_conditions
@@ -68,18 +65,17 @@ def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tu
 
 
 def evaluate_conditions(
-    lm: FrozenLM, projection: UpProjection, tasks: Sequence[DialogueTask], policy: Callable | None,
-    per_task: int, cfg: EnvConfig, judge: Callable, seed: int, reward_fn: Callable, batch_size: int | None = None,
-    reuse: dict[str, list[Episode]] | None = None,
+    envs, policy: Callable | None, per_task: int, seed: int, reuse: dict[str, list[Episode]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
-    """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task.
+    """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task of
+    the vector env ``envs`` (the held-out tasks; autoreset disabled, see ``dat.rollout.collect``).
 
     Returns the summary and each condition's episodes. The baselines do not depend on the planner and
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
     (which it fills) instead of replaying them. ``eval_order`` gives the task of each episode, so
     another condition can be played on the same episodes later (``benchmarks/state_matters.py``).
     """
-    order = eval_order(len(tasks), per_task)
+    order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
     runs: dict[str, list[Episode]] = {}
     for name, chosen in condition_policies(policy).items():
@@ -88,8 +84,7 @@ def evaluate_conditions(
         if name in reuse:
             runs[name] = reuse[name]
             continue
-        runs[name] = collect(lm, projection, tasks, chosen, len(order), cfg, judge, seed, reward_fn=reward_fn,
-                             batch_size=batch_size, keep_failed=True, task_order=order)
+        runs[name] = collect(envs, chosen, len(order), seed, keep_failed=True, task_order=order)
         if name != "policy":
             reuse[name] = runs[name]
     return summarize(runs, seed), runs

@@ -1,15 +1,18 @@
-"""Batched collection: N dialogues advance in lockstep, one batched LM call per half-round.
+"""Collection: a plain loop over a Gymnasium vector env of dialogues, like a cleanrl collector.
 
-Per round, the unfinished dialogues share one ``lm.generate`` call for the steered lines (each with
-its own prefix) and one for the partners' replies (no prefix); one ``lm.states`` call gives every
-dialogue's next state (which is also the state of its next step). The judge then scores all
-dialogues in one call. The rules of a dialogue live in :mod:`dat.dialogue`, which
-``envs.DialogueEnv`` runs with a batch of one: with greedy decoding a dialogue collected here has
-the transcript it would have alone in the env with the same seed and actions.
+``collect`` plays ``n`` episodes on ``envs`` (``envs.vector_env.DialogueVectorEnv`` with autoreset
+disabled, as ``gym.make_vec("dat/Dialogue-v0", ..., autoreset_mode="Disabled")`` makes it): the
+sub-envs advance in lockstep, one batched LM call per half-round and one batched judge call for
+the dialogues that end; a sub-env whose dialogue ended takes the next episode. The rules of a
+dialogue live in :mod:`dat.dialogue`, which ``envs.DialogueEnv`` runs with a batch of one: with
+greedy decoding a dialogue collected here has the transcript it would have alone in the env with
+the same seed and actions.
 
-Episode ``i`` of a call gets the seed ``derive_seed(seed, "episode", offset + i)``; its task and
-sides are drawn from that seed exactly as ``DialogueEnv.reset(seed=...)`` draws them, so every
-condition (policy, zero action, no prefix) sees the same episodes and evaluation can pair them.
+Episode ``i`` of a call gets the seed ``derive_seed(seed, "episode", offset + i)`` and is started
+with ``reset(seed=...)`` in its sub-env, which draws its task and sides exactly as
+``DialogueEnv.reset(seed=...)`` draws them, so every condition (policy, zero action, no prefix)
+sees the same episodes and evaluation can pair them. This module never imports ``envs``: the caller
+builds the env (``dat`` is the library, ``envs`` its Gymnasium face).
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dat.dialogue import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
+from dat.dialogue import Dialogue
 from dat.episodes import Episode
-from dat.llm import FrozenLM
-from dat.prefix import UpProjection
 from dat.seeding import derive_seed
 
 Policy = Callable[[Any], Any] | str | None
@@ -110,54 +111,95 @@ def policy_name(policy: Policy) -> str:
 
 
 def collect(
-    lm: FrozenLM,
-    projection: UpProjection | None,
-    tasks: Sequence[DialogueTask],
+    envs,
     policy: Policy,
     n: int,
-    cfg: EnvConfig,
-    judge: Callable,
     seed: int,
     *,
-    reward_fn: RewardFn = default_reward,
     noise: float = 0.0,
     offset: int = 0,
-    batch_size: int | None = None,
     keep_failed: bool = False,
     stats: dict[str, float] | None = None,
     task_order: Sequence[int] | None = None,
 ) -> list[Episode]:
-    """Run ``n`` dialogues (``batch_size`` at a time, default all) and return them as episodes.
+    """Play ``n`` episodes on the vector env ``envs`` (``num_envs`` at a time) and return them in order.
 
-    ``noise`` adds N(0, noise²) exploration to the policy's actions (clipped to [-1, 1]; not to None).
-    ``task_order`` fixes the task of each episode (indices into ``tasks``, one per episode; sides are
-    still drawn from the episode seed), e.g. K episodes per scenario for evaluation.
-    Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given, receives
-    ``rollout/…`` and ``perf/…`` metrics (including how many were dropped).
+    ``policy`` maps the states of the running dialogues ``(B, hidden)`` to actions; "zero" and
+    "random" are constant and uniform actions, None plays without any prefix (NaN actions).
+    ``noise`` adds N(0, noise²) exploration to the policy's actions (clipped to [-1, 1]).
+    ``task_order`` fixes the task of each episode (indices into ``envs.tasks``, one per episode;
+    sides are still drawn from the episode seed), e.g. K episodes per scenario for evaluation.
+    Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given,
+    receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped).
     """
-    if not tasks:
-        raise ValueError("collect() needs at least one task.")
-    action_dim = projection.cfg.action_dim if projection is not None else 0
-    if policy is not None and projection is None:
-        raise ValueError("A steered collection needs an up-projection; pass policy=None to run unsteered.")
-    lockstep = Lockstep(lm, projection, cfg)
-    start = time.perf_counter()
-    episodes: list[Episode] = []
+    from gymnasium.vector import AutoresetMode
+
+    if envs.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
+        raise ValueError("collect() needs a vector env made with autoreset_mode='Disabled' (it starts each "
+                         "episode itself, so that every condition plays the same ones).")
+    tasks = envs.tasks
     if task_order is not None and (len(task_order) != n or not all(0 <= i < len(tasks) for i in task_order)):
         raise ValueError(f"task_order needs {n} indices into the {len(tasks)} tasks.")
-    size = batch_size or n
-    for first in range(0, n, size):
-        chunk = range(first, min(first + size, n))
-        seeds = [derive_seed(seed, "episode", offset + i) for i in chunk]
-        order = [task_order[i] for i in chunk] if task_order is not None else None
-        episodes += _run_batch(lockstep, tasks, policy, action_dim, seeds, judge, reward_fn, noise, seed, order)
+    if policy is not None and envs.projection is None:
+        raise ValueError("A steered collection needs an up-projection; pass policy=None to run unsteered.")
+    width, d = envs.num_envs, envs.single_action_space.shape[0]
+    counts = dict(envs.counts)
+    start = time.perf_counter()
+    seeds = [derive_seed(seed, "episode", offset + i) for i in range(n)]
+    rngs = [np.random.default_rng(derive_seed(s, "actions")) for s in seeds]
+    playing: list[int | None] = [None] * width  # the episode each sub-env plays
+    steps: dict[int, list[dict]] = {}
+    failed: dict[int, bool] = {}
+    finished: dict[int, Episode] = {}
+    waiting = iter(range(n))
+    obs = _start(envs, playing, waiting, seeds, task_order, steps, failed, None)
+    while any(i is not None for i in playing):
+        live = [j for j, i in enumerate(playing) if i is not None]
+        actions = np.full((width, d), np.nan, np.float32)
+        chosen = _actions(policy, torch.from_numpy(obs[live]), envs.action_dim, [rngs[playing[j]] for j in live])
+        if chosen is not None:
+            if noise > 0:
+                chosen = chosen + np.stack([rngs[playing[j]].normal(0.0, noise, d) for j in live]).astype(np.float32)
+            actions[live] = np.clip(chosen, -1.0, 1.0)
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        for j in live:
+            i = playing[j]
+            failed[i] |= bool(infos["judgement_failed"][j])
+            steps[i].append({"state": obs[j], "next_state": next_obs[j], "action": actions[j],
+                             "reward": float(rewards[j]), "done": bool(terminated[j]), "truncated": bool(truncated[j])})
+            if terminated[j] or truncated[j]:
+                finished[i] = _episode(infos, j, steps.pop(i), failed.pop(i), seeds[i], policy)
+                playing[j] = None
+        obs = _start(envs, playing, waiting, seeds, task_order, steps, failed, next_obs)
+    episodes = [finished[i] for i in range(n)]
     kept = [e for e in episodes if keep_failed or not e.judgement_failed]
     if stats is not None:
-        stats.update(_metrics(episodes, len(episodes) - len(kept), lockstep, time.perf_counter() - start))
+        used = {k: v - counts.get(k, 0) for k, v in envs.counts.items()}
+        stats.update(_metrics(episodes, len(episodes) - len(kept), used, time.perf_counter() - start))
     return kept
 
 
-def _metrics(episodes: list[Episode], dropped: int, lockstep: Lockstep, elapsed: float) -> dict[str, float]:
+def _start(envs, playing: list[int | None], waiting, seeds: list[int], task_order, steps: dict, failed: dict,
+           obs: np.ndarray | None) -> np.ndarray:
+    """Start the next waiting episodes in the free sub-envs (one reset call); return the observations."""
+    mask = np.zeros(envs.num_envs, bool)
+    for j in range(envs.num_envs):
+        if playing[j] is None:
+            i = next(waiting, None)
+            if i is None:
+                break
+            playing[j], mask[j], steps[i], failed[i] = i, True, [], False
+    if not mask.any():
+        return obs
+    episode_seeds = [seeds[i] if i is not None and mask[j] else None for j, i in enumerate(playing)]
+    options: dict[str, Any] = {"reset_mask": mask}
+    if task_order is not None:
+        options["task_index"] = [task_order[i] if i is not None and mask[j] else None for j, i in enumerate(playing)]
+    fresh, _ = envs.reset(seed=episode_seeds, options=options)
+    return fresh
+
+
+def _metrics(episodes: list[Episode], dropped: int, counts: dict[str, int], elapsed: float) -> dict[str, float]:
     rewards = [e.reward for e in episodes if e.reward is not None]
     elapsed = max(elapsed, 1e-9)
     return {
@@ -169,77 +211,23 @@ def _metrics(episodes: list[Episode], dropped: int, lockstep: Lockstep, elapsed:
         "rollout/truncated_rate": float(np.mean([bool(e.truncated[-1]) for e in episodes])),
         "perf/rollout_seconds": elapsed,
         "perf/dialogues_per_hour": len(episodes) / elapsed * 3600,
-        "perf/generated_tokens_per_s": lockstep.counts["generated_tokens"] / elapsed,
-        **{f"perf/{k}": float(v) for k, v in lockstep.counts.items()},
+        "perf/generated_tokens_per_s": counts["generated_tokens"] / elapsed,
+        **{f"perf/{k}": float(v) for k, v in counts.items()},
     }
 
 
-def _run_batch(lockstep: Lockstep, tasks, policy: Policy, action_dim: int, seeds: list[int], judge,
-               reward_fn: RewardFn, noise: float, seed: int, order: list[int] | None = None) -> list[Episode]:
-    cfg = lockstep.cfg
-    setups = [draw_setup(np.random.default_rng(s), len(tasks), cfg) for s in seeds]
-    if order is not None:
-        setups = [(i, steered, opens) for i, (_, steered, opens) in zip(order, setups, strict=True)]
-    dialogues = [Dialogue.open(tasks[i], steered, opens, cfg) for i, steered, opens in setups]
-    action_rngs = [np.random.default_rng(derive_seed(s, "actions")) for s in seeds]
-    key = seeds[0]  # generation streams of this batch
-    lockstep.start(dialogues, derive_seed(seed, "generate", key, "open"))
-    lockstep.observe(dialogues)
-    steps: list[list[dict]] = [[] for _ in dialogues]
-    failed = [False] * len(dialogues)
-    last: list[Verdict | None] = [None] * len(dialogues)
-    active = list(range(len(dialogues)))
-    for turn in range(cfg.max_turns):
-        if not active:
-            break
-        batch = [dialogues[i] for i in active]
-        states = torch.stack([d.state for d in batch])  # type: ignore[misc]
-        actions = _actions(policy, states, action_dim, [action_rngs[i] for i in active])
-        if actions is not None and noise > 0:
-            jitter = np.stack([action_rngs[i].normal(0.0, noise, action_dim) for i in active])
-            actions = actions + jitter.astype(np.float32)
-        if actions is not None:
-            actions = np.clip(actions, -1.0, 1.0)
-        lockstep.step(batch, None if actions is None else torch.from_numpy(actions),
-                      (derive_seed(seed, "generate", key, turn, "steered"),
-                       derive_seed(seed, "generate", key, turn, "partner")))
-        verdicts = score(judge, reward_fn, batch) if cfg.reward_per_turn else [None] * len(batch)
-        next_states = lockstep.observe(batch)
-        for j, (i, d) in enumerate(zip(active, batch, strict=True)):
-            verdict = verdicts[j]
-            if verdict is not None:
-                failed[i] |= verdict.reward is None
-                last[i] = verdict
-            steps[i].append({
-                "state": states[j].numpy(), "next_state": next_states[j].numpy(),
-                "action": actions[j] if actions is not None else np.full(action_dim, np.nan, np.float32),
-                "reward": pay(d, verdict) if verdict is not None else 0.0,
-                "done": d.terminated, "truncated": d.truncated,
-            })
-        active = [i for i in active if not dialogues[i].done]
-    finals = score(judge, reward_fn, dialogues) if not cfg.reward_per_turn else None
-    episodes = []
-    for i, d in enumerate(dialogues):
-        verdict = finals[i] if finals is not None else last[i]
-        assert verdict is not None  # every dialogue takes at least one step
-        if finals is not None:
-            steps[i][-1]["reward"] = pay(d, verdict)
-            failed[i] |= verdict.reward is None
-        episodes.append(_episode(d, steps[i], verdict, failed[i], seeds[i], policy))
-    return episodes
-
-
-def _episode(d: Dialogue, steps: list[dict], verdict: Verdict, failed: bool, seed: int, policy: Policy
-             ) -> Episode:
+def _episode(infos: dict, env: int, steps: list[dict], failed: bool, seed: int, policy: Policy) -> Episode:
+    """The finished episode of sub-env ``env`` from its steps and the ending step's infos."""
+    record = infos["record"][env]
     return Episode(
-        record=d.record(),
+        record=record,
         states=np.stack([s["state"] for s in steps]).astype(np.float32),
         actions=np.stack([s["action"] for s in steps]).astype(np.float32),
         rewards=np.array([s["reward"] for s in steps], np.float32),
         next_states=np.stack([s["next_state"] for s in steps]).astype(np.float32),
         dones=np.array([s["done"] for s in steps], bool),
         truncated=np.array([s["truncated"] for s in steps], bool),
-        judgement=verdict.judgement, reward=verdict.reward, task_id=d.task.id, steered=d.steered,
-        seed=seed, partner_opens=d.partner_opens, judgement_failed=failed, left_by=d.left_by,
-        policy=policy_name(policy),
+        judgement=infos["judgement"][env], reward=infos["episode_reward"][env], task_id=infos["task_id"][env],
+        steered=int(infos["steered"][env]), seed=seed, partner_opens=bool(infos["partner_opens"][env]),
+        judgement_failed=failed, left_by=infos["left_by"][env], policy=policy_name(policy),
     )

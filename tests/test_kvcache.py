@@ -10,8 +10,8 @@ from dat.kvcache import Cached, shared_length
 from dat.llm import FrozenLM, SamplingConfig
 from dat.loading import ModelConfig
 from dat.prefix import PrefixConfig, UpProjection
-from dat.rollout import collect
 from tests.dialogue_tasks import LengthJudge, make_tasks
+from tests.test_rollout import collect
 
 GREEDY = SamplingConfig(max_new_tokens=8, do_sample=False)
 OPENING = [

@@ -11,8 +11,10 @@ from dat.llm import SamplingConfig
 from dat.loading import ModelConfig
 from dat.prefix import PrefixConfig, UpProjection
 from dat.records import Utterance
-from dat.rollout import Verdict, collect, default_reward, pay, score
+from dat.rollout import Verdict, default_reward, pay, score
+from dat.rollout import collect as collect_on
 from envs.dialogue_env import DialogueEnv
+from envs.vector_env import collector_envs
 from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
 
 GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
@@ -27,6 +29,12 @@ def lm(tiny_model_dir) -> RecordingLM:
 @pytest.fixture(scope="module")
 def proj(lm) -> UpProjection:
     return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+
+
+def collect(lm, proj, tasks, policy, n, cfg, judge, seed, batch_size=None, **kwargs):
+    """``dat.rollout.collect`` on a fresh collector env of these tasks (``batch_size`` dialogues in lockstep)."""
+    envs = collector_envs(lm, proj, tasks, judge, cfg, episodes=n, batch_size=batch_size)
+    return collect_on(envs, policy, n, seed, **kwargs)
 
 
 def replay_alone(lm, proj, cfg, judge, episode):

@@ -1,0 +1,143 @@
+"""DialogueVectorEnv: N single envs in lockstep, Gymnasium's vector contract and autoreset modes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import envs  # noqa: F401  (registers dat/Dialogue-v0)
+from dat.dialogue import EnvConfig
+from dat.llm import SamplingConfig
+from dat.loading import ModelConfig
+from dat.prefix import PrefixConfig, UpProjection
+from envs.dialogue_env import DialogueEnv
+from envs.vector_env import DialogueVectorEnv
+from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
+
+GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
+NEVER = "zq-never-said-qz"
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir) -> RecordingLM:
+    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="module")
+def proj(lm) -> UpProjection:
+    return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+
+
+def config(**overrides) -> EnvConfig:
+    return EnvConfig(**{"max_turns": 3, "sampling": GREEDY, "leave_phrase": NEVER, **overrides})
+
+
+def make_vec(lm, proj, n, judge=None, **kwargs):
+    return gym.make_vec("dat/Dialogue-v0", num_envs=n, lm=lm, projection=proj, tasks=make_tasks(),
+                        judge=judge or LengthJudge(), **kwargs)
+
+
+def test_make_vec_returns_the_lockstep_env_with_batched_spaces(lm, proj):
+    envs = make_vec(lm, proj, 3, cfg=config())
+    assert isinstance(envs, DialogueVectorEnv) and envs.num_envs == 3
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert envs.action_space.shape == (3, 4) and envs.single_action_space.shape == (4,)
+    assert envs.observation_space.shape == (3, lm.hidden_size)
+    obs, infos = envs.reset(seed=5)
+    assert obs.shape == (3, lm.hidden_size) and obs.dtype == np.float32 and infos["_task_id"].all()
+    again, _ = envs.reset(seed=5)
+    np.testing.assert_array_equal(obs, again)
+
+
+@pytest.mark.parametrize("per_turn", [False, True])
+def test_sub_envs_equal_single_envs_with_the_same_seeds(lm, proj, per_turn):
+    cfg = config(leave_phrase="Dea", reward_per_turn=per_turn)
+    n, seed = 4, 21
+    envs = make_vec(lm, proj, n, cfg=cfg, autoreset_mode="Disabled")
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, (n, 4)).astype(np.float32) for _ in range(cfg.max_turns)]
+    obs, _ = envs.reset(seed=seed)
+    vector = [[] for _ in range(n)]
+    for a in actions:
+        running = [d is not None and not d.done for d in envs.dialogues]
+        obs, rewards, term, trunc, infos = envs.step(a)
+        for i in range(n):
+            if running[i]:
+                vector[i].append((obs[i], rewards[i], term[i], trunc[i], infos["transcript"][i]))
+    lengths = {len(v) for v in vector}
+    for i in range(n):
+        single = DialogueEnv(lm, proj, make_tasks(), LengthJudge(), cfg)
+        single.reset(seed=seed + i)
+        for t, (v_obs, v_reward, v_term, v_trunc, v_turns) in enumerate(vector[i]):
+            s_obs, s_reward, s_term, s_trunc, s_info = single.step(actions[t][i])
+            assert v_turns == s_info["transcript"]
+            assert v_reward == pytest.approx(s_reward) and (v_term, v_trunc) == (s_term, s_trunc)
+            np.testing.assert_allclose(v_obs, s_obs, atol=1e-4)
+        assert single.dialogue.done
+    assert len({tuple(v[-1][4]) for v in vector}) == n  # the sub-envs really played different dialogues
+    assert len(lengths) > 1  # some ended early (leave phrase) while the others went on
+
+
+def test_one_batched_call_per_half_round_and_one_judge_call_per_step(lm, proj):
+    judge = LengthJudge()
+    envs = make_vec(lm, proj, 3, judge=judge, cfg=config(max_turns=2, partner_opens=False))
+    envs.reset(seed=0)
+    before = dict(envs.counts)
+    for _ in range(2):
+        _, _, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
+    assert term.all() and judge.calls == [3]  # the three endings, judged in one call
+    assert envs.counts["generate_calls"] - before["generate_calls"] == 4  # 2 rounds x (steered, partner)
+    assert envs.counts["states_calls"] - before["states_calls"] == 2
+    assert all(r is not None for r in infos["record"]) and infos["_episode_reward"].all()
+
+
+def test_next_step_autoreset_starts_a_new_episode_after_the_end(lm, proj):
+    envs = make_vec(lm, proj, 2, cfg=config(max_turns=1))
+    envs.reset(seed=3)
+    _, rewards, term, _, infos = envs.step(np.zeros((2, 4), np.float32))
+    assert term.all() and (rewards > 0).all()
+    obs, rewards, term, trunc, infos = envs.step(np.ones((2, 4), np.float32))  # the actions are ignored
+    assert not term.any() and not trunc.any() and not rewards.any()
+    assert all(len(t) <= 1 for t in infos["transcript"])  # fresh dialogues (at most the partner's opener)
+    _, _, term, _, _ = envs.step(np.zeros((2, 4), np.float32))
+    assert term.all()
+
+
+def test_disabled_autoreset_leaves_ended_dialogues_and_resets_by_mask(lm, proj):
+    envs = make_vec(lm, proj, 3, cfg=config(max_turns=1), autoreset_mode=AutoresetMode.DISABLED)
+    envs.reset(seed=3, options={"task_id": ["s2/1", None, "s0/1"], "steered": 1})
+    assert [d.task.id for d in envs.dialogues][::2] == ["s2/1", "s0/1"]
+    assert all(d.steered == 1 for d in envs.dialogues)
+    envs.step(np.zeros((3, 4), np.float32))
+    ended = list(envs.dialogues)
+    _, rewards, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
+    assert term.all() and not rewards.any() and envs.dialogues == ended and not infos
+    envs.reset(seed=[None, 9, None], options={"reset_mask": np.array([False, True, False])})
+    assert envs.dialogues[0] is ended[0] and envs.dialogues[1] is not ended[1]
+    _, _, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
+    assert term.all() and infos["_record"].tolist() == [False, True, False]
+
+
+def test_nan_actions_play_without_a_prefix(lm, proj):
+    envs = make_vec(lm, proj, 2, cfg=config(max_turns=1))
+    envs.reset(seed=0)
+    lm.seen.clear()
+    envs.step(np.array([[np.nan] * 4, [0.0] * 4], np.float32))
+    steered = [prefixed for kind, _, prefixed in lm.seen if kind == "generate"]
+    assert steered[:2] == [False, True]  # the steered lines: row 0 without a prefix, row 1 with one
+
+
+def test_bad_arguments_are_explained(lm, proj):
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        DialogueVectorEnv(lm, proj, make_tasks(), LengthJudge(), 2, autoreset_mode="SameStep")
+    envs = make_vec(lm, proj, 2, cfg=config())
+    with pytest.raises(RuntimeError, match="reset"):
+        envs.step(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="3 seeds for 2 sub-envs"):
+        envs.reset(seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="task_id"):
+        envs.reset(seed=0, options={"task_id": "nope"})
+    with pytest.raises(ValueError, match="Unknown reset options"):
+        envs.reset(seed=0, options={"tasks": 1})
