@@ -69,11 +69,11 @@ class LoopConfig:
 
     rounds: int = 3
     """Collection rounds (round 0 uses random actions, later rounds the policy plus noise)."""
-    episodes_per_round: int = 32
+    episodes_per_round: int = 16
     """Dialogues collected per round."""
     eval_per_task: int = 1
     """Held-out dialogues per evaluation task and condition (policy, unsteered, zero action)."""
-    eval_tasks: int | None = None
+    eval_tasks: int | None = 8
     """Evaluate on the first N held-out tasks only (None: all of them)."""
     eval_every: int = 1
     """Evaluate every this many rounds (the last round is always evaluated)."""

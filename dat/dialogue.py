@@ -48,8 +48,9 @@ STATE_POOLS = ("last", "mean")
 class EnvConfig:
     """The dialogue rules: episode length, who is steered, who opens, how utterances are decoded."""
 
-    max_turns: int = 3
-    """Rounds per episode (one steered utterance + one partner reply each); DAT uses 3."""
+    max_turns: int = 2
+    """Rounds per episode (one steered utterance + one partner reply each); DAT uses 3 (experiment=dat_paper).
+    Two keep the default run inside 20 minutes on 2 CPU cores."""
     leave_phrase: str = "left the conversation"
     """Saying this (case-insensitive substring) ends the episode; agents are told about it."""
     reward_per_turn: bool = False
@@ -70,8 +71,9 @@ class EnvConfig:
     kv_cache: bool = True
     """Keep each agent's keys/values between turns so a call reads only the new tokens (same results,
     less compute; a prefix at ``start`` still makes the steered line re-read its whole chat)."""
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    """Decoding of every utterance (both agents); do_sample=false for greedy."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=32))
+    """Decoding of every utterance (both agents); do_sample=false for greedy. 32 tokens hold a short
+    first line, which is all an utterance keeps."""
 
     def validate(self) -> EnvConfig:
         """Raise a ValueError naming the field when a setting is unusable."""

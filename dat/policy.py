@@ -79,9 +79,9 @@ class AlgoConfig:
     """Actor and critic hidden widths."""
     activation: str = "relu"
     """Hidden activation: relu (TD3+BC paper), silu (DAT) or tanh."""
-    gradient_steps_per_round: int = 1000
+    gradient_steps_per_round: int = 500
     """Gradient steps run after each collection round."""
-    exploration_noise: float = 0.1
+    exploration_noise: float = 0.2
     """Std of the Gaussian noise added to the policy's action when collecting episodes."""
     buffer_size: int = 100_000
     """Replay-buffer capacity in transitions (the oldest are overwritten)."""
@@ -118,36 +118,6 @@ class AlgoConfig:
                 raise ValueError(
                     f"algo.net_arch.{part}={widths!r} is invalid: give positive widths, e.g. [256, 256]"
                 )
-
-
-def dat_paper_config() -> AlgoConfig:
-    """The settings of DAT's released TD3 script (likenneth/dialogue_action_token, ``dat/td3.py``).
-
-    Critic lr 1e-5 and actor lr 1e-6 (Adam), γ 0.99, τ 0.005, smoothing noise 0.2 clipped at 0.5,
-    policy delay 2, batch 1024 and 750 gradient steps (the README's RL command), an 80k-transition
-    buffer, SiLU MLPs of the original widths (actor 4096-4096, critic 4096-256, sized for a 4096-d
-    Llama state), exploration noise 0.1 around the policy, fixed state normalisation, and α = 0:
-    the released runs train plain TD3 with the BC term off. Two differences remain by design:
-    the action is a tanh box here (DAT renormalises it onto a sphere of radius ``act_norm``, which
-    belongs to the up-projection), and the critic output is not squashed to [0, 1].
-    """
-    return AlgoConfig(
-        alpha=0.0,
-        actor_lr=1e-6,
-        critic_lr=1e-5,
-        batch_size=1024,
-        gamma=0.99,
-        tau=0.005,
-        policy_noise=0.2,
-        noise_clip=0.5,
-        policy_delay=2,
-        net_arch=NetArch(actor=[4096, 4096], critic=[4096, 256]),
-        activation="silu",
-        gradient_steps_per_round=750,
-        exploration_noise=0.1,
-        buffer_size=80_000,
-        normalize_states=True,
-    )
 
 
 class OfflineEnv(gym.Env):

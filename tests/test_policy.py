@@ -20,7 +20,6 @@ from dat.policy import (
     AlgoConfig,
     NetArch,
     OfflineEnv,
-    dat_paper_config,
     td3bc_actor_loss,
 )
 
@@ -200,16 +199,6 @@ def test_config_validation_presets_and_structured_config() -> None:
         AlgoConfig(net_arch=NetArch(critic=[]))
     with pytest.raises(ValueError, match="algo.activation"):
         AlgoConfig(activation="gelu")
-    paper = dat_paper_config()
-    assert (paper.alpha, paper.critic_lr, paper.actor_lr, paper.batch_size) == (0.0, 1e-5, 1e-6, 1024)
-    assert (paper.gamma, paper.tau, paper.policy_noise, paper.noise_clip, paper.policy_delay) == (
-        0.99,
-        0.005,
-        0.2,
-        0.5,
-        2,
-    )
-    assert paper.net_arch == NetArch([4096, 4096], [4096, 256]) and paper.activation == "silu"
     assert OmegaConf.to_object(OmegaConf.structured(AlgoConfig)) == AlgoConfig()
     model = small_model(activation="silu", net_arch=NetArch([8], [8, 4]))
     assert isinstance(model.actor.mu[1], th.nn.SiLU)

@@ -31,16 +31,43 @@ def config(tmp_path: Path, *overrides: str) -> TrainConfig:
     return to_config(cfg)
 
 
-def test_default_config_composes_with_documented_defaults(tmp_path):
-    cfg = config(tmp_path)
-    assert cfg.model.name == "tiny-random" and cfg.loop.rounds == 2  # debug overrides the defaults
+DELIBERATE = {"prefix", "behaviours"}
+"""Where conf/train.yaml departs from TrainConfig() on purpose: the prefix preset it selects
+(prefix=behaviours_goal_hint, a trained behaviour basis) fills the prefix and behaviours groups."""
+
+
+def differences(a, b, path: str = "") -> list[str]:
+    """Dotted paths where two nested dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), f"{path}{k}.")]
+    return [] if a == b else [path.rstrip(".")]
+
+
+def test_every_default_is_written_once_the_yaml_composes_to_the_schema(tmp_path):
+    from dataclasses import asdict
+
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         full = to_config(compose("train"))
+    changed = differences(asdict(full), asdict(TrainConfig()))
+    assert changed and {c.split(".")[0] for c in changed} == DELIBERATE, changed
     assert full.model.name == "smollm2-135m-instruct" and full.algo.alpha == 2.5
     assert full.judge.backend == "embedding" and full.env.scenarios.eval == "bundled:eval"
+    assert full.prefix.kind == "behaviours" and full.behaviours.name == "goal_hint"
+    cfg = config(tmp_path)
+    assert cfg.model.name == "tiny-random" and cfg.loop.rounds == 2  # debug overrides the defaults
+
+
+def test_dat_paper_experiment_is_the_released_td3_script(tmp_path):
+    """DAT's released settings (likenneth/dialogue_action_token, dat/td3.py and its README command)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         paper = to_config(compose("train", overrides=["experiment=dat_paper"]))
-    assert paper.algo.alpha == 0.0 and paper.algo.critic_lr == 1e-5 and paper.algo.net_arch.actor == [4096, 4096]
+    algo = paper.algo
+    assert (algo.alpha, algo.critic_lr, algo.actor_lr, algo.batch_size) == (0.0, 1e-5, 1e-6, 1024)
+    assert (algo.gamma, algo.tau, algo.policy_noise, algo.noise_clip, algo.policy_delay) == (0.99, 0.005, 0.2, 0.5, 2)
+    assert algo.net_arch.actor == [4096, 4096] and algo.net_arch.critic == [4096, 256] and algo.activation == "silu"
+    assert (algo.gradient_steps_per_round, algo.exploration_noise, algo.buffer_size) == (750, 0.1, 80000)
+    assert (paper.prefix.kind, paper.prefix.position, paper.prefix.action_dim) == ("pca", "start", 64)
+    assert paper.env.max_turns == 3
 
 
 @pytest.mark.parametrize("override, error", [

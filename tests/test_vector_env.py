@@ -40,14 +40,14 @@ def make_vec(lm, proj, n, judge=None, **kwargs):
 
 
 def test_make_vec_returns_the_lockstep_env_with_batched_spaces(lm, proj):
-    envs = make_vec(lm, proj, 3, cfg=config())
-    assert isinstance(envs, DialogueVectorEnv) and envs.num_envs == 3
-    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
-    assert envs.action_space.shape == (3, 4) and envs.single_action_space.shape == (4,)
-    assert envs.observation_space.shape == (3, lm.hidden_size)
-    obs, infos = envs.reset(seed=5)
+    vec = make_vec(lm, proj, 3, cfg=config())
+    assert isinstance(vec, DialogueVectorEnv) and vec.num_envs == 3
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert vec.action_space.shape == (3, 4) and vec.single_action_space.shape == (4,)
+    assert vec.observation_space.shape == (3, lm.hidden_size)
+    obs, infos = vec.reset(seed=5)
     assert obs.shape == (3, lm.hidden_size) and obs.dtype == np.float32 and infos["_task_id"].all()
-    again, _ = envs.reset(seed=5)
+    again, _ = vec.reset(seed=5)
     np.testing.assert_array_equal(obs, again)
 
 
@@ -55,14 +55,14 @@ def test_make_vec_returns_the_lockstep_env_with_batched_spaces(lm, proj):
 def test_sub_envs_equal_single_envs_with_the_same_seeds(lm, proj, per_turn):
     cfg = config(leave_phrase="Dea", reward_per_turn=per_turn)
     n, seed = 4, 21
-    envs = make_vec(lm, proj, n, cfg=cfg, autoreset_mode="Disabled")
+    vec = make_vec(lm, proj, n, cfg=cfg, autoreset_mode="Disabled")
     rng = np.random.default_rng(0)
     actions = [rng.uniform(-1, 1, (n, 4)).astype(np.float32) for _ in range(cfg.max_turns)]
-    obs, _ = envs.reset(seed=seed)
+    obs, _ = vec.reset(seed=seed)
     vector = [[] for _ in range(n)]
     for a in actions:
-        running = [d is not None and not d.done for d in envs.dialogues]
-        obs, rewards, term, trunc, infos = envs.step(a)
+        running = [d is not None and not d.done for d in vec.dialogues]
+        obs, rewards, term, trunc, infos = vec.step(a)
         for i in range(n):
             if running[i]:
                 vector[i].append((obs[i], rewards[i], term[i], trunc[i], infos["transcript"][i]))
@@ -82,49 +82,49 @@ def test_sub_envs_equal_single_envs_with_the_same_seeds(lm, proj, per_turn):
 
 def test_one_batched_call_per_half_round_and_one_judge_call_per_step(lm, proj):
     judge = LengthJudge()
-    envs = make_vec(lm, proj, 3, judge=judge, cfg=config(max_turns=2, partner_opens=False))
-    envs.reset(seed=0)
-    before = dict(envs.counts)
+    vec = make_vec(lm, proj, 3, judge=judge, cfg=config(max_turns=2, partner_opens=False))
+    vec.reset(seed=0)
+    before = dict(vec.counts)
     for _ in range(2):
-        _, _, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
+        _, _, term, _, infos = vec.step(np.zeros((3, 4), np.float32))
     assert term.all() and judge.calls == [3]  # the three endings, judged in one call
-    assert envs.counts["generate_calls"] - before["generate_calls"] == 4  # 2 rounds x (steered, partner)
-    assert envs.counts["states_calls"] - before["states_calls"] == 2
+    assert vec.counts["generate_calls"] - before["generate_calls"] == 4  # 2 rounds x (steered, partner)
+    assert vec.counts["states_calls"] - before["states_calls"] == 2
     assert all(r is not None for r in infos["record"]) and infos["_episode_reward"].all()
 
 
 def test_next_step_autoreset_starts_a_new_episode_after_the_end(lm, proj):
-    envs = make_vec(lm, proj, 2, cfg=config(max_turns=1))
-    envs.reset(seed=3)
-    _, rewards, term, _, infos = envs.step(np.zeros((2, 4), np.float32))
+    vec = make_vec(lm, proj, 2, cfg=config(max_turns=1))
+    vec.reset(seed=3)
+    _, rewards, term, _, infos = vec.step(np.zeros((2, 4), np.float32))
     assert term.all() and (rewards > 0).all()
-    obs, rewards, term, trunc, infos = envs.step(np.ones((2, 4), np.float32))  # the actions are ignored
+    obs, rewards, term, trunc, infos = vec.step(np.ones((2, 4), np.float32))  # the actions are ignored
     assert not term.any() and not trunc.any() and not rewards.any()
     assert all(len(t) <= 1 for t in infos["transcript"])  # fresh dialogues (at most the partner's opener)
-    _, _, term, _, _ = envs.step(np.zeros((2, 4), np.float32))
+    _, _, term, _, _ = vec.step(np.zeros((2, 4), np.float32))
     assert term.all()
 
 
 def test_disabled_autoreset_leaves_ended_dialogues_and_resets_by_mask(lm, proj):
-    envs = make_vec(lm, proj, 3, cfg=config(max_turns=1), autoreset_mode=AutoresetMode.DISABLED)
-    envs.reset(seed=3, options={"task_id": ["s2/1", None, "s0/1"], "steered": 1})
-    assert [d.task.id for d in envs.dialogues][::2] == ["s2/1", "s0/1"]
-    assert all(d.steered == 1 for d in envs.dialogues)
-    envs.step(np.zeros((3, 4), np.float32))
-    ended = list(envs.dialogues)
-    _, rewards, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
-    assert term.all() and not rewards.any() and envs.dialogues == ended and not infos
-    envs.reset(seed=[None, 9, None], options={"reset_mask": np.array([False, True, False])})
-    assert envs.dialogues[0] is ended[0] and envs.dialogues[1] is not ended[1]
-    _, _, term, _, infos = envs.step(np.zeros((3, 4), np.float32))
+    vec = make_vec(lm, proj, 3, cfg=config(max_turns=1), autoreset_mode=AutoresetMode.DISABLED)
+    vec.reset(seed=3, options={"task_id": ["s2/1", None, "s0/1"], "steered": 1})
+    assert [d.task.id for d in vec.dialogues][::2] == ["s2/1", "s0/1"]
+    assert all(d.steered == 1 for d in vec.dialogues)
+    vec.step(np.zeros((3, 4), np.float32))
+    ended = list(vec.dialogues)
+    _, rewards, term, _, infos = vec.step(np.zeros((3, 4), np.float32))
+    assert term.all() and not rewards.any() and vec.dialogues == ended and not infos
+    vec.reset(seed=[None, 9, None], options={"reset_mask": np.array([False, True, False])})
+    assert vec.dialogues[0] is ended[0] and vec.dialogues[1] is not ended[1]
+    _, _, term, _, infos = vec.step(np.zeros((3, 4), np.float32))
     assert term.all() and infos["_record"].tolist() == [False, True, False]
 
 
 def test_nan_actions_play_without_a_prefix(lm, proj):
-    envs = make_vec(lm, proj, 2, cfg=config(max_turns=1))
-    envs.reset(seed=0)
+    vec = make_vec(lm, proj, 2, cfg=config(max_turns=1))
+    vec.reset(seed=0)
     lm.seen.clear()
-    envs.step(np.array([[np.nan] * 4, [0.0] * 4], np.float32))
+    vec.step(np.array([[np.nan] * 4, [0.0] * 4], np.float32))
     steered = [prefixed for kind, _, prefixed in lm.seen if kind == "generate"]
     assert steered[:2] == [False, True]  # the steered lines: row 0 without a prefix, row 1 with one
 
@@ -132,12 +132,12 @@ def test_nan_actions_play_without_a_prefix(lm, proj):
 def test_bad_arguments_are_explained(lm, proj):
     with pytest.raises(ValueError, match="autoreset_mode"):
         DialogueVectorEnv(lm, proj, make_tasks(), LengthJudge(), 2, autoreset_mode="SameStep")
-    envs = make_vec(lm, proj, 2, cfg=config())
+    vec = make_vec(lm, proj, 2, cfg=config())
     with pytest.raises(RuntimeError, match="reset"):
-        envs.step(np.zeros((2, 4), np.float32))
+        vec.step(np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="3 seeds for 2 sub-envs"):
-        envs.reset(seed=[1, 2, 3])
+        vec.reset(seed=[1, 2, 3])
     with pytest.raises(ValueError, match="task_id"):
-        envs.reset(seed=0, options={"task_id": "nope"})
+        vec.reset(seed=0, options={"task_id": "nope"})
     with pytest.raises(ValueError, match="Unknown reset options"):
-        envs.reset(seed=0, options={"tasks": 1})
+        vec.reset(seed=0, options={"tasks": 1})

@@ -105,8 +105,8 @@ class RuleJudgeConfig:
 class JudgeConfig:
     """Which judge scores the dialogues, and how its scores become the reward."""
 
-    backend: str = "local"
-    """One of api, local, embedding, rule."""
+    backend: str = "embedding"
+    """One of api, local, embedding, rule (embedding: MiniLM goal similarity, the cheapest that runs here)."""
     api: ApiJudgeConfig = field(default_factory=ApiJudgeConfig)
     """Settings of the api backend."""
     local: LocalJudgeConfig = field(default_factory=LocalJudgeConfig)
