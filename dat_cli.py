@@ -23,9 +23,9 @@ from dataclasses import replace  # noqa: E402
 
 import torch  # noqa: E402
 
-from dat.dialogue import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave  # noqa: E402
-from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
-from dat.loading import ModelConfig  # noqa: E402
+from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave  # noqa: E402
+from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
+from dat.lm.loading import ModelConfig  # noqa: E402
 from dat.records import Utterance  # noqa: E402
 from dat.seeding import derive_seed  # noqa: E402
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     policy = None
     if args.policy:
-        from dat.export import DATPolicy
+        from dat.rl.export import DATPolicy
 
         policy = DATPolicy.from_pretrained(args.policy)
     model = args.model or (policy.base_model if policy is not None else "smollm2-135m-instruct")

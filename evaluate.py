@@ -3,7 +3,7 @@
 Runs K episodes per held-out scenario for each condition: the exported planner (when given), the
 unsteered model (no prefix), a zero action and a uniform random action. Episode ``i`` has the same
 task, sides and seed in every condition, so the comparison is paired; intervals and p-values
-resample scenarios (``dat.stats``). Writes ``evaluation.json`` / ``.md`` / ``.png`` and logs to W&B.
+resample scenarios (``dat.eval.stats``). Writes ``evaluation.json`` / ``.md`` / ``.png`` and logs to W&B.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
-from dat.episodes import save_episodes  # noqa: E402
-from dat.evaluation import BASELINE, eval_metrics, eval_order, summarize, transcript_rows  # noqa: E402
+from dat.dialogue.episodes import save_episodes  # noqa: E402
+from dat.dialogue.rollout import collect  # noqa: E402
+from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows  # noqa: E402
+from dat.eval.report import markdown_table, write_report  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
-from dat.llm import FrozenLM  # noqa: E402
-from dat.report import markdown_table, write_report  # noqa: E402
-from dat.rollout import collect  # noqa: E402
+from dat.lm.frozen import FrozenLM  # noqa: E402
 from dat.seeding import derive_seed, seed_everything  # noqa: E402
 from dat.stage1 import prepare_projection  # noqa: E402
 from dat.tracking import make_tracker  # noqa: E402
@@ -70,7 +70,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         raise ValueError(f"conditions {sorted(unknown)} are unknown; choose from {list(CONDITIONS)}.")
     policy = None
     if cfg.policy:
-        from dat.export import DATPolicy
+        from dat.rl.export import DATPolicy
 
         policy = DATPolicy.from_pretrained(cfg.policy)
         if policy.base_model != cfg.model.name:  # the planner only makes sense on the model it was trained on

@@ -28,18 +28,18 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dat.buffer import add_episode  # noqa: E402
-from dat.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
-from dat.episodes import save_episodes  # noqa: E402
-from dat.evaluation import eval_metrics, evaluate_conditions, transcript_rows  # noqa: E402
-from dat.export import DATPolicy  # noqa: E402
+from dat.dialogue.episodes import save_episodes  # noqa: E402
+from dat.dialogue.rollout import collect  # noqa: E402
+from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows  # noqa: E402
+from dat.eval.report import learning_curves, write_report  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
-from dat.llm import FrozenLM  # noqa: E402
-from dat.policy import TD3BC, OfflineEnv  # noqa: E402
-from dat.report import learning_curves, write_report  # noqa: E402
-from dat.rollout import collect  # noqa: E402
+from dat.lm.frozen import FrozenLM  # noqa: E402
+from dat.rl.buffer import add_episode  # noqa: E402
+from dat.rl.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from dat.rl.export import DATPolicy  # noqa: E402
+from dat.rl.td3bc import TD3BC, OfflineEnv  # noqa: E402
 from dat.seeding import derive_seed, seed_everything  # noqa: E402
 from dat.stage1 import prepare_projection  # noqa: E402
 from dat.tracking import make_tracker  # noqa: E402

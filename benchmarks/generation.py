@@ -12,8 +12,8 @@ import time  # noqa: E402
 import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
-from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
-from dat.loading import ModelConfig  # noqa: E402
+from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
+from dat.lm.loading import ModelConfig  # noqa: E402
 
 PERSONA = (
     "You are Maya Chen, 34, a graphic designer who rides to work every day. You want to buy a used road bike "

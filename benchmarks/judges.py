@@ -15,8 +15,8 @@ import common  # noqa: F401  (CPU settings before torch)
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
 from dat.judges.local import LocalJudge  # noqa: E402
 from dat.judges.rule import RuleJudge  # noqa: E402
-from dat.llm import FrozenLM  # noqa: E402
-from dat.loading import ModelConfig  # noqa: E402
+from dat.lm.frozen import FrozenLM  # noqa: E402
+from dat.lm.loading import ModelConfig  # noqa: E402
 from dat.records import DialogueRecord, Utterance  # noqa: E402
 
 LINES = [

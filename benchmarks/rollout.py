@@ -20,11 +20,11 @@ from dataclasses import replace  # noqa: E402
 
 import common  # noqa: F401  (CPU settings before torch)
 
-from dat.dialogue import EnvConfig  # noqa: E402
-from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
-from dat.loading import ModelConfig, artefact_folder  # noqa: E402
-from dat.prefix import PrefixConfig, build_projection  # noqa: E402
-from dat.rollout import collect  # noqa: E402
+from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
+from dat.dialogue.rollout import collect  # noqa: E402
+from dat.dialogue.rules import EnvConfig  # noqa: E402
+from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
+from dat.lm.loading import ModelConfig, artefact_folder  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.vector_env import collector_envs  # noqa: E402
 

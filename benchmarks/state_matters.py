@@ -15,7 +15,7 @@ action; beating the best constant is the evidence that it reads the last-token s
 2. **Per run**: that constant plays exactly the held-out episodes the run's final evaluation played
    (same tasks, sides and seeds; the planner's and the unsteered model's are read from
    ``eval/round-N/episodes``), and is paired with both. Intervals are 95% paired bootstraps
-   clustered by task (``dat.stats``). Also reported: how often the planner's strongest behaviour
+   clustered by task (``dat.eval.stats``). Also reported: how often the planner's strongest behaviour
    matches the tone the steered agent's goal asks for, per tone.
 
 Writes ``results/state_matters.json`` and ``.md``.
@@ -33,15 +33,15 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from dat.config import to_config  # noqa: E402
-from dat.episodes import Episode, load_episodes  # noqa: E402
-from dat.evaluation import episode_scores, eval_order  # noqa: E402
-from dat.export import DATPolicy  # noqa: E402
+from dat.dialogue.episodes import Episode, load_episodes  # noqa: E402
+from dat.dialogue.rollout import collect  # noqa: E402
+from dat.eval.conditions import episode_scores, eval_order  # noqa: E402
+from dat.eval.stats import summarize_conditions  # noqa: E402
 from dat.judges import make_judge  # noqa: E402
 from dat.judges.reward import reward as judged_reward  # noqa: E402
-from dat.llm import FrozenLM  # noqa: E402
-from dat.rollout import collect  # noqa: E402
+from dat.lm.frozen import FrozenLM  # noqa: E402
+from dat.rl.export import DATPolicy  # noqa: E402
 from dat.seeding import derive_seed  # noqa: E402
-from dat.stats import summarize_conditions  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.vector_env import collector_envs  # noqa: E402
 

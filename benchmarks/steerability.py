@@ -7,9 +7,9 @@ plus unsteered samples. Replies are scored with cheap rewards: VADER sentiment, 
 the agent's goal, and a keyword/rule hit from the scenario's checks. Also measured: fluency (mean
 token log-prob under the unsteered model), degenerate replies, the first reply token's KL to no
 prefix and JS between actions. The best action per prompt (chosen on its 2 samples) is re-sampled
-to see if its advantage over the average action survives. Statistics: ``dat.steerability``.
+to see if its advantage over the average action survives. Statistics: ``dat.action.steerability``.
 
-Learned configurations are self-cloned first on the bundled *train* scenarios (``dat.selfclone``) and
+Learned configurations are self-cloned first on the bundled *train* scenarios (``dat.action.selfclone``) and
 cached under ``<model artefacts>/projections/<name>``. Partial results are cached under
 ``<model artefacts>/steerability/<split>/`` so an interrupted run resumes per configuration.
 
@@ -33,19 +33,20 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
 
-from dat import layerprefix  # noqa: E402
-from dat import steerability as st  # noqa: E402
-from dat.behaviours import BehaviourConfig, behaviour_prompts, ensure_basis, rule_pattern  # noqa: E402
-from dat.dialogue import EnvConfig, clean_utterance  # noqa: E402
+from dat.action import steerability as st  # noqa: E402
+from dat.action.behaviours import BehaviourConfig, ensure_basis, rule_pattern  # noqa: E402
+from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
+from dat.action.selfclone import SelfCloneConfig, ensure_projection  # noqa: E402
+from dat.dialogue.openings import behaviour_prompts, opening_chats  # noqa: E402
+from dat.dialogue.rules import EnvConfig, clean_utterance  # noqa: E402
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
 from dat.judges.local import LocalJudge  # noqa: E402
-from dat.llm import FrozenLM, SamplingConfig  # noqa: E402
-from dat.loading import ModelConfig, artefact_folder  # noqa: E402
-from dat.prefix import PrefixConfig, build_projection  # noqa: E402
-from dat.promptcache import PromptCache  # noqa: E402
+from dat.lm import layerprefix  # noqa: E402
+from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
+from dat.lm.loading import ModelConfig, artefact_folder  # noqa: E402
+from dat.lm.promptcache import PromptCache  # noqa: E402
 from dat.records import Utterance  # noqa: E402
 from dat.seeding import derive_seed  # noqa: E402
-from dat.selfclone import SelfCloneConfig, ensure_projection, opening_chats  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 

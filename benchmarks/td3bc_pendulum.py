@@ -1,4 +1,4 @@
-"""Offline-RL check of dat.policy.TD3BC on Pendulum-v1 with datasets generated here.
+"""Offline-RL check of dat.rl.td3bc.TD3BC on Pendulum-v1 with datasets generated here.
 
 1. Train an SB3 TD3 expert online, keeping a checkpoint every ``checkpoint_every`` steps.
    expert = the best checkpoint; medium = the checkpoint closest to a third of the way from the
@@ -34,8 +34,8 @@ import torch as th
 from stable_baselines3 import TD3
 from stable_baselines3.common.noise import NormalActionNoise
 
-from dat.buffer import add_episode
-from dat.policy import TD3BC, AlgoConfig, NetArch
+from dat.rl.buffer import add_episode
+from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "td3bc_pendulum.json"
 MAX_TORQUE = 2.0  # Pendulum-v1 acts in [-2, 2]; datasets and policies use [-1, 1]

@@ -13,13 +13,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from dat.behaviours import BehaviourConfig
-from dat.dialogue import EnvConfig
+from dat.action.behaviours import BehaviourConfig
+from dat.action.projection import PrefixConfig
+from dat.action.selfclone import SelfCloneConfig
+from dat.dialogue.rules import EnvConfig
 from dat.judges.config import JudgeConfig
-from dat.loading import ModelConfig
-from dat.policy import AlgoConfig
-from dat.prefix import PrefixConfig
-from dat.selfclone import SelfCloneConfig
+from dat.lm.loading import ModelConfig
+from dat.rl.td3bc import AlgoConfig
 
 
 @dataclass
@@ -57,7 +57,7 @@ class ScenarioConfig:
 
 @dataclass
 class EnvGroupConfig(EnvConfig):
-    """The dialogue rules (``dat.dialogue.EnvConfig``) plus the task sets they are played on."""
+    """The dialogue rules (``dat.dialogue.rules.EnvConfig``) plus the task sets they are played on."""
 
     scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)
     """Training and evaluation task sets."""

@@ -57,3 +57,8 @@ class DialogueRecord:
         return "\n".join(
             f"Turn #{i}: {self.names[u.agent]} said: \"{u.text}\"" for i, u in enumerate(self.turns)
         )
+
+
+def clean_utterance(text: str) -> str:
+    """The first non-empty line of a generation, stripped."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -2,8 +2,8 @@
 
 ``prefix.path`` loads a saved projection; ``prefix.kind=pca`` builds DAT's training-free basis
 (cached beside the model); ``prefix.kind=learned`` reuses the self-cloned projection cached for
-this model and prefix setting, or trains it by self-cloning (``dat.selfclone``) and caches it;
-``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.behaviours``),
+this model and prefix setting, or trains it by self-cloning (``dat.action.selfclone``) and caches it;
+``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.action.behaviours``),
 made on the first turn of one train task per scenario.
 The projection is frozen during RL.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dat.behaviours import basis_folder, behaviour_prompts, ensure_basis
-from dat.llm import FrozenLM
-from dat.loading import artefact_folder
-from dat.prefix import UpProjection, build_projection
+from dat.action.behaviours import basis_folder, ensure_basis
+from dat.action.projection import UpProjection, build_projection
+from dat.action.selfclone import ensure_projection, projection_folder
+from dat.dialogue.openings import behaviour_prompts, opening_chats
+from dat.lm.frozen import FrozenLM
+from dat.lm.loading import artefact_folder
 from dat.seeding import derive_seed
-from dat.selfclone import ensure_projection, opening_chats, projection_folder
 
 
 def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:

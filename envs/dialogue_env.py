@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dat.dialogue import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
-from dat.llm import FrozenLM
-from dat.prefix import UpProjection
-from dat.rollout import RewardFn, default_reward, pay, score
+from dat.action.projection import UpProjection
+from dat.dialogue.rollout import RewardFn, default_reward, pay, score
+from dat.dialogue.rules import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
+from dat.lm.frozen import FrozenLM
 
 __all__ = ["DialogueEnv", "EnvConfig"]
 

@@ -1,11 +1,11 @@
 """``DialogueVectorEnv``: N DAT dialogues advanced in lockstep, as a Gymnasium ``VectorEnv``.
 
 ``gym.make_vec("dat/Dialogue-v0", num_envs=N, ...)`` returns it. It is what training collects
-with (``dat.rollout.collect`` is a plain loop over it) and what another RL library plugs in: one
+with (``dat.dialogue.rollout.collect`` is a plain loop over it) and what another RL library plugs in: one
 batched ``lm.generate`` call per half-round for all sub-environments together (each steered line
 with its own prefix; the partners' replies without), one batched ``lm.states`` call for the next
 observations, one batched judge call for the dialogues that end in a step; each dialogue keeps
-its KV caches between rounds. The rules are :class:`dat.dialogue.Lockstep`'s, the same that
+its KV caches between rounds. The rules are :class:`dat.dialogue.rules.Lockstep`'s, the same that
 :class:`envs.dialogue_env.DialogueEnv` runs with a batch of one, so with greedy decoding sub-env i
 after ``reset(seed=s)`` plays exactly the dialogue ``DialogueEnv`` plays after ``reset(seed=s + i)``
 with the same actions (``tests/test_vector_env.py``).
@@ -16,7 +16,7 @@ Autoreset follows Gymnasium's modes (``metadata["autoreset_mode"]``):
   ignored, reward 0, a fresh first observation).
 * ``DISABLED``: nothing resets by itself; ``reset(options={"reset_mask": mask})`` starts new
   episodes in the masked sub-envs, and a step leaves ended sub-envs as they are (reward 0, their
-  final flags). A collector that needs an exact set of episodes (``dat.rollout``) uses this.
+  final flags). A collector that needs an exact set of episodes (``dat.dialogue.rollout``) uses this.
 
 ``reset`` seeds sub-env i with ``seed + i`` (an int) or ``seed[i]`` (a list): its task, steered
 side and opener are drawn from that stream as ``DialogueEnv.reset`` draws them. ``options`` may
@@ -36,10 +36,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dat.dialogue import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
-from dat.llm import FrozenLM
-from dat.prefix import UpProjection
-from dat.rollout import RewardFn, default_reward, pay, score
+from dat.action.projection import UpProjection
+from dat.dialogue.rollout import RewardFn, default_reward, pay, score
+from dat.dialogue.rules import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
+from dat.lm.frozen import FrozenLM
 from dat.seeding import derive_seed
 
 __all__ = ["DialogueVectorEnv"]
@@ -245,7 +245,7 @@ class DialogueVectorEnv(VectorEnv):
 def collector_envs(lm: FrozenLM, projection: UpProjection | None, tasks: Sequence[DialogueTask], judge: Callable,
                    cfg: EnvConfig, reward_fn: RewardFn = default_reward, episodes: int = 1,
                    batch_size: int | None = None) -> DialogueVectorEnv:
-    """The vector env ``dat.rollout.collect`` plays on: ``batch_size`` dialogues in lockstep (default: all
+    """The vector env ``dat.dialogue.rollout.collect`` plays on: ``batch_size`` dialogues in lockstep (default: all
     ``episodes`` of a call at once), autoreset disabled, made through ``gym.make_vec("dat/Dialogue-v0")``."""
     import gymnasium as gym
 

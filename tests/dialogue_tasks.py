@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dat.llm import FrozenLM
+from dat.lm.frozen import FrozenLM
 from dat.records import DialogueRecord
 from envs.scenarios import AgentProfile, RelationshipType, Scenario, Task
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dat.behaviours import (
+from dat.action.behaviours import (
     BasisTrainer,
     Behaviour,
     BehaviourConfig,
@@ -19,9 +19,9 @@ from dat.behaviours import (
     ensure_basis,
     select_pairs,
 )
-from dat.llm import FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
 from tests.test_selfclone import DIALOGUES
 
 LONG_SHORT = [Behaviour("long", "length", "up"), Behaviour("short", "length", "down")]
@@ -158,7 +158,7 @@ def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):
 
     import train as train_module
     from dat.config import to_config
-    from dat.export import DATPolicy
+    from dat.rl.export import DATPolicy
     from tests.test_train import CONF
 
     overrides = ["debug=tiny", f"model.cache_dir={tmp_path / 'cache'}", "logger=none", "loop.rounds=1",

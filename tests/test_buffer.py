@@ -1,4 +1,4 @@
-"""dat.buffer: episodes into an SB3 ReplayBuffer, crash-safe npz persistence, normaliser stats."""
+"""dat.rl.buffer: episodes into an SB3 ReplayBuffer, crash-safe npz persistence, normaliser stats."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from dat import buffer as buf
-from dat.buffer import add_episode, load_buffer, save_buffer, state_stats
+from dat.rl import buffer as buf
+from dat.rl.buffer import add_episode, load_buffer, save_buffer, state_stats
 
 OBS_DIM, ACT_DIM = 4, 2
 

@@ -10,11 +10,11 @@ import torch
 from gymnasium import spaces
 
 import dat_cli
-from dat.export import DATPolicy
-from dat.llm import FrozenLM
-from dat.loading import ModelConfig
-from dat.policy import TD3BC, AlgoConfig, NetArch
-from dat.prefix import PrefixConfig, build_projection
+from dat.action.projection import PrefixConfig, build_projection
+from dat.lm.frozen import FrozenLM
+from dat.lm.loading import ModelConfig
+from dat.rl.export import DATPolicy
+from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ def test_entry_points_trigger_no_deprecation_and_the_probe_would_see_one(tmp_pat
     # or an empty report below would prove nothing.
     old_api = tmp_path / "old_api.py"
     old_api.write_text(
-        "from dat.llm import FrozenLM\nfrom dat.loading import ModelConfig\n"
+        "from dat.lm.frozen import FrozenLM\nfrom dat.lm.loading import ModelConfig\n"
         f"lm = FrozenLM.load(ModelConfig(name='tiny-random', cache_dir={str(tmp_path / 'cache')!r}))\n"
         "import torch\nids = torch.tensor([[1, 2, 3]])\n"
         "out = lm.model(input_ids=ids, use_cache=True)\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dat.dialogue import Dialogue, EnvConfig, agent_messages, clean_utterance, draw_setup, says_leave
+from dat.dialogue.rules import Dialogue, EnvConfig, agent_messages, clean_utterance, draw_setup, says_leave
 from dat.records import Utterance
 from tests.dialogue_tasks import make_tasks
 

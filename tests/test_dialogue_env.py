@@ -12,11 +12,11 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
-from dat.dialogue import EnvConfig
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.dialogue.rules import EnvConfig
 from dat.judges.rule import RuleJudge
-from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
+from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
 from envs.dialogue_env import DialogueEnv
 from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
 

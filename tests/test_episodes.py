@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dat.episodes import Episode, load_episodes, save_episodes
+from dat.dialogue.episodes import Episode, load_episodes, save_episodes
 from dat.records import Utterance
 from tests.dialogue_tasks import make_tasks
 

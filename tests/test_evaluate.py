@@ -11,12 +11,12 @@ from gymnasium import spaces
 from hydra import compose, initialize_config_dir
 
 import evaluate as evaluate_module
+from dat.action.projection import PrefixConfig, build_projection
 from dat.config import to_config
-from dat.export import DATPolicy
-from dat.llm import FrozenLM
-from dat.loading import ModelConfig
-from dat.policy import TD3BC, AlgoConfig, NetArch
-from dat.prefix import PrefixConfig, build_projection
+from dat.lm.frozen import FrozenLM
+from dat.lm.loading import ModelConfig
+from dat.rl.export import DATPolicy
+from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from dat.export import DATPolicy
-from dat.policy import TD3BC, AlgoConfig, NetArch
-from dat.prefix import PrefixConfig, UpProjection, build_projection
+from dat.action.projection import PrefixConfig, UpProjection, build_projection
+from dat.rl.export import DATPolicy
+from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
 from tests.test_prefix import WordTokenizer
 
 

@@ -119,7 +119,7 @@ def test_unknown_dimension_is_a_configuration_error(tiny):
 
 @pytest.mark.slow
 def test_default_model_scores_in_range():
-    llm = pytest.importorskip("dat.llm", reason="dat.llm (FrozenLM, ModelConfig) is not in the tree yet")
+    llm = pytest.importorskip("dat.lm.frozen", reason="dat.lm.frozen (FrozenLM, ModelConfig) is not in the tree yet")
     lm = llm.FrozenLM.load(llm.ModelConfig())
     judge = LocalJudge(lm.model, lm.tokenizer, lm.name, dimensions=("goal", "secret"))
     records = [make_record(0, turns=4), make_record(1, turns=4)]

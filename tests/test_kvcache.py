@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dat.dialogue import EnvConfig
-from dat.kvcache import Cached, shared_length
-from dat.llm import FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.dialogue.rules import EnvConfig
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.kvcache import Cached, shared_length
+from dat.lm.loading import ModelConfig
 from tests.dialogue_tasks import LengthJudge, make_tasks
 from tests.test_rollout import collect
 

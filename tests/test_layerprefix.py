@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dat import layerprefix
-from dat.kvcache import Cached
-from dat.llm import FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
-from dat.promptcache import PromptCache
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.lm import layerprefix
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.kvcache import Cached
+from dat.lm.loading import ModelConfig
+from dat.lm.promptcache import PromptCache
 from tests.test_promptcache import DIALOGUES
 
 REPLIES = ["Deal!", "No, I don't agree.", "Sure, happy to help."]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
-from dat.loading import ModelConfig, ModelLoadError
+from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig, ModelLoadError
 
 GREEDY = SamplingConfig(do_sample=False, max_new_tokens=10, repetition_penalty=1.0)
 DIALOGUES = [
@@ -156,8 +156,8 @@ def test_peft_adapter_is_applied_and_frozen(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_default_model_from_wheel_generates_a_steered_reply(tmp_path_factory):
-    from dat.loading import cache_root
-    from dat.prefix import PrefixConfig, build_projection
+    from dat.action.projection import PrefixConfig, build_projection
+    from dat.lm.loading import cache_root
 
     lm = FrozenLM.load(ModelConfig())  # the user cache: converted on first use, reused afterwards
     assert lm.hidden_size == 576 and (cache_root() / "models" / "smollm2-135m-instruct" / "config.json").is_file()

@@ -1,4 +1,4 @@
-"""dat.normalizer: fixed-statistics state standardisation inside the SB3 networks."""
+"""dat.rl.normalizer: fixed-statistics state standardisation inside the SB3 networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from dat.normalizer import StateNormalizer
+from dat.rl.normalizer import StateNormalizer
 
 SPACE = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 

@@ -1,4 +1,4 @@
-"""dat.policy: the TD3+BC update on SB3's TD3, its normaliser, config and offline entry point."""
+"""dat.rl.td3bc: the TD3+BC update on SB3's TD3, its normaliser, config and offline entry point."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from dat.buffer import add_episode, state_stats
-from dat.normalizer import StateNormalizer
-from dat.policy import (
+from dat.rl.buffer import add_episode, state_stats
+from dat.rl.normalizer import StateNormalizer
+from dat.rl.td3bc import (
     TD3BC,
     AlgoConfig,
     NetArch,

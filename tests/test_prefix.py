@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dat.prefix import PrefixConfig, UpProjection, build_projection, embedding_stats, pca_basis
+from dat.action.projection import PrefixConfig, UpProjection, build_projection, embedding_stats, pca_basis
 
 
 @pytest.fixture

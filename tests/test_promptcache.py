@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dat.llm import FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.promptcache import PromptCache
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
+from dat.lm.promptcache import PromptCache
 
 DIALOGUES = [
     [

@@ -10,8 +10,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from dat.report import flat_metrics, learning_curves, markdown_table, write_report
-from dat.stats import summarize_conditions
+from dat.eval.report import flat_metrics, learning_curves, markdown_table, write_report
+from dat.eval.stats import summarize_conditions
 
 
 @pytest.fixture(scope="module")

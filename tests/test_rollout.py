@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from dat.dialogue import Dialogue, EnvConfig
-from dat.llm import SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.dialogue.rollout import Verdict, default_reward, pay, score
+from dat.dialogue.rollout import collect as collect_on
+from dat.dialogue.rules import Dialogue, EnvConfig
+from dat.lm.frozen import SamplingConfig
+from dat.lm.loading import ModelConfig
 from dat.records import Utterance
-from dat.rollout import Verdict, default_reward, pay, score
-from dat.rollout import collect as collect_on
 from envs.dialogue_env import DialogueEnv
 from envs.vector_env import collector_envs
 from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
@@ -32,7 +32,7 @@ def proj(lm) -> UpProjection:
 
 
 def collect(lm, proj, tasks, policy, n, cfg, judge, seed, batch_size=None, **kwargs):
-    """``dat.rollout.collect`` on a fresh collector env of these tasks (``batch_size`` dialogues in lockstep)."""
+    """``dat.dialogue.rollout.collect`` on a fresh collector env of these tasks (``batch_size`` at a time)."""
     envs = collector_envs(lm, proj, tasks, judge, cfg, episodes=n, batch_size=batch_size)
     return collect_on(envs, policy, n, seed, **kwargs)
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dat.llm import FrozenLM, SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
-from dat.promptcache import PromptCache
-from dat.selfclone import Planner, SelfCloneConfig, SelfCloner, ensure_projection, opening_chats
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.action.selfclone import Planner, SelfCloneConfig, SelfCloner, ensure_projection
+from dat.dialogue.openings import opening_chats
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
+from dat.lm.promptcache import PromptCache
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
 DIALOGUES = [
@@ -159,7 +160,7 @@ def test_presets_compose_into_the_schemas(name):
 
 
 def test_opening_chats_follow_the_env_rules(lm):
-    from dat.dialogue import EnvConfig
+    from dat.dialogue.rules import EnvConfig
     from envs.scenarios import load_scenarios
 
     task = load_scenarios("bundled:train")[0]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dat.stats import bootstrap_ci, paired_difference, summarize_conditions
+from dat.eval.stats import bootstrap_ci, paired_difference, summarize_conditions
 
 
 def test_bootstrap_ci_edge_cases_and_values() -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dat.steerability import (
+from dat.action.steerability import (
     anova,
     best_actions,
     best_of_k,

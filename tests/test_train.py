@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 import train as train_module
 from dat.config import TrainConfig, to_config
-from dat.export import DATPolicy
+from dat.rl.export import DATPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -8,10 +8,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
-from dat.dialogue import EnvConfig
-from dat.llm import SamplingConfig
-from dat.loading import ModelConfig
-from dat.prefix import PrefixConfig, UpProjection
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.dialogue.rules import EnvConfig
+from dat.lm.frozen import SamplingConfig
+from dat.lm.loading import ModelConfig
 from envs.dialogue_env import DialogueEnv
 from envs.vector_env import DialogueVectorEnv
 from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks

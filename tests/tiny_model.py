@@ -1,5 +1,5 @@
-"""Tests build their tiny model with the same code as the `debug` config (dat.tiny)."""
+"""Tests build their tiny model with the same code as the `debug` config (dat.lm.tiny)."""
 
-from dat.tiny import build_tiny_model
+from dat.lm.tiny import build_tiny_model
 
 __all__ = ["build_tiny_model"]

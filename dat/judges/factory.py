@@ -12,10 +12,10 @@ CACHE_FILE = "judgements.sqlite"
 
 
 def load_causal_lm(name: str) -> tuple[Any, Any, str]:
-    """(model, tokenizer, name) for a judge model: through dat.llm when present (knows the default model's
+    """(model, tokenizer, name) for a judge model: through dat.lm.frozen when present (knows the default model's
     offline install), else straight from transformers (HF id or local folder)."""
     try:
-        from dat.llm import FrozenLM, ModelConfig
+        from dat.lm.frozen import FrozenLM, ModelConfig
     except ImportError:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -29,7 +29,7 @@ def load_causal_lm(name: str) -> tuple[Any, Any, str]:
 def default_cache_dir() -> Path:
     """``judges/`` in the project's user cache ($XDG_CACHE_HOME/dat-pipeline, or ~/.cache/dat-pipeline)."""
     try:
-        from dat.loading import cache_root
+        from dat.lm.loading import cache_root
     except ImportError:
         return Path("~/.cache/dat-pipeline/judges").expanduser()
     return cache_root() / "judges"

@@ -33,13 +33,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dat.clonedata import Chat, CloneData, opening_chats, sample_targets
-from dat.llm import FrozenLM, SamplingConfig
-from dat.prefix import PrefixConfig, UpProjection, build_projection
-from dat.promptcache import PromptCache
+from dat.action.clonedata import Chat, CloneData, sample_targets
+from dat.action.projection import PrefixConfig, UpProjection, build_projection
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.promptcache import PromptCache
 from dat.seeding import derive_seed
 
-__all__ = ["Planner", "SelfCloneConfig", "SelfCloner", "ensure_projection", "opening_chats", "projection_folder"]
+__all__ = ["Planner", "SelfCloneConfig", "SelfCloner", "ensure_projection", "projection_folder"]
 STATES = ("dialogue", "dialogue+target")
 RUN_FIELDS = ("steps", "checkpoint_every", "time_limit_min", "name")  # may change between resumed runs
 
@@ -345,7 +345,7 @@ def ensure_projection(lm: FrozenLM, dialogues: Sequence[Chat] | Callable[[], Seq
                       cfg: SelfCloneConfig, artefacts: str | Path, progress: bool = True) -> UpProjection:
     """The learned projection for ``cfg``: loaded when a complete one is cached, else trained (or resumed).
 
-    ``artefacts`` is ``dat.loading.artefact_folder(model_cfg)``; the PCA basis that initialises the
+    ``artefacts`` is ``dat.lm.loading.artefact_folder(model_cfg)``; the PCA basis that initialises the
     projection is cached there too. ``dialogues`` may be a callable, called only when training is
     needed (building first-turn chats costs generation).
     """

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dat import kvcache, layerprefix
-from dat.kvcache import Cached
-from dat.llm import ContextOverflowError, Dialogue, FrozenLM, SamplingConfig
+from dat.lm import kvcache, layerprefix
+from dat.lm.frozen import ContextOverflowError, Dialogue, FrozenLM, SamplingConfig
+from dat.lm.kvcache import Cached
 
 Prefixes = Sequence[Tensor | None] | Tensor | None
 

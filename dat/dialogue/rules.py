@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dat.kvcache import Cached
-from dat.llm import ContextOverflowError, FrozenLM, SamplingConfig
-from dat.prefix import UpProjection
-from dat.records import DialogueRecord, Utterance
+from dat.action.projection import UpProjection
+from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.lm.kvcache import Cached
+from dat.records import DialogueRecord, Utterance, clean_utterance
 
 
 class DialogueTask(Protocol):
@@ -90,11 +90,6 @@ class EnvConfig:
         if self.state_pool not in STATE_POOLS:
             raise ValueError(f"env.state_pool={self.state_pool!r} must be one of {', '.join(STATE_POOLS)}.")
         return self
-
-
-def clean_utterance(text: str) -> str:
-    """The first non-empty line of a generation, stripped."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def says_leave(text: str, phrase: str) -> bool:

@@ -4,7 +4,7 @@
 disabled, as ``gym.make_vec("dat/Dialogue-v0", ..., autoreset_mode="Disabled")`` makes it): the
 sub-envs advance in lockstep, one batched LM call per half-round and one batched judge call for
 the dialogues that end; a sub-env whose dialogue ended takes the next episode. The rules of a
-dialogue live in :mod:`dat.dialogue`, which ``envs.DialogueEnv`` runs with a batch of one: with
+dialogue live in :mod:`dat.dialogue.rules`, which ``envs.DialogueEnv`` runs with a batch of one: with
 greedy decoding a dialogue collected here has the transcript it would have alone in the env with
 the same seed and actions.
 
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dat.dialogue import Dialogue
-from dat.episodes import Episode
+from dat.dialogue.episodes import Episode
+from dat.dialogue.rules import Dialogue
 from dat.seeding import derive_seed
 
 Policy = Callable[[Any], Any] | str | None

@@ -77,7 +77,7 @@ def model_folder(cfg: ModelConfig) -> Path | str:
             convert_gguf(bundled_gguf(cfg.name), folder)
         return folder
     if cfg.name == TINY_MODEL:
-        from dat.tiny import build_tiny_model
+        from dat.lm.tiny import build_tiny_model
 
         folder = cache_root(cfg.cache_dir) / "models" / TINY_MODEL
         if not (folder / "config.json").is_file():

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dat.buffer import load_buffer, save_buffer
+from dat.rl.buffer import load_buffer, save_buffer
 
 MARKER = "COMPLETE"
 

@@ -5,16 +5,16 @@ Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(b
 * ``pca`` (DAT's training-free alternative): the top principal directions of the model's
   input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (see README, Steerability);
   it stays as the baseline the gate compares against.
-* ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.selfclone``).
+* ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.action.selfclone``).
 * ``anchors``: each prefix token is a softmax mixture of the embeddings of a few chosen words
   (``prefix.anchors``); the action's chunk for a token holds one logit per word. Training-free like
   PCA, but its prefixes stay among tokens the model has read; on SmolLM2-135M it moves the first
   reply token more than PCA or learned prefixes, yet fails the steerability gate too (README).
-* ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.behaviours``: each trained
+* ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.action.behaviours``: each trained
   contrastively on the frozen model's own best against worst replies by a scorer); the action holds
   one logit per behaviour and a sharp softmax (``prefix.sharpness``) picks a mixture of them.
   With ``prefix.depth=layers`` each behaviour's prefix also holds a vector per decoder layer
-  (``dat.layerprefix``), and the projection returns ``(batch, layers, L, hidden)``.
+  (``dat.lm.layerprefix``), and the projection returns ``(batch, layers, L, hidden)``.
 
 Scale is expressed relative to the model's median token-embedding norm, so one setting ports
 across models: with ``norm=1`` an action of unit length gives prefix tokens of a typical token's
@@ -39,7 +39,7 @@ class PrefixConfig:
 
     kind: str = "pca"
     """pca (training-free basis of the embedding matrix), learned (self-cloning), anchors (word mixtures) or
-    behaviours (a basis of contrastively trained prefixes, one per behaviour; see dat.behaviours)."""
+    behaviours (a basis of contrastively trained prefixes, one per behaviour; see dat.action.behaviours)."""
     position: str = "start"
     """start (right after BOS, as DAT) or before_reply (just before the reply header)."""
     tokens: int = 2
@@ -60,7 +60,7 @@ class PrefixConfig:
     word or behaviour weights."""
     depth: str = "input"
     """kind=behaviours: input (L input embeddings) or layers (also a trained vector added at the prefix
-    positions in every decoder layer, as in prefix-tuning; see dat.layerprefix)."""
+    positions in every decoder layer, as in prefix-tuning; see dat.lm.layerprefix)."""
 
 
 ANCHOR_WORDS = (
@@ -256,7 +256,7 @@ def build_projection(
         return UpProjection.anchors(embedding, cfg, tokenizer)
     if cfg.kind == "behaviours":
         raise ValueError(
-            "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.behaviours.ensure_basis), "
+            "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.action.behaviours.ensure_basis), "
             "or set prefix.path to a folder written by UpProjection.save.")
     chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
     basis = None

@@ -1,4 +1,4 @@
-"""Turn an evaluation summary (``dat.stats.summarize_conditions``) into files people read.
+"""Turn an evaluation summary (``dat.eval.stats.summarize_conditions``) into files people read.
 
 ``evaluation.json`` keeps every number (NaN written as null so any JSON reader accepts it),
 ``evaluation.md`` puts the means and the paired differences in two tables under a header that says

@@ -4,7 +4,7 @@ TD3+BC is TD3 with two changes, both here:
 
 1. the actor loss is ``-λ·mean Q1(s, π(s)) + mean((π(s) − a)²)`` with ``λ = α / mean|Q1(s, π(s))|``
    computed on the mini-batch and detached, so α sets the RL/BC balance whatever the reward scale;
-2. states are standardised with fixed dataset statistics (:class:`dat.normalizer.StateNormalizer`).
+2. states are standardised with fixed dataset statistics (:class:`dat.rl.normalizer.StateNormalizer`).
 
 Everything else (twin critics, target policy smoothing, delayed actor and target updates, Polyak
 averaging) is SB3's own machinery, so ``predict``, ``save``, ``load`` and the logger keep working.
@@ -16,7 +16,7 @@ would be behaviour cloning alone.
 Offline use::
 
     model = TD3BC.from_config(AlgoConfig(), observation_space=obs_space, action_space=act_space, seed=0)
-    add_episode(model.replay_buffer, obs, next_obs, actions, rewards)   # dat.buffer
+    add_episode(model.replay_buffer, obs, next_obs, actions, rewards)   # dat.rl.buffer
     model.fit_normalizer()
     metrics = model.learn_offline(1000)     # {"train/actor_loss": ..., "train/lambda": ..., ...}
 """
@@ -37,8 +37,8 @@ from stable_baselines3.common.utils import polyak_update, update_learning_rate
 from torch import nn
 from torch.nn import functional as F
 
-from dat.buffer import state_stats
-from dat.normalizer import StateNormalizer
+from dat.rl.buffer import state_stats
+from dat.rl.normalizer import StateNormalizer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -319,7 +319,7 @@ class TD3BC(TD3):
         Metrics are also recorded (not dumped) on the SB3 logger; without one, a silent logger is set.
         """
         if self.replay_buffer is None or self.replay_buffer.size() == 0:
-            raise ValueError("the replay buffer is empty: add episodes with dat.buffer.add_episode first")
+            raise ValueError("the replay buffer is empty: add episodes with dat.rl.buffer.add_episode first")
         if gradient_steps < 1:
             raise ValueError(f"gradient_steps={gradient_steps} must be >= 1")
         if getattr(self, "_logger", None) is None:

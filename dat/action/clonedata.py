@@ -1,7 +1,8 @@
 """Self-cloning data: the chats a projection is cloned on, and the replies the model gives to them.
 
-Kept apart from the training loop (``dat.selfclone``): the chats are built by the env's own rules
-(``dat.dialogue``), so the cloning prompts look exactly like the prompts the planner acts on later.
+Kept apart from the training loop (``dat.action.selfclone``). The chats themselves are built by the env's
+own rules (``dat.dialogue.openings``), so the cloning prompts look exactly like the prompts the planner
+acts on later.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from dat.dialogue import Dialogue, DialogueTask, EnvConfig, Lockstep
-from dat.llm import FrozenLM
-from dat.promptcache import PromptCache
+from dat.lm.promptcache import PromptCache
 from dat.seeding import derive_seed
 
 if TYPE_CHECKING:
-    from dat.selfclone import SelfCloneConfig
+    from dat.action.selfclone import SelfCloneConfig
 
 Chat = Sequence[Mapping[str, str]]
 
@@ -31,24 +30,6 @@ class CloneData:
     index: list[int]
     replies: list[str]
     ended: list[bool]
-
-
-def opening_chats(
-    lm: FrozenLM,
-    tasks: Sequence[DialogueTask],
-    env: EnvConfig,
-    seed: int,
-    sides: Sequence[int] = (0, 1),
-    partner_opens: Sequence[bool] = (True, False),
-) -> list[list[dict]]:
-    """The steered agent's first-turn chats, built by the env's own rules (``dat.dialogue``).
-
-    One chat per task, side and opening: when the partner opens, its opening line is generated
-    (unsteered, one batched call) exactly as an episode starts.
-    """
-    dialogues = [Dialogue.open(t, side, opens, env) for t in tasks for side in sides for opens in partner_opens]
-    Lockstep(lm, None, env).start(dialogues, seed)
-    return [d.view(d.steered) for d in dialogues]
 
 
 def sample_targets(cache: PromptCache, cfg: SelfCloneConfig, rows_per_call: int = 32) -> CloneData:

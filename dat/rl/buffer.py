@@ -1,7 +1,7 @@
 """Replay-buffer helpers: whole episodes in, a crash-safe non-pickle file out, normaliser statistics.
 
 They work on stable-baselines3's ``ReplayBuffer`` (one env, ``optimize_memory_usage=False``), the
-buffer :class:`dat.policy.TD3BC` samples from. Actions must already be in the policy's [-1, 1]
+buffer :class:`dat.rl.td3bc.TD3BC` samples from. Actions must already be in the policy's [-1, 1]
 space. An episode that ends at the judge is *terminated*: its last transition has ``done = 1``,
 so the critic target there is the reward alone and nothing is bootstrapped past the judgement.
 
@@ -28,7 +28,7 @@ FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "t
 
 def _check_buffer(buffer: ReplayBuffer) -> None:
     if buffer.n_envs != 1 or buffer.optimize_memory_usage:
-        raise ValueError("dat.buffer supports ReplayBuffer(n_envs=1, optimize_memory_usage=False) only")
+        raise ValueError("dat.rl.buffer supports ReplayBuffer(n_envs=1, optimize_memory_usage=False) only")
 
 
 def _dims(buffer: ReplayBuffer) -> tuple[int, int]:
@@ -152,7 +152,7 @@ def load_buffer(path: str | os.PathLike, buffer: ReplayBuffer) -> int:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
         raise ValueError(
             f"{path}: not a complete replay-buffer file ({type(err).__name__}: {err}); "
-            "it may be truncated: save it again with dat.buffer.save_buffer"
+            "it may be truncated: save it again with dat.rl.buffer.save_buffer"
         ) from err
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(

@@ -8,7 +8,7 @@ question, a regex, the scenario's own rule checks, similarity to the goal), the 
 replies to the *train* prompts are ranked by the scorer; per prompt the top replies are *chosen*
 and the bottom ones *rejected*, and the behaviour's prefix (L input embeddings placed before the
 reply header; with ``prefix.depth=layers`` also a vector per decoder layer at those positions,
-``dat.layerprefix``) is trained on the prefix alone with a DPO-style objective against the model
+``dat.lm.layerprefix``) is trained on the prefix alone with a DPO-style objective against the model
 without prefix as reference::
 
     L = -log sigma(beta * [(log p_P(chosen) - log p_0(chosen)) - (log p_P(rejected) - log p_0(rejected))])
@@ -18,7 +18,7 @@ A behaviour with a ``hint`` also samples replies with that instruction added to 
 targeted pool), and learns to do without the instruction what the model does with it.
 ``rounds > 1`` iterates: the next round adds replies sampled *with* the behaviour's current prefix
 to its pool, re-selects the pairs and trains on. The K prefixes form the basis of the
-``behaviours`` up-projection (``dat.prefix``): an action a in [-1, 1]^K gives the prefix
+``behaviours`` up-projection (``dat.action.projection``): an action a in [-1, 1]^K gives the prefix
 ``softmax(sharpness * a) @ basis``.
 
 Everything is saved as it is made, under ``<model artefacts>/behaviours/<name>``: the pool
@@ -33,7 +33,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +43,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dat import layerprefix
-from dat.clonedata import opening_chats
-from dat.dialogue import DialogueTask, EnvConfig, clean_utterance
-from dat.llm import FrozenLM, SamplingConfig
-from dat.prefix import DEPTHS, PrefixConfig, UpProjection, embedding_stats
-from dat.promptcache import PromptCache
-from dat.records import DialogueRecord
+from dat.action.projection import DEPTHS, PrefixConfig, UpProjection, embedding_stats
+from dat.lm import layerprefix
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.promptcache import PromptCache
+from dat.records import DialogueRecord, clean_utterance
 from dat.seeding import derive_seed
 
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "goal")
@@ -148,26 +146,6 @@ def rule_pattern(record: DialogueRecord, side: int) -> str:
         words = {w.lower() for w in re.findall(r"[A-Za-z]{5,}", record.goals[side])}
         parts = [rf"\b{w}" for w in sorted(words)]
     return "|".join(parts)
-
-
-def behaviour_prompts(lm: FrozenLM, tasks: Sequence[DialogueTask], env: EnvConfig, seed: int,
-                      limit: int | None = None) -> tuple[list, list[PromptInfo]]:
-    """The train prompts a basis is made on: the steered agent's first turn, one task per scenario.
-
-    Built by the env's own rules (side 0, the partner opens with a greedy line), as the steerability
-    benchmark builds its prompts, so the basis is trained on what it is measured on, in other scenarios.
-    """
-    picked, seen = [], set()
-    for task in tasks:
-        record = task.record([], 0)
-        if record.scenario not in seen:
-            seen.add(record.scenario)
-            picked.append(task)
-    picked = picked[:limit]
-    greedy = replace(env, sampling=replace(env.sampling, do_sample=False))
-    chats = opening_chats(lm, picked, greedy, seed, sides=(0,), partner_opens=(True,))
-    infos = [PromptInfo(goal=t.record([], 0).goals[0], rules=rule_pattern(t.record([], 0), 0)) for t in picked]
-    return chats, infos
 
 
 # ------------------------------------------------------------------------------------------ scoring

@@ -4,7 +4,7 @@
 the prefix settings and the state layer. It saves as ``model.safetensors`` + ``config.json``
 through huggingface_hub's ``PyTorchModelHubMixin`` (``save_pretrained`` / ``from_pretrained`` /
 ``push_to_hub``): no pickle, loadable anywhere torch is. Critics, targets, optimisers and the buffer
-belong to the resumable training checkpoint (``dat.checkpoint``), not here.
+belong to the resumable training checkpoint (``dat.rl.checkpoint``), not here.
 
 >>> policy = DATPolicy.from_pretrained("outputs/train/default/export")   # doctest: +SKIP
 >>> prefix = policy(lm.states([chat]))                                   # doctest: +SKIP
@@ -19,7 +19,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from dat.prefix import PrefixConfig, UpProjection
+from dat.action.projection import PrefixConfig, UpProjection
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -98,7 +98,7 @@ class DATPolicy(
     @classmethod
     def from_trained(cls, algo, projection: UpProjection, base_model: str, state_layer: int = -1,
                      state_pool: str = "last") -> DATPolicy:
-        """Build the export from a trained ``dat.policy.TD3BC`` and the run's up-projection."""
+        """Build the export from a trained ``dat.rl.td3bc.TD3BC`` and the run's up-projection."""
         actor = algo.actor
         hidden = [m.out_features for m in actor.mu if isinstance(m, nn.Linear)][:-1]
         activation = next(

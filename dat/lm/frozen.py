@@ -11,7 +11,7 @@ Prefix embeddings (the DAT action tokens) are spliced into each sample's embedde
   trained-prefix measurement found to steer more strongly.
 
 A prefix is ``(L, hidden)`` input embeddings, or a deep prefix ``(layers, L, hidden)`` that also adds
-a vector per layer at its positions (``dat.layerprefix``).
+a vector per layer at its positions (``dat.lm.layerprefix``).
 
 Generation always goes through ``inputs_embeds`` (steered or not), so steered and unsteered replies
 are produced by the same code path; the repetition penalty then covers generated tokens only.
@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-from dat import kvcache, layerprefix
-from dat.kvcache import Cached
-from dat.loading import DEFAULT_MODEL, ModelConfig, load_model
+from dat.lm import kvcache, layerprefix
+from dat.lm.kvcache import Cached
+from dat.lm.loading import DEFAULT_MODEL, ModelConfig, load_model
 
 Message = Mapping[str, str]
 Dialogue = Sequence[Message]

@@ -4,7 +4,7 @@ Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at
 baseline), ``zero`` (a zero action: the prefix slots without content) and ``random`` (uniform
 random actions). Because episode ``i`` of every condition has the same seed, its task, sides and
 sampling stream match across conditions, and differences are paired per episode and clustered by
-scenario (``dat.stats``). Failed judgements become NaN: counted, never averaged in.
+scenario (``dat.eval.stats``). Failed judgements become NaN: counted, never averaged in.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from dat.episodes import Episode
+from dat.dialogue.episodes import Episode
+from dat.dialogue.rollout import collect
+from dat.eval.report import flat_metrics
+from dat.eval.stats import summarize_conditions
 from dat.judges.dimensions import DIMENSIONS
-from dat.report import flat_metrics
-from dat.rollout import collect
-from dat.stats import summarize_conditions
 
 BASELINE = "unsteered"
 
@@ -68,7 +68,7 @@ def evaluate_conditions(
     envs, policy: Callable | None, per_task: int, seed: int, reuse: dict[str, list[Episode]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
     """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task of
-    the vector env ``envs`` (the held-out tasks; autoreset disabled, see ``dat.rollout.collect``).
+    the vector env ``envs`` (the held-out tasks; autoreset disabled, see ``dat.dialogue.rollout.collect``).
 
     Returns the summary and each condition's episodes. The baselines do not depend on the planner and
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``

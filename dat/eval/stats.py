@@ -206,7 +206,7 @@ def summarize_conditions(
     ``scores[condition][dimension]`` holds one score per episode (NaN = failed judgement); every
     condition must list its episodes in the same order as the baseline (same scenario and seed at the
     same index), so that pairing is meaningful; ``groups`` is then one scenario id per episode, shared by
-    all conditions. The result is plain data (see ``dat.report``)::
+    all conditions. The result is plain data (see ``dat.eval.report``)::
 
         {"baseline": str, "level": float, "n_boot": int, "n_perm": int, "unit": "scenario" | "episode",
          "conditions": [str, ...], "dimensions": [str, ...],

@@ -1,0 +1,40 @@
+"""The layout of ``dat``: subpackages in floors, every import pointing down, never into ``envs``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+DAT = Path(__file__).resolve().parents[1] / "dat"
+FLOORS = {
+    "seeding": 0, "records": 0,  # shared seeds and transcript records
+    "lm": 1,  # the frozen LM
+    "judges": 2, "action": 2,  # scoring dialogues; the action space
+    "dialogue": 3, "rl": 3,  # the rules and collection; offline RL
+    "eval": 4,  # paired evaluation
+    "stage1": 5, "config": 5, "tracking": 5,  # wiring for the entry points
+}
+
+
+def imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found += [node.module + (f".{a.name}" if node.module == "dat" else "") for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+    return [name for name in found if name.split(".")[0] in ("dat", "envs")]
+
+
+def test_every_import_points_down_and_dat_never_imports_envs():
+    modules = [p for p in DAT.rglob("*.py") if p.name != "__init__.py" or p.parent != DAT]
+    assert {p.relative_to(DAT).parts[0].removesuffix(".py") for p in modules} == set(FLOORS)
+    upward = []
+    for path in modules:
+        own = path.relative_to(DAT).parts[0].removesuffix(".py")
+        for name in imports(path):
+            assert not name.startswith("envs"), f"{path} imports {name}: dat never imports envs"
+            other = name.split(".")[1]
+            if other != own and FLOORS[other] >= FLOORS[own] and FLOORS[own] > 0:
+                upward.append(f"{path.relative_to(DAT)} (floor {FLOORS[own]}) imports {name} (floor {FLOORS[other]})")
+    assert not upward, "\n".join(upward)
