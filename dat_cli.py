@@ -9,25 +9,19 @@ Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs`
 
 from __future__ import annotations
 
-import os
+import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import argparse
+import sys
+from dataclasses import replace
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import replace  # noqa: E402
+import torch
 
-import torch  # noqa: E402
-
-from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave  # noqa: E402
-from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
-from dat.lm.loading import ModelConfig  # noqa: E402
-from dat.records import Utterance  # noqa: E402
-from dat.seeding import derive_seed  # noqa: E402
+from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
+from dat.records import Utterance
+from dat.seeding import derive_seed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

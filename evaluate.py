@@ -8,38 +8,32 @@ resample scenarios (``dat.eval.stats``). Writes ``evaluation.json`` / ``.md`` / 
 
 from __future__ import annotations
 
-import os
+import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: ~10x faster generation on 2 cores
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-import shutil  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
-import hydra  # noqa: E402
-from hydra.core.config_store import ConfigStore  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
-from dat.dialogue.episodes import save_episodes  # noqa: E402
-from dat.dialogue.rollout import collect  # noqa: E402
-from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows  # noqa: E402
-from dat.eval.report import markdown_table, write_report  # noqa: E402
-from dat.judges import make_judge  # noqa: E402
-from dat.judges.reward import reward as judged_reward  # noqa: E402
-from dat.lm.frozen import FrozenLM  # noqa: E402
-from dat.seeding import derive_seed, seed_everything  # noqa: E402
-from dat.stage1 import prepare_projection  # noqa: E402
-from dat.tracking import make_tracker  # noqa: E402
-from envs.scenarios import load_scenarios  # noqa: E402
-from envs.vector_env import collector_envs  # noqa: E402
+from dat.config import TrainConfig, register_configs, to_config
+from dat.dialogue.episodes import save_episodes
+from dat.dialogue.rollout import collect
+from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
+from dat.eval.report import markdown_table, write_report
+from dat.judges import make_judge
+from dat.judges.reward import reward as judged_reward
+from dat.lm.frozen import FrozenLM
+from dat.seeding import derive_seed, seed_everything
+from dat.stage1 import prepare_projection
+from dat.tracking import make_tracker
+from envs.scenarios import load_scenarios
+from envs.vector_env import collector_envs
 
 CONDITIONS = ("policy", BASELINE, "zero", "random")
 

@@ -1,60 +1,81 @@
 """Entry point: ``python train.py [overrides]``, or ``-m`` for a sweep. The only wiring code.
 
-Stage 1 prepares the up-projection (loads a saved one, reuses the cached self-cloned one, or
-trains it by self-cloning); stage 2 runs rounds of collect -> TD3+BC updates -> held-out evaluation
-against the unsteered model and a zero action -> log -> checkpoint -> export. Re-running the same
-command resumes from the last complete round.
+``build_run``: stage 1 prepares the up-projection (loads a saved one, reuses a cached behaviour basis
+or self-cloned projection, or trains it), then the judge, the vector envs and TD3+BC (resumed from
+the last complete checkpoint). ``run_round``: stage 2, one round of collect -> TD3+BC updates ->
+held-out evaluation against the unsteered model and a zero action -> log -> checkpoint -> export.
+Re-running the same command resumes from the last complete round. ``main`` returns the final
+held-out gain over the unsteered model, so a Hydra sweeper can optimise it.
 """
 
 from __future__ import annotations
 
-import os
+import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: ~10x faster generation on 2 cores
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one progress bar: ours
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import shutil  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import hydra
+import numpy as np
+import torch
+from gymnasium import spaces
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
-import hydra  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from gymnasium import spaces  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from dat.config import TrainConfig, register_configs, to_config  # noqa: E402
-from dat.dialogue.episodes import save_episodes  # noqa: E402
-from dat.dialogue.rollout import collect  # noqa: E402
-from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows  # noqa: E402
-from dat.eval.report import learning_curves, write_report  # noqa: E402
-from dat.judges import make_judge  # noqa: E402
-from dat.judges.reward import reward as judged_reward  # noqa: E402
-from dat.lm.frozen import FrozenLM  # noqa: E402
-from dat.rl.buffer import add_episode  # noqa: E402
-from dat.rl.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from dat.rl.export import DATPolicy  # noqa: E402
-from dat.rl.td3bc import TD3BC, OfflineEnv  # noqa: E402
-from dat.seeding import derive_seed, seed_everything  # noqa: E402
-from dat.stage1 import prepare_projection  # noqa: E402
-from dat.tracking import make_tracker  # noqa: E402
-from envs.scenarios import load_scenarios  # noqa: E402
-from envs.vector_env import collector_envs  # noqa: E402
+from dat.action.projection import UpProjection
+from dat.config import TrainConfig, register_configs, to_config
+from dat.dialogue.episodes import save_episodes
+from dat.dialogue.rollout import collect
+from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
+from dat.eval.report import learning_curves, write_report
+from dat.judges import make_judge
+from dat.judges.reward import reward as judged_reward
+from dat.lm.frozen import FrozenLM
+from dat.rl.buffer import add_episode
+from dat.rl.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint
+from dat.rl.export import DATPolicy
+from dat.rl.td3bc import TD3BC, OfflineEnv
+from dat.seeding import derive_seed, seed_everything
+from dat.stage1 import prepare_projection
+from dat.tracking import make_tracker
+from envs.scenarios import load_scenarios
+from envs.vector_env import DialogueVectorEnv, collector_envs
 
 
-def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
-    """Train a planner as ``cfg`` says; return the final evaluation metrics."""
-    out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.model.threads or torch.get_num_threads())
-    bar = tqdm(total=cfg.loop.rounds, desc="stage 1: up-projection", unit="round", dynamic_ncols=True)
+@dataclass
+class Run:
+    """A training run, built once: what each round reads and updates."""
 
+    cfg: TrainConfig
+    out: Path
+    lm: FrozenLM
+    projection: UpProjection
+    train_envs: DialogueVectorEnv
+    eval_envs: DialogueVectorEnv
+    judge: Any
+    algo: TD3BC
+    state: RunState
+    tracker: Any
+    baselines: dict = field(default_factory=dict)
+    """Unsteered and zero-action evaluation episodes: the same every round, played once."""
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def policy(self, states) -> np.ndarray:
+        """The planner's deterministic actions for a batch of states."""
+        actions, _ = self.algo.predict(np.asarray(states, dtype=np.float32), deterministic=True)
+        return actions
+
+
+def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
+    """Stage 1 and everything stage 2 needs: model, tasks, up-projection, judge, vector envs, TD3+BC
+    (resumed from the last complete checkpoint when there is one) and the tracker."""
     lm = FrozenLM.load(cfg.model)
     scenarios = cfg.env.scenarios
     train_tasks = load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
@@ -86,70 +107,82 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
+    return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker)
+
+
+def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
+    """One round of stage 2: collect -> TD3+BC updates -> (held-out evaluation) -> log, checkpoint, export."""
+    cfg, algo, state, out = run.cfg, run.algo, run.state, run.out
+    started = time.perf_counter()
+    seed_everything(derive_seed(cfg.seed, "round", rnd))  # a resumed round replays exactly
+    bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
+    explore = "random" if rnd == 0 and cfg.loop.random_first_round else run.policy
+    stats: dict[str, float] = {}
+    episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
+                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats)
+    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)
+    for e in episodes:
+        add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards, terminated=bool(e.dones[-1]))
+    state.episodes += len(episodes)
+    bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
+    bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
+                    updates=algo._n_updates + cfg.algo.gradient_steps_per_round)
+    if cfg.algo.normalize_states:
+        algo.fit_normalizer()
+    updates = time.perf_counter()
+    train_metrics = algo.learn_offline(cfg.algo.gradient_steps_per_round)
+    updates = time.perf_counter() - updates
+    metrics = {**stats, **train_metrics, **_judge_metrics(run.judge),
+               "perf/updates_per_s": cfg.algo.gradient_steps_per_round / max(updates, 1e-9),
+               "rollout/buffer_transitions": float(algo.replay_buffer.size())}
+    if rnd == cfg.loop.rounds - 1 or (rnd + 1) % cfg.loop.eval_every == 0:
+        bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
+        metrics.update(_evaluate(run, rnd))
+        bar.set_postfix(episodes=state.episodes, updates=algo._n_updates,
+                        eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
+                        unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
+    metrics["perf/round_seconds"] = time.perf_counter() - started
+    run.tracker.log(metrics, step=rnd)
+    state.history.append({"round": rnd, **metrics})
+    state.round = rnd + 1
+    save_checkpoint(run.checkpoints, algo, state)
+    DATPolicy.from_trained(algo, run.projection, cfg.model.name, cfg.env.state_layer,
+                           cfg.env.state_pool).save_pretrained(out / "export")
+    learning_curves(state.history, out / "learning_curves.png")
+    return metrics
+
+
+def _evaluate(run: Run, rnd: int) -> dict[str, float]:
+    """The planner against the unsteered model and a zero action on the held-out tasks; report and episodes."""
+    cfg = run.cfg
+    summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task,
+                                        derive_seed(cfg.seed, "eval"), run.baselines)
+    report = run.out / "eval" / f"round-{rnd:04d}"
+    write_report(summary, report, _metadata(cfg, rnd, run.lm))
+    for name, played in runs.items():  # kept, so other conditions can be paired with them later
+        save_episodes(_fresh(report / "episodes" / name), played)
+    run.tracker.table("eval/transcripts", *transcript_rows(runs), step=rnd)
+    return eval_metrics(summary)
+
+
+def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
+    """Train a planner as ``cfg`` says; return the final evaluation metrics."""
+    out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.model.threads or torch.get_num_threads())
+    bar = tqdm(total=cfg.loop.rounds, desc="stage 1: up-projection", unit="round", dynamic_ncols=True)
+    run = build_run(cfg, out, bar)
     metrics: dict[str, float] = {}
-    baselines: dict = {}  # unsteered and zero-action eval episodes: the same every round
-
-    def policy_fn(states) -> np.ndarray:
-        actions, _ = algo.predict(np.asarray(states, dtype=np.float32), deterministic=True)
-        return actions
-
     try:
-        for rnd in range(state.round, cfg.loop.rounds):
-            started = time.perf_counter()
-            seed_everything(derive_seed(cfg.seed, "round", rnd))  # a resumed round replays exactly
-            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
-            explore = "random" if rnd == 0 and cfg.loop.random_first_round else policy_fn
-            stats: dict[str, float] = {}
-            episodes = collect(
-                train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
-                noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
-            )
-            save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)
-            for e in episodes:
-                add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
-                            terminated=bool(e.dones[-1]))
-            state.episodes += len(episodes)
-            bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
-            bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
-                            updates=algo._n_updates + cfg.algo.gradient_steps_per_round)
-            if cfg.algo.normalize_states:
-                algo.fit_normalizer()
-            updates = time.perf_counter()
-            train_metrics = algo.learn_offline(cfg.algo.gradient_steps_per_round)
-            updates = time.perf_counter() - updates
-            metrics = {**stats, **train_metrics, **_judge_metrics(judge),
-                       "perf/updates_per_s": cfg.algo.gradient_steps_per_round / max(updates, 1e-9),
-                       "rollout/buffer_transitions": float(algo.replay_buffer.size())}
-            last = rnd == cfg.loop.rounds - 1
-            if last or (rnd + 1) % cfg.loop.eval_every == 0:
-                bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
-                summary, runs = evaluate_conditions(
-                    eval_envs, policy_fn, cfg.loop.eval_per_task, derive_seed(cfg.seed, "eval"), baselines,
-                )
-                metrics.update(eval_metrics(summary))
-                report = out / "eval" / f"round-{rnd:04d}"
-                write_report(summary, report, _metadata(cfg, rnd, lm))
-                for name, played in runs.items():  # kept, so other conditions can be paired with them later
-                    save_episodes(_fresh(report / "episodes" / name), played)
-                tracker.table("eval/transcripts", *transcript_rows(runs), step=rnd)
-                bar.set_postfix(episodes=state.episodes, updates=algo._n_updates,
-                                eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
-                                unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
-            metrics["perf/round_seconds"] = time.perf_counter() - started
-            tracker.log(metrics, step=rnd)
-            state.history.append({"round": rnd, **metrics})
-            state.round = rnd + 1
-            save_checkpoint(checkpoints, algo, state)
-            DATPolicy.from_trained(algo, projection, cfg.model.name, cfg.env.state_layer,
-                                   cfg.env.state_pool).save_pretrained(
-                out / "export")
-            learning_curves(state.history, out / "learning_curves.png")
+        for rnd in range(run.state.round, cfg.loop.rounds):
+            metrics = run_round(run, rnd, bar)
             bar.update(1)
     finally:
         bar.close()
-        tracker.summary({k: v for k, v in metrics.items() if k.startswith("eval/")})
-        tracker.finish()
-    final = next((h for h in reversed(state.history) if "eval/policy/mean" in h), metrics)
+        run.tracker.summary({k: v for k, v in metrics.items() if k.startswith("eval/")})
+        run.tracker.finish()
+    final = next((h for h in reversed(run.state.history) if "eval/policy/mean" in h), metrics)
     _print_outro(out)
     return {k: float(v) for k, v in final.items() if isinstance(v, int | float)}
 
@@ -190,9 +223,14 @@ register_configs()
 OmegaConf.register_new_resolver("or_default", lambda value: value or "default", replace=True)
 
 
+OBJECTIVE = "eval/policy/diff"
+"""What ``main`` returns, for Hydra sweepers (e.g. Optuna) to maximise: the final held-out reward of the
+planner minus the unsteered model's (paired, mean over episodes)."""
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    train(to_config(cfg))
+def main(cfg: DictConfig) -> float:
+    return train(to_config(cfg)).get(OBJECTIVE, float("nan"))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
+
+import json
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import platform
+import time
+from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import dat_runtime  # noqa: F401,E402  (process settings before torch: see dat_runtime.py)
+
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
 

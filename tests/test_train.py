@@ -84,6 +84,7 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     out = tmp_path / "run"
     metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}"))
     assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
+    assert train_module.OBJECTIVE in metrics  # what main() hands a Hydra sweeper
     assert (out / "learning_curves.png").is_file() and (out / "eval" / "round-0001" / "evaluation.png").is_file()
     state = json.loads((out / "checkpoints" / "round-0002" / "state.json").read_text())
     assert state["round"] == 2 and len(state["history"]) == 2
