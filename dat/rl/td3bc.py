@@ -267,48 +267,49 @@ class TD3BC(TD3):
             next_q, _ = th.min(next_q, dim=1, keepdim=True)
             return data.rewards + (1 - data.dones) * discounts * next_q
 
+    def update(self, batch: ReplayBufferSamples) -> dict[str, float]:
+        """One TD3+BC iteration on a mini-batch (Fujimoto & Gu 2021, Algorithm 1 = TD3 plus two changes).
+
+        Returns the critic loss and, on the iterations that update the actor, its loss and parts.
+        """
+        self._n_updates += 1
+        # Critic: both Q-networks regress onto the clipped double-Q target built with target policy
+        # smoothing, y = r + γ(1 − d)·min_i Q'_i(s', clip(π'(s') + ε)) (TD3, unchanged by TD3+BC).
+        target = self.target_q(batch)
+        critic_loss = sum(F.mse_loss(q, target) for q in self.critic(batch.observations, batch.actions))
+        assert isinstance(critic_loss, th.Tensor)
+        self.critic.optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic.optimizer.step()
+        out = {"critic_loss": critic_loss.item()}
+        if self._n_updates % self.policy_delay:  # delayed policy updates (TD3)
+            return out
+        # Actor: maximise λQ1(s, π(s)) − (π(s) − a)², λ = α / mean|Q| (the first TD3+BC change; the
+        # second, normalised states, lives in the networks' StateNormalizer).
+        pi = self.actor(batch.observations)
+        q = self.critic.q1_forward(batch.observations, pi)
+        actor_loss, parts = td3bc_actor_loss(q, pi, batch.actions, self.alpha)
+        self.actor.optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor.optimizer.step()
+        # Targets track the online networks slowly: θ' ← τθ + (1 − τ)θ'.
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+        polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+        polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+        return {**out, "actor_loss": actor_loss.item(), "q_mean": q.mean().item(), **parts}
+
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
-        """``gradient_steps`` critic updates, with the actor and targets updated every ``policy_delay``."""
+        """SB3's training hook: ``gradient_steps`` calls of ``update`` on fresh mini-batches, means logged."""
         self.policy.set_training_mode(True)
         self._set_learning_rates()
-        critic_losses: list[float] = []
-        actor_losses: list[float] = []
-        parts: dict[str, list[float]] = {"q_mean": [], "lambda": [], "bc_loss": []}
+        seen: dict[str, list[float]] = {}
         for _ in range(gradient_steps):
-            self._n_updates += 1
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            target = self.target_q(data)
-            current = self.critic(data.observations, data.actions)
-            critic_loss = sum(F.mse_loss(q, target) for q in current)
-            assert isinstance(critic_loss, th.Tensor)
-            critic_losses.append(critic_loss.item())
-            self.critic.optimizer.zero_grad()
-            critic_loss.backward()
-            self.critic.optimizer.step()
-
-            if self._n_updates % self.policy_delay == 0:
-                pi = self.actor(data.observations)
-                q = self.critic.q1_forward(data.observations, pi)
-                actor_loss, info = td3bc_actor_loss(q, pi, data.actions, self.alpha)
-                actor_losses.append(actor_loss.item())
-                parts["q_mean"].append(q.mean().item())
-                parts["lambda"].append(info["lambda"])
-                parts["bc_loss"].append(info["bc_loss"])
-                self.actor.optimizer.zero_grad()
-                actor_loss.backward()
-                self.actor.optimizer.step()
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
-                polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
-                polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
-
-        metrics = {
-            "train/n_updates": float(self._n_updates),
-            "train/critic_loss": float(np.mean(critic_losses)),
-        }
-        if actor_losses:
-            metrics["train/actor_loss"] = float(np.mean(actor_losses))
-            metrics.update({f"train/{k}": float(np.mean(v)) for k, v in parts.items()})
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            for key, value in self.update(batch).items():
+                seen.setdefault(key, []).append(value)
+        metrics = {"train/n_updates": float(self._n_updates),
+                   **{f"train/{k}": float(np.mean(v)) for k, v in seen.items()}}
         self.last_metrics = metrics
         for key, value in metrics.items():
             self.logger.record(key, value, exclude="tensorboard" if key == "train/n_updates" else None)
