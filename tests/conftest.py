@@ -15,6 +15,8 @@ import pytest  # noqa: E402
 
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
+pytest_plugins = ["tests.dialogue_tasks"]  # the dialogue tests' fixtures: lm (a RecordingLM), proj
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

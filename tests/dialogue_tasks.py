@@ -1,10 +1,19 @@
-"""Small hand-written tasks, a deterministic judge and a recording LM for the dialogue tests."""
+"""Small hand-written tasks, a deterministic judge, a recording LM and their fixtures for the dialogue tests.
+
+Its fixtures are registered for every test module (``conftest.pytest_plugins``): ``lm``, a RecordingLM of
+the tiny model, and ``proj``, a PCA projection of it (a module's own ``lm`` fixture takes precedence).
+GREEDY decoding and a leave phrase that is NEVER said make dialogues deterministic and full length.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dat.lm.frozen import FrozenLM
+import pytest
+
+from dat.action.projection import PrefixConfig, UpProjection
+from dat.lm.frozen import FrozenLM, SamplingConfig
+from dat.lm.loading import ModelConfig
 from dat.records import DialogueRecord
 from envs.scenarios import AgentProfile, RelationshipType, Scenario, Task
 
@@ -56,3 +65,18 @@ class RecordingLM(FrozenLM):
         prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * len(dialogues)
         self.seen += [("generate", list(d), p is not None) for d, p in zip(dialogues, prefixes, strict=True)]
         return super().generate(dialogues, prefix_embeds, sampling, position, seed, caches)
+
+
+GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
+NEVER = "zq-never-said-qz"
+"""A leave phrase no dialogue says, so episodes run to max_turns."""
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir) -> RecordingLM:
+    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="module")
+def proj(lm) -> UpProjection:
+    return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))

@@ -12,26 +12,12 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
-from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rules import EnvConfig
 from dat.judges.rule import RuleJudge
-from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.lm.frozen import ContextOverflowError, FrozenLM
 from dat.lm.loading import ModelConfig
 from envs.dialogue_env import DialogueEnv
-from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
-
-GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
-NEVER = "zq-never-said-qz"
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_dir) -> RecordingLM:
-    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
-
-
-@pytest.fixture(scope="module")
-def proj(lm) -> UpProjection:
-    return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
 
 
 def make_env(lm, proj, judge=None, **cfg) -> DialogueEnv:

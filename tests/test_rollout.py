@@ -6,29 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rollout import Verdict, default_reward, pay, score
 from dat.dialogue.rollout import collect as collect_on
 from dat.dialogue.rules import Dialogue, EnvConfig
 from dat.lm.frozen import SamplingConfig
-from dat.lm.loading import ModelConfig
 from dat.records import Utterance
 from envs.dialogue_env import DialogueEnv
 from envs.vector_env import collector_envs
-from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
-
-GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
-NEVER = "zq-never-said-qz"
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_dir) -> RecordingLM:
-    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
-
-
-@pytest.fixture(scope="module")
-def proj(lm) -> UpProjection:
-    return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
 
 
 def collect(lm, proj, tasks, policy, n, cfg, judge, seed, batch_size=None, **kwargs):

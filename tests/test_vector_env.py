@@ -8,26 +8,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
-from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rules import EnvConfig
-from dat.lm.frozen import SamplingConfig
-from dat.lm.loading import ModelConfig
 from envs.dialogue_env import DialogueEnv
 from envs.vector_env import DialogueVectorEnv
-from tests.dialogue_tasks import LengthJudge, RecordingLM, make_tasks
-
-GREEDY = SamplingConfig(do_sample=False, max_new_tokens=8, repetition_penalty=1.0)
-NEVER = "zq-never-said-qz"
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_dir) -> RecordingLM:
-    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
-
-
-@pytest.fixture(scope="module")
-def proj(lm) -> UpProjection:
-    return UpProjection.pca(lm.model.get_input_embeddings().weight, PrefixConfig(action_dim=4, tokens=2))
+from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
 
 
 def config(**overrides) -> EnvConfig:
