@@ -9,7 +9,7 @@ Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs`
 
 from __future__ import annotations
 
-import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
+import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import argparse
 import sys
@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dat_runtime.one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from envs.scenarios import load_scenarios
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy:
         from dat.rl.export import DATPolicy
 
+        DATPolicy.check_source(args.policy)
         policy = DATPolicy.from_pretrained(args.policy)
     model = args.model or (policy.base_model if policy is not None else "smollm2-135m-instruct")
     lm = FrozenLM.load(ModelConfig(name=model))

@@ -28,3 +28,29 @@ SETTINGS = {
 
 for _name, _value in SETTINGS.items():
     os.environ.setdefault(_name, _value)
+
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+"""What bad input raises across the project (each message names the field, file or line and the fix)."""
+
+
+def one_line_errors(task):
+    """Wrap an entry point so an expected error prints one line (``error: ...``) and exits with status 2.
+
+    The traceback is only noise for a bad config value or a missing file; set ``DAT_DEBUG=1`` to see it.
+    """
+    import functools
+    import sys
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            if os.environ.get("DAT_DEBUG") == "1":
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"error: {message}  (DAT_DEBUG=1 shows the traceback)", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run

@@ -8,7 +8,7 @@ resample scenarios (``dat.eval.stats``). Writes ``evaluation.json`` / ``.md`` / 
 
 from __future__ import annotations
 
-import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
+import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import shutil
 import time
@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from dat.config import TrainConfig, register_configs, to_config
+from dat.config import TrainConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect
 from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
@@ -56,6 +56,11 @@ class EvaluateConfig(TrainConfig):
 
 def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, float]:
     """Run every condition on the same episodes and write the report; return flat eval metrics."""
+    validate(cfg)  # every value checked before the model loads or anything is written
+    if cfg.policy:
+        from dat.rl.export import DATPolicy
+
+        DATPolicy.check_source(cfg.policy)
     out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
@@ -162,6 +167,7 @@ OmegaConf.register_new_resolver("or_default", lambda value: value or "default", 
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@dat_runtime.one_line_errors
 def main(cfg: DictConfig) -> None:
     evaluate(to_config(cfg, EvaluateConfig))
 

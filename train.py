@@ -10,7 +10,7 @@ held-out gain over the unsteered model, so a Hydra sweeper can optimise it.
 
 from __future__ import annotations
 
-import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
+import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import shutil
 import time
@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from dat.action.projection import UpProjection
-from dat.config import TrainConfig, register_configs, to_config
+from dat.config import TrainConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect
 from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
@@ -167,6 +167,7 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
 
 def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     """Train a planner as ``cfg`` says; return the final evaluation metrics."""
+    validate(cfg)  # every value checked before the model loads or anything is written
     out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
@@ -229,6 +230,7 @@ planner minus the unsteered model's (paired, mean over episodes)."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@dat_runtime.one_line_errors
 def main(cfg: DictConfig) -> float:
     return train(to_config(cfg)).get(OBJECTIVE, float("nan"))
 

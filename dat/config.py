@@ -82,6 +82,15 @@ class LoopConfig:
     random_first_round: bool = True
     """Collect round 0 with uniform random actions (DAT's collection) instead of the initial policy."""
 
+    def validate(self) -> LoopConfig:
+        """Raise a ValueError naming the field when a count is unusable."""
+        for name in ("rounds", "episodes_per_round", "eval_per_task", "eval_every", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"loop.{name}={getattr(self, name)} must be at least 1.")
+        if self.eval_tasks is not None and self.eval_tasks < 1:
+            raise ValueError(f"loop.eval_tasks={self.eval_tasks} must be at least 1 (or null for all).")
+        return self
+
 
 @dataclass
 class TrainConfig:
@@ -119,6 +128,33 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     for group, node in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=node)
+
+
+LOGGERS = {"backend": ("wandb", "none"), "mode": ("offline", "online", "disabled")}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def validate(cfg: Any) -> Any:
+    """Check every group of a composed config before any work starts (no model loaded, nothing written).
+
+    Each group's own ``validate`` names the field and its valid values; the ones without run here.
+    Returns ``cfg``. Works for the training config and for configs that share its groups (evaluate.py).
+    """
+    cfg.env.validate()
+    cfg.judge.validate()
+    cfg.prefix.validate()
+    if getattr(cfg, "loop", None) is not None:
+        cfg.loop.validate()
+    if cfg.prefix.kind == "behaviours" and not cfg.prefix.path:
+        from dat.action.behaviours import check_config
+
+        check_config(cfg.prefix, cfg.behaviours)
+    if cfg.model.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={cfg.model.dtype!r} is not one of: {', '.join(DTYPES)}.")
+    for name, valid in LOGGERS.items():
+        if getattr(cfg.logger, name) not in valid:
+            raise ValueError(f"logger.{name}={getattr(cfg.logger, name)!r} is not one of: {', '.join(valid)}.")
+    return cfg
 
 
 def to_config(cfg: DictConfig | dict[str, Any], schema: type = TrainConfig) -> Any:

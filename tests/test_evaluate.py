@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from gymnasium import spaces
 from hydra import compose, initialize_config_dir
@@ -61,3 +62,16 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
         seeds[condition] = [(line["task_id"], line["seed"]) for line in lines]
     assert seeds["policy"] == seeds["unsteered"] == seeds["zero"] == seeds["random"]  # paired episodes
     assert len({task for task, _ in seeds["policy"]}) == 4  # K=1 episode on each of the 4 tasks
+
+
+def test_a_policy_that_is_no_export_is_explained_before_any_work(tmp_path):
+    export = export_policy(tmp_path)
+    DATPolicy.check_source(export)  # an export passes
+    with pytest.raises(ValueError, match=f"is a training run; its planner is in {tmp_path / 'export'}"):
+        DATPolicy.check_source(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no DATPolicy export"):
+        DATPolicy.check_source(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        DATPolicy.check_source(tmp_path / "missing")
+    DATPolicy.check_source("someone/dat-planner")  # a Hub id is left to huggingface_hub

@@ -172,3 +172,23 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
     # A changed self-cloning setting under the same name is refused, never silently served the stale projection.
     with pytest.raises(ValueError, match=r"other settings \(selfclone.lr\)"):
         train_module.train(config(tmp_path, *clone, "selfclone.lr=0.5", f"output_dir={tmp_path / 'd'}"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("prefix.kind=foo", "prefix.kind='foo' is not one of: pca, learned, anchors, behaviours"),
+    ("prefix.position=middle", "prefix.position='middle' is not one of: start, before_reply"),
+    ("loop.rounds=-1", "loop.rounds=-1 must be at least 1"),
+    ("prefix.path=/no/such/projection", "prefix.path='/no/such/projection' holds no up-projection"),
+    ("logger.mode=offlien", "logger.mode='offlien' is not one of: offline, online, disabled"),
+])
+def test_bad_values_fail_in_one_line_before_the_model_loads(tmp_path, override, message):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "debug=tiny", "logger=none", f"output_dir={out}",
+         f"model.cache_dir={tmp_path / 'cache'}", override],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], lines[-3:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cache").exists() and not out.exists()  # no model converted, nothing written

@@ -32,6 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from dat.lm.frozen import POSITIONS
+
 
 @dataclass
 class PrefixConfig:
@@ -62,6 +64,24 @@ class PrefixConfig:
     """kind=behaviours: input (L input embeddings) or layers (also a trained vector added at the prefix
     positions in every decoder layer, as in prefix-tuning; see dat.lm.layerprefix)."""
 
+    def validate(self) -> PrefixConfig:
+        """Raise a ValueError naming the field and its valid values when a setting is unusable."""
+        choices = {"kind": KINDS, "position": POSITIONS, "depth": DEPTHS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"prefix.{name}={getattr(self, name)!r} is not one of: {', '.join(valid)}.")
+        for name in ("tokens", "action_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"prefix.{name}={getattr(self, name)} must be a positive integer.")
+        if self.norm <= 0 or self.sharpness <= 0:
+            raise ValueError(f"prefix.norm={self.norm} and prefix.sharpness={self.sharpness} must be positive.")
+        if self.depth == "layers" and self.kind != "behaviours":
+            raise ValueError("prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained).")
+        if self.path and not (Path(self.path) / "projection.json").is_file():
+            raise ValueError(f"prefix.path={self.path!r} holds no up-projection (projection.json missing); give a "
+                             "folder written by UpProjection.save (a run's projection/ folder), or prefix.path=null.")
+        return self
+
 
 ANCHOR_WORDS = (
     "wonderful", "great", "thanks", "happy", "agree", "deal", "yes", "sure",
@@ -71,6 +91,7 @@ ANCHOR_WORDS = (
 
 KINDS = ("pca", "learned", "anchors", "behaviours")
 DEPTHS = ("input", "layers")
+
 MIXTURES = ("anchors", "behaviours")
 """Kinds whose action picks a softmax mixture of stored vectors (their scale is ``norm`` alone)."""
 

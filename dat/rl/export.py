@@ -14,6 +14,7 @@ belong to the resumable training checkpoint (``dat.rl.checkpoint``), not here.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -79,6 +80,24 @@ class DATPolicy(
             deep = (prefix_layers,) if prefix_cfg.depth == "layers" and prefix_layers else ()
             placeholder = torch.zeros(prefix_cfg.action_dim, *deep, prefix_cfg.tokens, state_dim)
         self.projection = UpProjection(prefix_cfg, state_dim, 1.0, placeholder)
+
+    @staticmethod
+    def check_source(source: str | Path) -> None:
+        """Fail with the fix when ``source`` cannot be an export: a run folder (its planner is in export/),
+        a folder without ``config.json``, or a missing path that is no Hub id (``owner/name``)."""
+        folder = Path(source)
+        if folder.is_dir():
+            if (folder / "config.json").is_file():
+                return
+            if (folder / "export" / "config.json").is_file():
+                raise ValueError(f"policy={source} is a training run; its planner is in {folder / 'export'}: "
+                                 f"pass policy={folder / 'export'}.")
+            raise ValueError(f"policy={source} holds no DATPolicy export (no config.json); pass the export/ "
+                             "folder that train.py writes in its run folder.")
+        hub_id = len(str(source).split("/")) == 2 and not str(source).startswith((".", "/", "~"))
+        if not hub_id:
+            raise FileNotFoundError(f"policy={source}: no such folder. Pass a run's export/ folder (train.py prints "
+                                    "it at the end) or a Hub id such as you/dat-planner.")
 
     @property
     def position(self) -> str:
