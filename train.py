@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dat_runtime  # process settings before torch (see dat_runtime.py)
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from dat.action.projection import UpProjection
-from dat.config import TrainConfig, register_configs, to_config, validate
+from dat.config import TrainConfig, identity, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect
 from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
@@ -36,7 +37,14 @@ from dat.judges import make_judge
 from dat.judges.reward import reward as judged_reward
 from dat.lm.frozen import FrozenLM
 from dat.rl.buffer import add_episode
-from dat.rl.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint
+from dat.rl.checkpoint import (
+    RunState,
+    changed_settings,
+    clean_staging,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from dat.rl.export import DATPolicy
 from dat.rl.td3bc import TD3BC, OfflineEnv
 from dat.seeding import derive_seed, seed_everything
@@ -94,16 +102,19 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
     checkpoints = out / "checkpoints"
+    for orphan in clean_staging(checkpoints):
+        tqdm.write(f"removed {orphan.name}, a checkpoint a killed run left half-written")
     found = latest_checkpoint(checkpoints) if cfg.resume else None
     if found is not None:
         algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space), cfg.algo.device)
         tqdm.write(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
+        state.settings = identity(cfg)  # the same, or forced (force_resume): later resumes follow this config
     else:
         if not cfg.resume and latest_checkpoint(checkpoints) is not None:
             raise FileExistsError(f"{checkpoints} holds a checkpoint and resume=false; choose another "
                                   "output directory (hydra.run.dir=...) or delete it.")
         algo = TD3BC.from_config(cfg.algo, observation_space=obs_space, action_space=act_space, seed=cfg.seed)
-        state = RunState(judge_cache=str(cfg.judge.cache_dir or out / "judge_cache"))
+        state = RunState(judge_cache=str(cfg.judge.cache_dir or out / "judge_cache"), settings=identity(cfg))
     tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
@@ -169,6 +180,7 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     """Train a planner as ``cfg`` says; return the final evaluation metrics."""
     validate(cfg)  # every value checked before the model loads or anything is written
     out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    _check_resume(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.model.threads or torch.get_num_threads())
@@ -186,6 +198,19 @@ def train(cfg: TrainConfig, output_dir: Path | None = None) -> dict[str, float]:
     final = next((h for h in reversed(run.state.history) if "eval/policy/mean" in h), metrics)
     _print_outro(out)
     return {k: float(v) for k, v in final.items() if isinstance(v, int | float)}
+
+
+def _check_resume(cfg: TrainConfig, out: Path) -> None:
+    """Refuse to continue a checkpoint made with other settings (``dat.config.identity``), before any work."""
+    found = latest_checkpoint(out / "checkpoints") if cfg.resume and not cfg.force_resume else None
+    if found is None:
+        return
+    saved = json.loads((found / "state.json").read_text()).get("settings", {})
+    changed = changed_settings(saved, identity(cfg))
+    if changed:
+        raise ValueError(f"{out} holds a run made with other settings ({', '.join(changed)}); resuming would mix "
+                         "them. Start a new run in another folder (hydra.run.dir=...), or pass force_resume=true "
+                         "to continue this one anyway.")
 
 
 def _plain(cfg: TrainConfig) -> dict:

@@ -7,6 +7,7 @@ typo (``algo.alpah=1``) or a wrong type (``seed=abc``) fails at start with a mes
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +102,9 @@ class TrainConfig:
     name: str = "dat"
     """Run name (W&B run name, export model card)."""
     resume: bool = True
-    """Resume from the output directory's last complete checkpoint when there is one."""
+    """Resume from the output directory's last complete checkpoint when there is one (and its settings match)."""
+    force_resume: bool = False
+    """Resume even when the checkpoint was made with other settings (``identity``): the run then mixes them."""
     output_dir: str | None = None
     """Where outputs go; None uses Hydra's run directory."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -155,6 +158,25 @@ def validate(cfg: Any) -> Any:
         if getattr(cfg.logger, name) not in valid:
             raise ValueError(f"logger.{name}={getattr(cfg.logger, name)!r} is not one of: {', '.join(valid)}.")
     return cfg
+
+
+def identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that make a run what it is, as flat ``group.field`` keys: a checkpoint resumes only
+    under the same ones. Seed, model, action space (prefix and how it was made), what the planner reads
+    (state layer and pooling), the networks' shapes and the judge's reward; not the budget (rounds,
+    episodes, gradient steps), which a user extends by re-running."""
+    from dataclasses import asdict
+
+    made = {"behaviours": asdict(cfg.behaviours), "learned": asdict(cfg.selfclone)}.get(cfg.prefix.kind, {})
+    flat = {"seed": cfg.seed, "model.name": cfg.model.name, "model.dtype": cfg.model.dtype,
+            "env.state_layer": cfg.env.state_layer, "env.state_pool": cfg.env.state_pool,
+            "algo.net_arch": asdict(cfg.algo.net_arch), "algo.activation": cfg.algo.activation,
+            "algo.normalize_states": cfg.algo.normalize_states, "judge.backend": cfg.judge.backend,
+            "judge.weights": asdict(cfg.judge.weights)}
+    flat.update({f"prefix.{k}": v for k, v in asdict(cfg.prefix).items() if k != "path"})
+    group = "behaviours" if cfg.prefix.kind == "behaviours" else "selfclone"
+    flat.update({f"{group}.{k}": v for k, v in made.items() if k not in ("name", "checkpoint_every")})
+    return json.loads(json.dumps(flat))  # as state.json will hold it (tuples become lists)
 
 
 def to_config(cfg: DictConfig | dict[str, Any], schema: type = TrainConfig) -> Any:

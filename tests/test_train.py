@@ -192,3 +192,20 @@ def test_bad_values_fail_in_one_line_before_the_model_loads(tmp_path, override, 
     assert lines[-1].startswith("error: ") and message in lines[-1], lines[-3:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "cache").exists() and not out.exists()  # no model converted, nothing written
+
+
+def test_a_checkpoint_resumes_only_under_the_same_settings(tmp_path):
+    out = tmp_path / "run"
+    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=1"))
+    orphan = out / "checkpoints" / ".staging-0002-999999"
+    orphan.mkdir()  # a kill while a checkpoint was being written
+    with pytest.raises(ValueError, match=r"other settings \(algo.net_arch, seed\).*force_resume=true"):
+        train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=2", "seed=5",
+                                  "algo.net_arch.actor=[16]"))
+    assert orphan.is_dir() and not (out / "checkpoints" / "round-0002").exists()  # refused before any work
+    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=2"))  # same settings
+    assert not orphan.exists() and (out / "checkpoints" / "round-0002").is_dir()
+    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3", "seed=5",
+                              "force_resume=true"))
+    state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
+    assert state["settings"]["seed"] == 5 and [h["round"] for h in state["history"]] == [0, 1, 2]

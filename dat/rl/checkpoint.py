@@ -41,6 +41,8 @@ class RunState:
     """Where the judge cache lives (judgements survive the run)."""
     episodes: int = 0
     """Episodes collected so far."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The settings that make the run what it is (``dat.config.identity``), compared before a resume."""
 
 
 def save_checkpoint(root: Path, algo, state: RunState, keep: int = 2) -> Path:
@@ -88,6 +90,24 @@ def load_checkpoint(folder: Path, algo_class, env, device: str = "cpu") -> tuple
     torch.set_rng_state(rng["torch"])
     state = RunState(**json.loads((folder / "state.json").read_text()))
     return algo, state
+
+
+def clean_staging(root: Path) -> list[Path]:
+    """Remove half-written checkpoints (``.staging-*``) a killed run left behind; return what was removed.
+
+    One run writes to a folder at a time, so any staging folder found when a run starts is an orphan.
+    """
+    orphans = sorted(root.glob(".staging-*")) if root.is_dir() else []
+    for folder in orphans:
+        shutil.rmtree(folder, ignore_errors=True)
+    return orphans
+
+
+def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between a checkpoint's settings and this run's (empty: same run)."""
+    if not saved:  # a checkpoint from before settings were recorded: nothing to compare
+        return []
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 
 def _fsync_dir(folder: Path) -> None:
