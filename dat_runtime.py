@@ -12,11 +12,16 @@ the shell wins:
 * ``TOKENIZERS_PARALLELISM=false``: no fork warnings from the tokenizers' thread pool.
 * ``HF_HUB_DISABLE_PROGRESS_BARS=1``, ``TRANSFORMERS_VERBOSITY=error``: one progress bar (ours) and
   no library chatter on the console.
+
+It also holds what every entry point shares about failing well: ``one_line_errors`` (an expected
+error is one line, not a traceback) and ``SecretGuard`` (a key in the config is refused before
+anything is written).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 SETTINGS = {
     "OMP_WAIT_POLICY": "PASSIVE",
@@ -54,3 +59,73 @@ def one_line_errors(task):
             raise SystemExit(2) from None
 
     return run
+
+
+KEY_LIKE = re.compile(
+    r"sk-[A-Za-z0-9_\-]{12,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{8,}"
+)
+"""What API keys look like (OpenAI and compatible, Hugging Face, GitHub, AWS, Slack): never to be written down."""
+VARIABLE_FIELDS = ("judge.api.api_key_env",)
+"""Fields that hold the *name* of an environment variable (the key stays in the environment)."""
+
+
+def secret_problem(values: dict[str, str]) -> str | None:
+    """Why a config's values may not be written to disk (a key where a name belongs, or a key-like value), or
+    None. ``values``: dotted field -> string value. The message never contains the value itself."""
+    for name in VARIABLE_FIELDS:
+        value = values.get(name)
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            return (f"{name} must name an environment variable (such as OPENAI_API_KEY) that holds the key; the "
+                    "value given is not a variable name and is not shown. Export the key in your shell and pass "
+                    "its variable's name.")
+    for name, value in values.items():
+        if KEY_LIKE.search(value):
+            return (f"{name} holds what looks like an API key (not shown). Keys are read from environment "
+                    "variables only (judge.api.api_key_env), so they never reach the run folder, logs or W&B.")
+    return None
+
+
+def _strings(node, prefix: str = "") -> dict[str, str]:
+    """Every string leaf of a (Omega)conf mapping or list, by dotted path."""
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    out: dict[str, str] = {}
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, str):
+            out[path] = value
+        elif hasattr(value, "items") or isinstance(value, list) or type(value).__name__ == "ListConfig":
+            out.update(_strings(value, f"{path}."))
+    return out
+
+
+try:  # Hydra is a dependency of the entry points; this module stays importable without it
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class SecretGuard(Callback):
+    """A Hydra callback that refuses a config holding a key before Hydra creates the run folder, names it
+    after the overrides or saves ``.hydra/*.yaml`` (registered in ``conf/train.yaml`` and ``evaluate.yaml``)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config) -> None:
+        from omegaconf import OmegaConf
+
+        plain = OmegaConf.to_container(config, resolve=False)
+        hydra = plain.pop("hydra", {}) if isinstance(plain, dict) else {}
+        values = _strings(plain)
+        for i, override in enumerate(hydra.get("overrides", {}).get("task", [])):
+            values[f"override {i + 1}"] = str(override)
+        problem = secret_problem(values)
+        if problem:
+            import sys
+
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(2)

@@ -214,3 +214,11 @@ def test_parser_tolerates_shapes_but_not_bad_values():
         parse_reply(json.dumps({"agent_1": SCORES_1}), names)
     with pytest.raises(ReplyError, match="invalid JSON"):
         parse_reply('{"agent_1": {"goal": [}', names)
+
+
+def test_the_cache_key_includes_the_server():
+    """Another server's judgements are not reused: the judge's version (part of the cache key) names it."""
+    here = ApiJudge(ApiJudgeConfig(base_url="http://127.0.0.1:8000/v1", api_key_env=""))
+    there = ApiJudge(ApiJudgeConfig(base_url="http://127.0.0.1:9000/v1", api_key_env=""))
+    same = ApiJudge(ApiJudgeConfig(base_url="http://127.0.0.1:8000/v1/", api_key_env=""))
+    assert here.version != there.version and here.version == same.version

@@ -209,3 +209,18 @@ def test_a_checkpoint_resumes_only_under_the_same_settings(tmp_path):
                               "force_resume=true"))
     state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
     assert state["settings"]["seed"] == 5 and [h["round"] for h in state["history"]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("override", [
+    "judge.api.api_key_env=sk-proj-PLANTEDkey0123456789abcdef",  # the key where its variable's name belongs
+    "name=sk-proj-PLANTEDkey0123456789abcdef",  # a key-like value anywhere
+])
+def test_a_key_in_the_config_is_refused_before_anything_is_written(tmp_path, override):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "debug=tiny", "judge=api", "logger=none",
+         f"hydra.run.dir={tmp_path / 'run'}", f"model.cache_dir={tmp_path / 'cache'}", override],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: "), result.stderr[-1500:]
+    assert "PLANTED" not in result.stdout + result.stderr  # never echoed
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not written and not any("PLANTED" in str(p) for p in tmp_path.rglob("*")), written

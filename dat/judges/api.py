@@ -37,7 +37,7 @@ class ApiJudge:
     def __init__(self, cfg: ApiJudgeConfig, client: Any = None) -> None:
         self.cfg = cfg
         self.model = cfg.model
-        settings = [cfg.temperature, cfg.max_tokens, cfg.json_mode]
+        settings = [cfg.temperature, cfg.max_tokens, cfg.json_mode, cfg.base_url.rstrip("/")]  # the server too
         self.version = f"api-{PROMPT_VERSION}:" + settings_hash(settings)
         self._key = ""
         if cfg.api_key_env:
