@@ -335,7 +335,7 @@ def _copy_bundled(tmp_path: Path) -> Path:
 def _edit_line(path: Path, line: int, edit: Edit) -> None:
     lines = path.read_text().splitlines()
     lines[line - 1] = edit(lines[line - 1])
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))  # \udcff: a stray byte
 
 
 def _mutate(key: str, value: object = None, drop: bool = False) -> Edit:
@@ -377,6 +377,11 @@ def _mutate(key: str, value: object = None, drop: bool = False) -> Edit:
         ),
         ("tasks.jsonl", 9, _mutate("scenario_id", "nowhere"), "scenario_id", "unknown reference"),
         ("tasks.jsonl", 2, _mutate("id", "bike_sale/1"), "id", "duplicate id"),
+        ("scenarios.jsonl", 4, _mutate("scenario", "  "), "scenario", "empty"),
+        ("scenarios.jsonl", 4, _mutate("agent_goals", ["Sell it.", ""]), "agent_goals", "entry 2 is empty"),
+        ("characters.jsonl", 3, _mutate("first_name", ""), "first_name", "empty"),
+        ("tasks.jsonl", 5, _mutate("agent_ids", ["maya_lindqvist", "maya_lindqvist"]), "agent_ids", "twice"),
+        ("tasks.jsonl", 6, lambda s: s.replace('"', '"\udcff', 1), None, "not UTF-8"),
     ],
 )
 def test_project_layout_errors_name_file_line_field(
@@ -416,6 +421,13 @@ def test_sotopia_layout_errors_name_file_line_field(
         load_scenarios("sotopia", root=tmp_path)
     assert (err.value.path, err.value.line, err.value.field) == (str(folder / file), line, field)
     assert words in str(err.value)
+
+
+def test_an_empty_file_is_named_not_read_as_no_tasks(tmp_path: Path) -> None:
+    folder = _copy_bundled(tmp_path)
+    (folder / "tasks.jsonl").write_text("\n")
+    with pytest.raises(ScenarioError, match=r"tasks.jsonl: the file holds no rows"):
+        load_scenarios(folder)
 
 
 def test_unknown_name_and_empty_folder_explain_the_fix(tmp_path: Path) -> None:

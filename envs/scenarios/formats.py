@@ -56,8 +56,8 @@ def _profile(row: Row, pk_field: str, strict: bool) -> AgentProfile:
     text = REQUIRED if strict else ""
     texts: Any = REQUIRED if strict else ()
     return AgentProfile(
-        pk=row.text(pk_field),
-        first_name=row.text("first_name"),
+        pk=row.text(pk_field, nonempty=True),
+        first_name=row.text("first_name", nonempty=True),
         last_name=row.text("last_name"),
         age=row.integer("age"),
         occupation=row.text("occupation"),
@@ -71,6 +71,14 @@ def _profile(row: Row, pk_field: str, strict: bool) -> AgentProfile:
         decision_making_style=row.text("decision_making_style", text),
         secret=row.text("secret", text),
     )
+
+
+def _pair(row: Row, agents: dict[str, AgentProfile], where: Path) -> tuple[AgentProfile, AgentProfile]:
+    """The task's two characters (``agent_ids``): both known, and not the same one twice."""
+    first, second = row.pair("agent_ids")
+    if first == second:
+        raise row.error("agent_ids", f"names the character {first!r} twice", "give two different characters")
+    return _ref(row, "agent_ids", first, agents, where), _ref(row, "agent_ids", second, agents, where)
 
 
 def _checks(row: Row) -> tuple[dict, ...]:
@@ -93,9 +101,9 @@ def read_sotopia(folder: Path) -> list[Task]:
 
     def scenario(r: Row) -> Scenario:
         return Scenario(
-            id=r.text("env_id"),
+            id=r.text("env_id", nonempty=True),
             codename=r.text("codename"),
-            scenario=r.text("scenario"),
+            scenario=r.text("scenario", nonempty=True),
             agent_goals=r.pair("agent_goals"),
             relationship=r.relationship(),
             source=r.text("source"),
@@ -111,8 +119,7 @@ def read_sotopia(folder: Path) -> list[Task]:
 
     def task(r: Row) -> Task:
         env = _ref(r, "env_id", r.text("env_id"), scenarios, env_file)
-        a, b = (_ref(r, "agent_ids", pk, agents, agent_file) for pk in r.pair("agent_ids"))
-        return Task(id=r.text("combo_id"), scenario=env, agents=(a, b))
+        return Task(id=r.text("combo_id", nonempty=True), scenario=env, agents=_pair(r, agents, agent_file))
 
     return list(_by_id(read_jsonl(combo_file), "combo_id", task).values())
 
@@ -133,9 +140,9 @@ def read_project(folder: Path) -> list[Task]:
     def scenario(r: Row) -> Scenario:
         r.reject_unknown(_SCENARIO_FIELDS)
         return Scenario(
-            id=r.text("id"),
+            id=r.text("id", nonempty=True),
             codename=r.text("codename", r.text("id")),
-            scenario=r.text("scenario"),
+            scenario=r.text("scenario", nonempty=True),
             agent_goals=r.pair("agent_goals"),
             relationship=r.relationship(),
             source=r.text("source", "custom"),
@@ -149,8 +156,7 @@ def read_project(folder: Path) -> list[Task]:
     def task(r: Row) -> Task:
         r.reject_unknown(_TASK_FIELDS)
         env = _ref(r, "scenario_id", r.text("scenario_id"), scenarios, scen_file)
-        a, b = (_ref(r, "agent_ids", pk, agents, char_file) for pk in r.pair("agent_ids"))
-        return Task(id=r.text("id"), scenario=env, agents=(a, b))
+        return Task(id=r.text("id", nonempty=True), scenario=env, agents=_pair(r, agents, char_file))
 
     return list(_by_id(read_jsonl(task_file), "id", task).values())
 

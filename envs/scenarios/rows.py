@@ -32,8 +32,13 @@ def read_jsonl(path: Path) -> list[Row]:
     if not path.is_file():
         raise ScenarioError(path, None, None, "file not found", "check the folder, or the file name")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ScenarioError(path, number, None, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                                    f"{err.start + 1})", "save the file as UTF-8") from None
             if not text.strip():
                 continue
             try:
@@ -55,6 +60,9 @@ def read_jsonl(path: Path) -> list[Row]:
                     "write one JSON object ({...}) per line",
                 )
             rows.append(Row(path, number, data))
+    if not rows:
+        raise ScenarioError(path, None, None, "the file holds no rows (it is empty)",
+                            "write one JSON object per line, or point at another folder")
     return rows
 
 
@@ -74,12 +82,15 @@ class Row:
             raise self.error(field, "missing", f'add "{field}" to this object')
         return default
 
-    def text(self, field: str, default: Any = REQUIRED) -> str:
+    def text(self, field: str, default: Any = REQUIRED, nonempty: bool = False) -> str:
+        """A string field; ``nonempty``: blank text is an error too (ids, names, the scenario itself)."""
         value = self._get(field, default)
         if not isinstance(value, str):
             raise self.error(
                 field, f"expected a string, got {type(value).__name__} {value!r}", "quote the value"
             )
+        if nonempty and not value.strip():
+            raise self.error(field, "empty", "write the text this field needs")
         return value
 
     def integer(self, field: str) -> int:
@@ -105,8 +116,10 @@ class Row:
         return tuple(v.strip() for v in value)
 
     def pair(self, field: str) -> tuple[str, str]:
-        """Exactly two strings, one per agent (goals, agent ids)."""
+        """Exactly two non-empty strings, one per agent (goals, agent ids)."""
         first, second = self.texts(field, length=2)
+        if not first or not second:
+            raise self.error(field, f"entry {1 if not first else 2} is empty", "give both agents' text")
         return first, second
 
     def dicts(self, field: str) -> tuple[dict[str, Any], ...]:
