@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from dat.action.projection import UpProjection
 from dat.config import TrainConfig, identity, register_configs, to_config, validate
-from dat.dialogue.episodes import save_episodes
-from dat.dialogue.rollout import collect
+from dat.dialogue.episodes import load_episodes, save_episodes
+from dat.dialogue.rollout import JudgeOutage, collect, judgement_dict, outage
 from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
@@ -68,6 +68,7 @@ class Run:
     algo: TD3BC
     state: RunState
     tracker: Any
+    reward_fn: Any
     baselines: dict = field(default_factory=dict)
     """Unsteered and zero-action evaluation episodes: the same every round, played once."""
 
@@ -118,7 +119,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
-    return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker)
+    return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn)
 
 
 def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
@@ -130,10 +131,20 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     explore = "random" if rnd == 0 and cfg.loop.random_first_round else run.policy
     stats: dict[str, float] = {}
     episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
-                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats)
-    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)
+                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
+                       keep_failed=True)
+    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)  # failed ones too, with the cause
+    failed = [e for e in episodes if e.judgement_failed]
+    if len(failed) > cfg.loop.max_failed_share * len(episodes):
+        raise outage([e.judgement for e in failed]) if len(failed) == len(episodes) else JudgeOutage(
+            f"{len(failed)} of {len(episodes)} judgements of round {rnd} failed (more than loop.max_failed_share="
+            f"{cfg.loop.max_failed_share}); first cause: {_cause(failed)}. Fix the judge and re-run: the "
+            "episodes are kept and judged again.")
     for e in episodes:
-        add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards, terminated=bool(e.dones[-1]))
+        if not e.judgement_failed:
+            add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
+                        terminated=bool(e.dones[-1]))
+    stats["rollout/rejudged"] = float(_rejudge(run, rnd))
     state.episodes += len(episodes)
     bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
     bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
@@ -161,6 +172,45 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
                            cfg.env.state_pool).save_pretrained(out / "export")
     learning_curves(state.history, out / "learning_curves.png")
     return metrics
+
+
+def _rejudge(run: Run, rnd: int) -> int:
+    """Judge again the failed episodes of the rounds before ``rnd``; those that succeed enter the buffer.
+
+    Each success is recorded in the run state (saved with the buffer in the next checkpoint) and in
+    ``episodes/round-NNNN/rejudged.jsonl``; after a crash before that checkpoint it is simply judged
+    again (a cache hit) and added to the restored buffer. Per-turn rewards cannot be rebuilt from one
+    judgement, so with ``env.reward_per_turn`` failed episodes stay out.
+    """
+    if run.cfg.env.reward_per_turn:
+        return 0
+    added = 0
+    for folder in sorted((run.out / "episodes").glob("round-*")):
+        if int(folder.name.removeprefix("round-")) >= rnd:
+            continue
+        waiting = [e for e in load_episodes(folder)
+                   if e.judgement_failed and f"{folder.name}/{e.seed}" not in run.state.recovered]
+        if not waiting:
+            continue
+        for e, judgement in zip(waiting, run.judge([e.record for e in waiting]), strict=True):
+            reward = run.reward_fn(judgement, e.steered)
+            if reward is None:
+                continue
+            rewards = np.zeros_like(e.rewards)
+            rewards[-1] = reward  # a terminal reward: 0 on every step but the last
+            add_episode(run.algo.replay_buffer, e.states, e.next_states, e.actions, rewards,
+                        terminated=bool(e.dones[-1]))
+            run.state.recovered.append(f"{folder.name}/{e.seed}")
+            with (folder / "rejudged.jsonl").open("a") as log:
+                log.write(json.dumps({"seed": e.seed, "task_id": e.task_id, "reward": reward,
+                                      "judgement": judgement_dict(judgement)}) + "\n")
+            added += 1
+    return added
+
+
+def _cause(episodes) -> str:
+    return next((e.judgement.get("cause") for e in episodes if isinstance(e.judgement, dict)
+                 and e.judgement.get("cause")), "unknown")
 
 
 def _evaluate(run: Run, rnd: int) -> dict[str, float]:

@@ -82,12 +82,18 @@ class LoopConfig:
     """Dialogues advanced together in one batched generation call."""
     random_first_round: bool = True
     """Collect round 0 with uniform random actions (DAT's collection) instead of the initial policy."""
+    max_failed_share: float = 0.5
+    """Stop the run when more than this share of a round's judgements fail (a judge that fails every
+    judgement of a batch stops it at once). Failed episodes are kept on disk with their cause and judged
+    again at the start of every later round (and on resume); those that succeed then enter training."""
 
     def validate(self) -> LoopConfig:
         """Raise a ValueError naming the field when a count is unusable."""
         for name in ("rounds", "episodes_per_round", "eval_per_task", "eval_every", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"loop.{name}={getattr(self, name)} must be at least 1.")
+        if not 0 <= self.max_failed_share <= 1:
+            raise ValueError(f"loop.max_failed_share={self.max_failed_share} must be in [0, 1].")
         if self.eval_tasks is not None and self.eval_tasks < 1:
             raise ValueError(f"loop.eval_tasks={self.eval_tasks} must be at least 1 (or null for all).")
         return self

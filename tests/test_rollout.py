@@ -110,12 +110,35 @@ def test_policy_sees_states_of_the_unfinished_dialogues(lm, proj):
 
 def test_failed_judgements_are_dropped_unless_kept(lm, proj):
     cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
+
+    class FailsOnOneTask(LengthJudge):
+        def __call__(self, records):
+            values = super().__call__(records)
+            return [None if r.task_id == "s1/1" else v for r, v in zip(records, values, strict=True)]
+
     stats = {}
-    failing = LengthJudge(fail_after=0)
-    assert collect(lm, proj, make_tasks(), "zero", 3, cfg, failing, seed=0, stats=stats) == []
-    assert stats["rollout/dropped_failed_judgements"] == 3
-    kept = collect(lm, proj, make_tasks(), "zero", 3, cfg, failing, seed=0, keep_failed=True)
-    assert all(e.judgement_failed and e.reward is None and not e.rewards.any() for e in kept)
+    kept = collect(lm, proj, make_tasks(), "zero", 6, cfg, FailsOnOneTask(), seed=0, keep_failed=True)
+    failed = [e for e in kept if e.judgement_failed]
+    assert failed and all(e.task_id == "s1/1" and e.reward is None and not e.rewards.any() for e in failed)
+    dropped = collect(lm, proj, make_tasks(), "zero", 6, cfg, FailsOnOneTask(), seed=0, stats=stats)
+    assert [e.seed for e in dropped] == [e.seed for e in kept if not e.judgement_failed]
+    assert stats["rollout/dropped_failed_judgements"] == len(failed)
+
+
+def test_a_judge_that_fails_a_whole_batch_stops_collection_at_once(lm, proj):
+    from dat.dialogue.rollout import JudgeOutage
+    from dat.judges import Judgement
+
+    class Down(LengthJudge):
+        def __call__(self, records):
+            self.calls.append(len(records))
+            return [Judgement.failed("HTTP 401 from http://127.0.0.1:9/v1", "api", "m")] * len(records)
+
+    judge = Down()
+    cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
+    with pytest.raises(JudgeOutage, match="failed all 2 judgements of a batch \\(HTTP 401"):
+        collect(lm, proj, make_tasks(), "zero", 6, cfg, judge, seed=0, batch_size=2, keep_failed=True)
+    assert judge.calls == [2]  # stopped after the first batch, not at the end of the round
 
 
 def test_per_turn_failure_mid_episode_flags_the_episode(lm, proj):

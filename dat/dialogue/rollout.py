@@ -34,6 +34,19 @@ Policy = Callable[[Any], Any] | str | None
 RewardFn = Callable[[Any, int], "float | None"]
 
 
+class JudgeOutage(ValueError):
+    """Every judgement of a batch failed: the judge is down or misconfigured, so collecting on is pointless."""
+
+
+def outage(judgements: Sequence[dict | None]) -> JudgeOutage:
+    """The error for a batch of failed judgements, naming the first cause (HTTP status, refused connection)."""
+    causes = [j.get("cause") for j in judgements if isinstance(j, dict) and j.get("cause")]
+    cause = causes[0] if causes else "the judge returned no judgement"
+    return JudgeOutage(f"the judge failed all {len(judgements)} judgements of a batch ({cause}). Check the judge "
+                       "settings (judge.backend, judge.api.base_url, judge.api.api_key_env) and re-run: collected "
+                       "episodes and cached judgements are kept.")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A judged dialogue: the steered agent's reward (None: failed) and the judgement as a dict."""
@@ -130,7 +143,9 @@ def collect(
     ``task_order`` fixes the task of each episode (indices into ``envs.tasks``, one per episode;
     sides are still drawn from the episode seed), e.g. K episodes per scenario for evaluation.
     Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given,
-    receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped).
+    receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped). When every
+    judgement of a step's ending dialogues fails, the judge is down: ``JudgeOutage`` is raised at
+    once, naming the cause, instead of collecting a round that cannot be used.
     """
     from gymnasium.vector import AutoresetMode
 
@@ -162,6 +177,9 @@ def collect(
                 chosen = chosen + np.stack([rngs[playing[j]].normal(0.0, noise, d) for j in live]).astype(np.float32)
             actions[live] = np.clip(chosen, -1.0, 1.0)
         next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        ended = [j for j in live if terminated[j] or truncated[j]]
+        if ended and all(infos["episode_reward"][j] is None for j in ended):
+            raise outage([infos["judgement"][j] for j in ended])
         for j in live:
             i = playing[j]
             failed[i] |= bool(infos["judgement_failed"][j])
@@ -204,6 +222,7 @@ def _metrics(episodes: list[Episode], dropped: int, counts: dict[str, int], elap
     elapsed = max(elapsed, 1e-9)
     return {
         "rollout/episodes": float(len(episodes)),
+        "rollout/failed_judgements": float(sum(e.judgement_failed for e in episodes)),
         "rollout/dropped_failed_judgements": float(dropped),
         "rollout/reward_mean": float(np.mean(rewards)) if rewards else float("nan"),
         "rollout/length_mean": float(np.mean([len(e) for e in episodes])),

@@ -41,6 +41,8 @@ class RunState:
     """Where the judge cache lives (judgements survive the run)."""
     episodes: int = 0
     """Episodes collected so far."""
+    recovered: list[str] = field(default_factory=list)
+    """Episodes (``round-NNNN/<seed>``) whose failed judgement succeeded when judged again, now in the buffer."""
     settings: dict[str, Any] = field(default_factory=dict)
     """The settings that make the run what it is (``dat.config.identity``), compared before a resume."""
 

@@ -1,0 +1,111 @@
+"""A judge outage during training: stopped at once with its cause, failed episodes kept, judged again later.
+
+The judge is the real API backend talking to a real HTTP server on 127.0.0.1 that speaks the OpenAI
+chat-completions protocol, switched between down, flaky and healthy between runs of the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import train as train_module
+from dat.dialogue.episodes import load_episodes
+from dat.dialogue.rollout import JudgeOutage
+from tests.test_judges_api import reply_json
+from tests.test_train import config
+
+
+class Judge(ThreadingHTTPServer):
+    """mode "down": HTTP 401 to everything; "first": HTTP 500 to the first request, then answers; "up"."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.mode, self.requests = "up", 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Judge
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests += 1
+            first = self.server.requests == 1
+        if self.server.mode == "down":
+            self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+        elif self.server.mode == "first" and first:
+            self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
+        else:
+            self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": reply_json()}}],
+                             "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def judge_server():
+    server = Judge()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_outage_stops_at_once_and_failed_episodes_enter_training_once_judged(tmp_path, judge_server):
+    out = tmp_path / "run"
+
+    def run(rounds: int):
+        return train_module.train(config(
+            tmp_path, "judge=api", f"judge.api.base_url={judge_server.url}", "judge.api.api_key_env=",
+            "judge.api.max_retries=0", "judge.api.concurrency=1", "judge.api.timeout_s=5", "logger=none",
+            f"output_dir={out}", f"loop.rounds={rounds}", "loop.episodes_per_round=6", "loop.batch_size=2"))
+
+    judge_server.mode = "down"
+    with pytest.raises(JudgeOutage, match=r"failed all 2 judgements of a batch \(.*401"):
+        run(1)
+    assert judge_server.requests == 2  # stopped after the first batch, not at the end of the round
+    assert not (out / "checkpoints").exists()
+
+    judge_server.mode, judge_server.requests = "first", 0
+    run(1)  # one judgement fails (1 of 6: under loop.max_failed_share), the round completes
+    episodes = load_episodes(out / "episodes" / "round-0000")
+    failed = [e for e in episodes if e.judgement_failed]
+    assert len(episodes) == 6 and len(failed) == 1  # kept on disk, with its cause
+    assert "500" in failed[0].judgement["cause"]
+    state = json.loads((out / "checkpoints" / "round-0001" / "state.json").read_text())
+    assert state["history"][0]["rollout/failed_judgements"] == 1 and state["recovered"] == []
+
+    judge_server.mode = "up"
+    run(2)  # the next round judges the failed episode again; now it succeeds and enters the buffer
+    state = json.loads((out / "checkpoints" / "round-0002" / "state.json").read_text())
+    assert state["recovered"] == [f"round-0000/{failed[0].seed}"]
+    assert state["history"][1]["rollout/rejudged"] == 1
+    transitions = [h["rollout/buffer_transitions"] for h in state["history"]]
+    assert transitions[1] - transitions[0] == sum(len(e) for e in load_episodes(out / "episodes" / "round-0001")
+                                                  if not e.judgement_failed) + len(failed[0])
+    log = out / "episodes" / "round-0000" / "rejudged.jsonl"
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["seed"] for row in logged] == [failed[0].seed] and logged[0]["reward"] is not None
