@@ -19,7 +19,7 @@ from dat.action.projection import PrefixConfig
 from dat.action.selfclone import SelfCloneConfig
 from dat.dialogue.rules import EnvConfig
 from dat.judges.config import JudgeConfig
-from dat.lm.loading import ModelConfig
+from dat.lm.loading import DTYPES, ModelConfig, resolve_device
 from dat.rl.td3bc import AlgoConfig
 
 
@@ -140,7 +140,6 @@ def register_configs() -> None:
 
 
 LOGGERS = {"backend": ("wandb", "none"), "mode": ("offline", "online", "disabled")}
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def validate(cfg: Any) -> Any:
@@ -160,6 +159,7 @@ def validate(cfg: Any) -> Any:
         check_config(cfg.prefix, cfg.behaviours)
     if cfg.model.dtype not in DTYPES:
         raise ValueError(f"model.dtype={cfg.model.dtype!r} is not one of: {', '.join(DTYPES)}.")
+    resolve_device(cfg.model.device)  # a device torch does not have here fails now, not after stage 1
     for name, valid in LOGGERS.items():
         if getattr(cfg.logger, name) not in valid:
             raise ValueError(f"logger.{name}={getattr(cfg.logger, name)!r} is not one of: {', '.join(valid)}.")

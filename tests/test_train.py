@@ -180,6 +180,7 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
     ("loop.rounds=-1", "loop.rounds=-1 must be at least 1"),
     ("prefix.path=/no/such/projection", "prefix.path='/no/such/projection' holds no up-projection"),
     ("logger.mode=offlien", "logger.mode='offlien' is not one of: offline, online, disabled"),
+    ("model.device=gpu0", "model.device='gpu0' is not a torch device"),
 ])
 def test_bad_values_fail_in_one_line_before_the_model_loads(tmp_path, override, message):
     out = tmp_path / "run"

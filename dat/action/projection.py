@@ -98,13 +98,13 @@ MIXTURES = ("anchors", "behaviours")
 
 def embedding_stats(embedding: Tensor) -> tuple[Tensor, float]:
     """Mean vector and median row norm of an input-embedding matrix ``(vocab, hidden)``."""
-    weight = embedding.detach().float()
+    weight = embedding.detach().float().cpu()  # prefixes are made on the CPU and moved to the model
     return weight.mean(0), float(weight.norm(dim=1).median())
 
 
 def pca_basis(embedding: Tensor, k: int) -> Tensor:
     """Top-``k`` principal directions ``(k, hidden)`` (orthonormal rows) of the centred embedding rows."""
-    weight = embedding.detach().float()
+    weight = embedding.detach().float().cpu()
     centred = weight - weight.mean(0)
     covariance = centred.T @ centred / (weight.shape[0] - 1)
     values, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
@@ -260,7 +260,7 @@ def anchor_basis(embedding: Tensor, cfg: PrefixConfig, tokenizer) -> Tensor:
         if not word.strip() or not tokens:
             raise ValueError(f"prefix.anchors: {word!r} gives no token; use non-empty words.")
         ids.append(tokens[0])
-    return embedding.detach().float()[torch.tensor(ids)]
+    return embedding.detach().float().cpu()[torch.tensor(ids)]
 
 
 def build_projection(

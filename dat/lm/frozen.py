@@ -91,6 +91,11 @@ class FrozenLM:
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.end_ids)
         self._header_ids: list[int] = self._reply_header_ids()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model (and every tensor this class makes for it) lives."""
+        return self.model.get_input_embeddings().weight.device
+
     @classmethod
     def load(cls, cfg: ModelConfig) -> FrozenLM:
         model, tokenizer = load_model(cfg)
@@ -137,16 +142,16 @@ class FrozenLM:
         if caches is not None:
             rows = self._cached_rows(ids, caches, [None] * len(ids))
             out = kvcache.forward(self.model, caches, rows, output_hidden_states=True, logits_to_keep=1)
-            return out.hidden_states[layer][:, -1, :].float()
+            return out.hidden_states[layer][:, -1, :].float().cpu()
         batch = self._splice(ids, None, "start")
         hidden = self.model(
             inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
             position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
         ).hidden_states[layer]
         if pool == "last":
-            return hidden[:, -1, :].float()
+            return hidden[:, -1, :].float().cpu()
         mask = batch.attention_mask[..., None].to(hidden.dtype)  # left padding does not count
-        return ((hidden * mask).sum(1) / mask.sum(1)).float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()
 
     # ----------------------------------------------------------------------------------- generation
     @torch.no_grad()
@@ -231,9 +236,9 @@ class FrozenLM:
         rows: list[Tensor] = []
         for i, target in enumerate(targets):
             start = width - len(target)  # target tokens are the last ones (left padding)
-            index = torch.tensor(target, dtype=torch.long)
+            index = torch.tensor(target, dtype=torch.long, device=logprobs.device)
             rows.append(logprobs[i, start - 1 : width - 1].gather(1, index[:, None]).sum())
-        total = torch.stack(rows)
+        total = torch.stack(rows).cpu()  # differentiable: gradients reach a prefix on any device
         return total, torch.tensor([len(t) for t in targets], dtype=torch.float32)
 
     @torch.no_grad()
@@ -248,7 +253,7 @@ class FrozenLM:
         with layerprefix.added(self.model, layers, batch.prefix_start):
             logits = self.model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
                                 position_ids=batch.position_ids, logits_to_keep=1).logits
-        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+        return torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
 
     # ----------------------------------------------------------------------------------- internals
     def insert_index(self, ids: Sequence[int], position: str, header_offset: int = 0) -> int:
@@ -274,20 +279,17 @@ class FrozenLM:
         embedding = self.model.get_input_embeddings()
         rows, index = [], []
         for i, sample in enumerate(ids):
-            embeds = embedding(torch.tensor(sample, dtype=torch.long))
+            embeds = embedding(torch.tensor(sample, dtype=torch.long, device=self.device))
             prefix = prefixes[i] if prefixes is not None else None
             at = self.insert_index(sample, position, header_offset[i] if header_offset else 0)
             if prefix is not None and prefix.shape[0] > 0:
-                embeds = torch.cat([embeds[:at], prefix.to(embeds.dtype), embeds[at:]], dim=0)
+                embeds = torch.cat([embeds[:at], prefix.to(embeds), embeds[at:]], dim=0)
             rows.append(embeds)
             index.append(at)
         width = max(r.shape[0] for r in rows)
-        pad = embedding(torch.tensor([self.pad_id]))[0]
+        pad = embedding(torch.tensor([self.pad_id], device=self.device))[0]
         embeds = torch.stack([torch.cat([pad.expand(width - r.shape[0], -1), r], 0) for r in rows])
-        mask = torch.stack([
-            torch.cat([torch.zeros(width - r.shape[0], dtype=torch.long), torch.ones(r.shape[0], dtype=torch.long)])
-            for r in rows
-        ])
+        mask = torch.tensor([[0] * (width - r.shape[0]) + [1] * r.shape[0] for r in rows], device=self.device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         starts = [width - r.shape[0] + at for r, at in zip(rows, index, strict=True)]
         return Batch(embeds, mask, position_ids, index, starts)

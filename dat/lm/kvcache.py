@@ -71,11 +71,12 @@ def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int]) -> tuple[
                 ]))
             data.append(tuple(pair))
         cache = DynamicCache(ddp_cache_data=data)
+    device = next((e.keys[0].device for e in entries if e.keys), torch.device("cpu"))
     mask = torch.tensor([
         [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
         for n, s in zip(lengths, suffix_lengths, strict=True)
-    ])
-    positions = torch.stack([torch.arange(span) + n for n in lengths])
+    ], device=device)
+    positions = torch.stack([torch.arange(span, device=device) + n for n in lengths])
     return cache, mask, positions
 
 
@@ -90,8 +91,9 @@ def _layer(entry: Cached, kind: str, layer: int, batch: Sequence[Cached]) -> Ten
 
 def suffix(model, prefix: Tensor | None, ids: Sequence[int]) -> Tensor:
     """Embeddings ``(S, hidden)`` of a suffix: the prefix embeddings (if any), then the tokens ``ids``."""
-    tokens = model.get_input_embeddings()(torch.tensor(list(ids), dtype=torch.long))
-    return tokens if prefix is None else torch.cat([prefix.to(tokens.dtype), tokens], 0)
+    embedding = model.get_input_embeddings()
+    tokens = embedding(torch.tensor(list(ids), dtype=torch.long, device=embedding.weight.device))
+    return tokens if prefix is None else torch.cat([prefix.to(tokens), tokens], 0)
 
 
 def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
@@ -114,7 +116,7 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> No
     if not todo:
         return
     embedding = model.get_input_embeddings()
-    rows = [embedding(torch.tensor(new, dtype=torch.long)) for _, new in todo]
+    rows = [embedding(torch.tensor(new, dtype=torch.long, device=embedding.weight.device)) for _, new in todo]
     width = max(len(e) for e, _ in todo)
     out = forward(model, [e for e, _ in todo], rows, logits_to_keep=1)
     layers = out.cache.layers

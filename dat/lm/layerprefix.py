@@ -107,7 +107,7 @@ def _placed(addition: Tensor | None, layer: int, start: int, hidden: Tensor) -> 
     width, size = hidden.shape[1], hidden.shape[2]
     if addition is None:
         return hidden.new_zeros(width, size)
-    vectors = addition[layer - 1].to(hidden.dtype)
+    vectors = addition[layer - 1].to(hidden)
     if start < 0 or start + vectors.shape[0] > width:
         raise ValueError(f"A deep prefix at positions {start}..{start + vectors.shape[0]} does not fit a pass "
                          f"of {width} positions.")

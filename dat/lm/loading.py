@@ -26,7 +26,7 @@ BUNDLED = {
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ValueError):
     """The configured model, adapter or dtype cannot be loaded; the message says how to fix it."""
 
 
@@ -37,7 +37,11 @@ class ModelConfig:
     name: str = DEFAULT_MODEL
     """Bundled alias (smollm2-135m-instruct, or tiny-random for debugging), a local folder, or a hub id."""
     dtype: str = "float32"
-    """Weights dtype: float32 or bfloat16."""
+    """Weights dtype: float32 or bfloat16 (bfloat16 on GPUs: half the memory, attention through SDPA)."""
+    device: str = "cpu"
+    """Where the frozen LM runs: cpu, cuda, cuda:N, or auto (cuda when one is available). Every tensor
+    the LM code makes follows the model; states, log-probs and replies come back on the CPU. The
+    planner's device is algo.device."""
     cache_dir: str | None = None
     """Where converted models live; default $XDG_CACHE_HOME/dat-pipeline (or ~/.cache/dat-pipeline)."""
     adapter: str | None = None
@@ -143,7 +147,21 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
         model = apply_adapter(model, cfg.adapter)
     model.requires_grad_(False)
     model.eval()
-    return model, tokenizer
+    return model.to(resolve_device(cfg.device)), tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; any other torch device string as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ModelLoadError(f"model.device={name!r} is not a torch device; use cpu, cuda, cuda:N or auto.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device={name!r}, but torch sees no CUDA device here; use model.device=cpu "
+                             "(or auto).")
+    return device
 
 
 def apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:

@@ -104,8 +104,8 @@ class PromptCache:
         for i, (row, target) in enumerate(zip(rows, targets, strict=True)):
             first = row.shape[0] - len(target)  # position of the first target token in the suffix
             lp = torch.log_softmax(logits[i, first - 1 : row.shape[0] - 1].float(), dim=-1)
-            totals.append(lp.gather(1, torch.tensor(target)[:, None]).sum())
-        return torch.stack(totals), torch.tensor([len(t) for t in targets], dtype=torch.float32)
+            totals.append(lp.gather(1, torch.tensor(target, device=lp.device)[:, None]).sum())
+        return torch.stack(totals).cpu(), torch.tensor([len(t) for t in targets], dtype=torch.float32)
 
     @torch.no_grad()
     def states(
@@ -128,8 +128,8 @@ class PromptCache:
                     hidden[i, r.shape[0] - len(t) : r.shape[0]].mean(0)
                     for i, (r, t) in enumerate(zip(rows, tails, strict=True))
                 ]
-            ).float()
-        return torch.stack([hidden[i, r.shape[0] - 1] for i, r in enumerate(rows)]).float()
+            ).float().cpu()
+        return torch.stack([hidden[i, r.shape[0] - 1] for i, r in enumerate(rows)]).float().cpu()
 
     @torch.no_grad()
     def next_token_logprobs(self, index: Sequence[int], prefixes: Prefixes = None) -> Tensor:
@@ -138,7 +138,7 @@ class PromptCache:
         if len({r.shape[0] for r in rows}) != 1:
             raise ValueError("All prefixes of one call must have the same length.")
         logits = self._forward(index, rows, layers, logits_to_keep=1).logits
-        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+        return torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
 
     @torch.no_grad()
     def generate(
