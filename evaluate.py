@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -21,14 +22,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from dat.config import TrainConfig, register_configs, to_config, validate
+from dat.action.behaviours import BehaviourConfig
+from dat.action.projection import PrefixConfig
+from dat.action.selfclone import SelfCloneConfig
+from dat.config import EnvGroupConfig, LoggerConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect
 from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
 from dat.eval.report import markdown_table, write_report
 from dat.judges import make_judge
+from dat.judges.config import JudgeConfig
 from dat.judges.reward import reward as judged_reward
 from dat.lm.frozen import FrozenLM
+from dat.lm.loading import ModelConfig
 from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
@@ -39,9 +45,29 @@ CONDITIONS = ("policy", BASELINE, "zero", "random")
 
 
 @dataclass
-class EvaluateConfig(TrainConfig):
-    """The training config's groups, plus what to evaluate and how much."""
+class EvaluateConfig:
+    """What to evaluate and how much, over the groups evaluation shares with training (model, prefix and
+    how it is made, env, judge, logger). Nothing of training's own (algorithm, rounds, resume) is read."""
 
+    seed: int = 0
+    """Seed of the evaluation episodes (their tasks, sides and sampling streams)."""
+    name: str = "dat"
+    """Run name (W&B run name: <name>-evaluate)."""
+    output_dir: str | None = None
+    """Where the report goes; None uses Hydra's run directory."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    selfclone: SelfCloneConfig = field(default_factory=SelfCloneConfig)
+    behaviours: BehaviourConfig = field(default_factory=BehaviourConfig)
+    env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    batch_size: int = 16
+    """Dialogues advanced together in one batched generation call."""
+    algo: Any = None
+    """Ignored: set by shared presets (debug=tiny, experiment=...) for training."""
+    loop: Any = None
+    """Ignored: set by shared presets (debug=tiny, experiment=...) for training."""
     policy: str | None = None
     """Folder of an exported DATPolicy (train.py writes <run>/export); None evaluates the baselines only."""
     episodes_per_scenario: int = 2
@@ -94,7 +120,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     if policy is None:
         wanted = [c for c in wanted if c != "policy"]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
-    envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.loop.batch_size)
+    envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.batch_size)
     runs, seconds = {}, {}
     bar = tqdm(wanted, desc="evaluate", unit="condition", dynamic_ncols=True)
     for name in bar:

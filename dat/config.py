@@ -151,7 +151,7 @@ def validate(cfg: Any) -> Any:
     cfg.env.validate()
     cfg.judge.validate()
     cfg.prefix.validate()
-    if getattr(cfg, "loop", None) is not None:
+    if isinstance(getattr(cfg, "loop", None), LoopConfig):
         cfg.loop.validate()
     if cfg.prefix.kind == "behaviours" and not cfg.prefix.path:
         from dat.action.behaviours import check_config
