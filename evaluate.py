@@ -27,7 +27,7 @@ from dat.action.projection import PrefixConfig
 from dat.action.selfclone import SelfCloneConfig
 from dat.config import EnvGroupConfig, LoggerConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
-from dat.dialogue.rollout import collect
+from dat.dialogue.rollout import collect_conditions
 from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
 from dat.eval.report import markdown_table, write_report
 from dat.judges import make_judge
@@ -121,15 +121,12 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         wanted = [c for c in wanted if c != "policy"]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.batch_size)
-    runs, seconds = {}, {}
-    bar = tqdm(wanted, desc="evaluate", unit="condition", dynamic_ncols=True)
-    for name in bar:
-        bar.set_postfix(condition=name, episodes=len(order))
-        started = time.perf_counter()
-        runs[name] = collect(envs, policies[name], len(order), derive_seed(cfg.seed, "evaluate"), keep_failed=True,
-                             task_order=order)
-        seconds[name] = time.perf_counter() - started
-    bar.close()
+    tqdm.write(f"evaluate: {len(order)} episodes x {len(wanted)} conditions ({', '.join(wanted)}), "
+               f"{envs.num_envs} dialogues in lockstep")
+    started = time.perf_counter()
+    runs = collect_conditions(envs, {name: policies[name] for name in wanted}, len(order),
+                              derive_seed(cfg.seed, "evaluate"), task_order=order)
+    seconds = time.perf_counter() - started
     summary = summarize(runs, seed=cfg.seed)
     meta = {
         "model": lm.name, "judge": _judge_name(cfg), "policy": cfg.policy or "none",
@@ -141,7 +138,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     paths = write_report(summary, out, meta)
     _save_transcripts(runs, out)
     metrics = eval_metrics(summary)
-    metrics.update({f"perf/{name}_seconds": s for name, s in seconds.items()})
+    metrics["perf/evaluate_seconds"] = seconds
     metrics.update({k: v for k, v in judge.metrics().items()} if hasattr(judge, "metrics") else {})
     tracker = make_tracker(cfg.logger, OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
                            out, f"{cfg.name}-evaluate")

@@ -167,3 +167,19 @@ def test_score_and_pay_helpers():
     with pytest.raises(ValueError, match="judgements"):
         score(lambda recs: [], default_reward, [d])
     assert score(LengthJudge(), default_reward, []) == []
+
+
+def test_conditions_played_together_equal_each_played_alone(lm, proj):
+    from dat.dialogue.rollout import collect_conditions
+
+    cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
+    envs = collector_envs(lm, proj, make_tasks(), LengthJudge(), cfg, episodes=4, batch_size=4)
+    order = [0, 1, 2, 0]
+    together = collect_conditions(envs, {"unsteered": None, "zero": "zero", "random": "random"}, 4, seed=9,
+                                  task_order=order)
+    for name, policy in (("unsteered", None), ("zero", "zero"), ("random", "random")):
+        alone = collect(lm, proj, make_tasks(), policy, 4, cfg, LengthJudge(), seed=9, task_order=order,
+                        keep_failed=True)
+        assert [e.record for e in together[name]] == [e.record for e in alone], name
+        assert [e.seed for e in together[name]] == [e.seed for e in alone]
+        np.testing.assert_array_equal(together[name][0].actions, alone[0].actions)

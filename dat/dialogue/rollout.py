@@ -147,35 +147,76 @@ def collect(
     judgement of a step's ending dialogues fails, the judge is down: ``JudgeOutage`` is raised at
     once, naming the cause, instead of collecting a round that cannot be used.
     """
+    _check(envs, [policy], n, task_order)
+    specs = [Spec(derive_seed(seed, "episode", offset + i), task_order[i] if task_order else None, policy)
+             for i in range(n)]
+    episodes, used, elapsed = _play(envs, specs, noise)
+    kept = [e for e in episodes if keep_failed or not e.judgement_failed]
+    if stats is not None:
+        stats.update(_metrics(episodes, len(episodes) - len(kept), used, elapsed))
+    return kept
+
+
+def collect_conditions(envs, policies: dict[str, Policy], n: int, seed: int, *,
+                       task_order: Sequence[int] | None = None) -> dict[str, list[Episode]]:
+    """Play the same ``n`` episodes under every policy of ``policies``, all in one lockstep stream.
+
+    Episode ``i`` of every condition has the seed ``collect`` would give it, so the conditions stay
+    paired; interleaving them fills the vector env's batch (evaluation's small per-condition batches
+    otherwise leave most of it empty). Failed judgements are kept (evaluation counts them).
+    """
+    _check(envs, list(policies.values()), n, task_order)
+    seeds = [derive_seed(seed, "episode", i) for i in range(n)]
+    specs = [Spec(seeds[i], task_order[i] if task_order else None, policy)
+             for i in range(n) for policy in policies.values()]
+    episodes, _, _ = _play(envs, specs, 0.0)
+    k = len(policies)
+    return {name: episodes[c::k] for c, name in enumerate(policies)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One episode to play: its seed (task and sides drawn from it), an optional fixed task, the policy."""
+
+    seed: int
+    task: int | None
+    policy: Policy
+
+
+def _check(envs, policies: Sequence[Policy], n: int, task_order: Sequence[int] | None) -> None:
     from gymnasium.vector import AutoresetMode
 
     if envs.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
         raise ValueError("collect() needs a vector env made with autoreset_mode='Disabled' (it starts each "
                          "episode itself, so that every condition plays the same ones).")
-    tasks = envs.tasks
-    if task_order is not None and (len(task_order) != n or not all(0 <= i < len(tasks) for i in task_order)):
-        raise ValueError(f"task_order needs {n} indices into the {len(tasks)} tasks.")
-    if policy is not None and envs.projection is None:
+    if task_order is not None and (len(task_order) != n or not all(0 <= i < len(envs.tasks) for i in task_order)):
+        raise ValueError(f"task_order needs {n} indices into the {len(envs.tasks)} tasks.")
+    if any(p is not None for p in policies) and envs.projection is None:
         raise ValueError("A steered collection needs an up-projection; pass policy=None to run unsteered.")
+
+
+def _play(envs, specs: Sequence[Spec], noise: float) -> tuple[list[Episode], dict[str, int], float]:
+    """Play every spec (``num_envs`` at a time, a freed sub-env takes the next one); the episodes in spec
+    order, the LM calls they took and the seconds."""
     width, d = envs.num_envs, envs.single_action_space.shape[0]
-    counts = dict(envs.counts)
-    start = time.perf_counter()
-    seeds = [derive_seed(seed, "episode", offset + i) for i in range(n)]
-    rngs = [np.random.default_rng(derive_seed(s, "actions")) for s in seeds]
-    playing: list[int | None] = [None] * width  # the episode each sub-env plays
+    counts, start = dict(envs.counts), time.perf_counter()
+    rngs = [np.random.default_rng(derive_seed(spec.seed, "actions")) for spec in specs]
+    playing: list[int | None] = [None] * width  # the spec each sub-env plays
     steps: dict[int, list[dict]] = {}
     failed: dict[int, bool] = {}
     finished: dict[int, Episode] = {}
-    waiting = iter(range(n))
-    obs = _start(envs, playing, waiting, seeds, task_order, steps, failed, None)
+    waiting = iter(range(len(specs)))
+    obs = _start(envs, playing, waiting, specs, steps, failed, None)
     while any(i is not None for i in playing):
         live = [j for j, i in enumerate(playing) if i is not None]
         actions = np.full((width, d), np.nan, np.float32)
-        chosen = _actions(policy, torch.from_numpy(obs[live]), envs.action_dim, [rngs[playing[j]] for j in live])
-        if chosen is not None:
+        for policy, group in _by_policy(specs, playing, live):
+            chosen = _actions(policy, torch.from_numpy(obs[group]), envs.action_dim, [rngs[playing[j]] for j in group])
+            if chosen is None:
+                continue
             if noise > 0:
-                chosen = chosen + np.stack([rngs[playing[j]].normal(0.0, noise, d) for j in live]).astype(np.float32)
-            actions[live] = np.clip(chosen, -1.0, 1.0)
+                chosen = chosen + np.stack([rngs[playing[j]].normal(0.0, noise, d) for j in group]).astype(np.float32)
+            actions[group] = np.clip(chosen, -1.0, 1.0)
         next_obs, rewards, terminated, truncated, infos = envs.step(actions)
         ended = [j for j in live if terminated[j] or truncated[j]]
         if ended and all(infos["episode_reward"][j] is None for j in ended):
@@ -186,18 +227,28 @@ def collect(
             steps[i].append({"state": obs[j], "next_state": next_obs[j], "action": actions[j],
                              "reward": float(rewards[j]), "done": bool(terminated[j]), "truncated": bool(truncated[j])})
             if terminated[j] or truncated[j]:
-                finished[i] = _episode(infos, j, steps.pop(i), failed.pop(i), seeds[i], policy)
+                finished[i] = _episode(infos, j, steps.pop(i), failed.pop(i), specs[i].seed, specs[i].policy)
                 playing[j] = None
-        obs = _start(envs, playing, waiting, seeds, task_order, steps, failed, next_obs)
-    episodes = [finished[i] for i in range(n)]
-    kept = [e for e in episodes if keep_failed or not e.judgement_failed]
-    if stats is not None:
-        used = {k: v - counts.get(k, 0) for k, v in envs.counts.items()}
-        stats.update(_metrics(episodes, len(episodes) - len(kept), used, time.perf_counter() - start))
-    return kept
+        obs = _start(envs, playing, waiting, specs, steps, failed, next_obs)
+    used = {k: v - counts.get(k, 0) for k, v in envs.counts.items()}
+    return [finished[i] for i in range(len(specs))], used, time.perf_counter() - start
 
 
-def _start(envs, playing: list[int | None], waiting, seeds: list[int], task_order, steps: dict, failed: dict,
+def _by_policy(specs: Sequence[Spec], playing: list[int | None], live: list[int]) -> list[tuple[Policy, list[int]]]:
+    """The live sub-envs grouped by the policy of the episode they play (first appearance order)."""
+    groups: list[tuple[Policy, list[int]]] = []
+    for j in live:
+        policy = specs[playing[j]].policy
+        for known, members in groups:
+            if known is policy or (isinstance(known, str) and known == policy):
+                members.append(j)
+                break
+        else:
+            groups.append((policy, [j]))
+    return groups
+
+
+def _start(envs, playing: list[int | None], waiting, specs: Sequence[Spec], steps: dict, failed: dict,
            obs: np.ndarray | None) -> np.ndarray:
     """Start the next waiting episodes in the free sub-envs (one reset call); return the observations."""
     mask = np.zeros(envs.num_envs, bool)
@@ -209,11 +260,11 @@ def _start(envs, playing: list[int | None], waiting, seeds: list[int], task_orde
             playing[j], mask[j], steps[i], failed[i] = i, True, [], False
     if not mask.any():
         return obs
-    episode_seeds = [seeds[i] if i is not None and mask[j] else None for j, i in enumerate(playing)]
+    chosen = [specs[i] if i is not None and mask[j] else None for j, i in enumerate(playing)]
     options: dict[str, Any] = {"reset_mask": mask}
-    if task_order is not None:
-        options["task_index"] = [task_order[i] if i is not None and mask[j] else None for j, i in enumerate(playing)]
-    fresh, _ = envs.reset(seed=episode_seeds, options=options)
+    if any(c is not None and c.task is not None for c in chosen):
+        options["task_index"] = [c.task if c is not None else None for c in chosen]
+    fresh, _ = envs.reset(seed=[c.seed if c is not None else None for c in chosen], options=options)
     return fresh
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dat.dialogue.episodes import Episode
-from dat.dialogue.rollout import collect
+from dat.dialogue.rollout import collect_conditions
 from dat.eval.report import flat_metrics
 from dat.eval.stats import summarize_conditions
 from dat.judges.dimensions import DIMENSIONS
@@ -77,16 +77,11 @@ def evaluate_conditions(
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
-    runs: dict[str, list[Episode]] = {}
-    for name, chosen in condition_policies(policy).items():
-        if name == "random":
-            continue
-        if name in reuse:
-            runs[name] = reuse[name]
-            continue
-        runs[name] = collect(envs, chosen, len(order), seed, keep_failed=True, task_order=order)
-        if name != "policy":
-            reuse[name] = runs[name]
+    wanted = {name: chosen for name, chosen in condition_policies(policy).items() if name != "random"}
+    played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
+                                task_order=order)  # the conditions still to play, in one lockstep stream
+    runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
+    reuse.update({name: episodes for name, episodes in played.items() if name != "policy"})
     return summarize(runs, seed), runs
 
 
