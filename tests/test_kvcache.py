@@ -73,6 +73,11 @@ def test_generation_matches_uncached_with_and_without_prefixes(lm):
     for position in ("before_reply", "start"):
         assert lm.generate(chats, prefixes, GREEDY, position, caches=caches) == lm.generate(
             chats, prefixes, GREEDY, position)
+    mixed = [prefixes[0], None]  # a steered and an unsteered row: suffixes of different lengths
+    assert lm.generate(chats, mixed, GREEDY, "before_reply", caches=caches) == lm.generate(
+        chats, mixed, GREEDY, "before_reply")
+    assert lm.generate(chats, mixed, GREEDY, "before_reply", caches=caches)[1] == lm.generate(
+        chats[1:], None, GREEDY, caches=caches[1:])[0]  # the unsteered row as it is alone
     sampled = SamplingConfig(max_new_tokens=6, temperature=1.0)
     assert lm.generate(chats, None, sampled, seed=3, caches=caches) == lm.generate(chats, None, sampled, seed=3)
     with pytest.raises(ValueError, match="one per dialogue"):

@@ -83,3 +83,14 @@ def test_a_deep_behaviour_projection_mixes_whole_layer_stacks():
         UpProjection(PrefixConfig(kind="pca", action_dim=4, depth="layers"), 8, 1.0, torch.randn(4, 8))
     with pytest.raises(ValueError, match="prefix.depth=layers needs a"):
         UpProjection(cfg, 8, 1.0, torch.randn(2, 2, 8))  # an input basis under depth=layers
+
+
+def test_deep_and_unsteered_rows_share_a_cached_generation(lm):
+    prefixes = deep(lm, 4, layer_scale=2.0)
+    mixed = [prefixes[0], None, prefixes[2]]  # suffixes of different lengths, left-padded together
+    cache = PromptCache(lm, DIALOGUES, batch_size=2)
+    uncached = lm.generate(DIALOGUES, mixed, GREEDY, position="before_reply")
+    assert cache.generate([0, 1, 2], mixed, GREEDY) == uncached
+    assert lm.generate(DIALOGUES, mixed, GREEDY, position="before_reply", caches=[Cached() for _ in DIALOGUES]) \
+        == uncached
+    assert uncached[0] == lm.generate(DIALOGUES[:1], prefixes[:1], GREEDY, position="before_reply")[0]

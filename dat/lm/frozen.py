@@ -184,7 +184,7 @@ class FrozenLM:
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             if caches is not None and reusable:
                 rows = self._cached_rows(ids, caches, inputs)
-                with layerprefix.added(self.model, layers, [0] * len(rows)):  # the suffix starts with the prefix
+                with layerprefix.added(self.model, layers, kvcache.suffix_starts(rows)):
                     out = kvcache.generate(self.model, caches, rows, config, processors, seed)
             else:
                 batch = self._splice(ids, inputs, position)

@@ -132,16 +132,29 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> No
         entry.ids = entry.ids + new
 
 
+def suffix_starts(rows: Sequence[Tensor]) -> list[int]:
+    """Where each suffix (so its prefix) starts in the first forward pass of ``generate``: suffixes are
+    left-padded there to the longest."""
+    span = max(r.shape[0] for r in rows)
+    return [span - r.shape[0] for r in rows]
+
+
 @torch.no_grad()
 def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, processors: LogitsProcessorList,
              seed: int) -> list[list[int]]:
-    """Sampled or greedy continuations of cache + ``rows`` (all the same length); returns new token ids."""
-    span = rows[0].shape[0]
-    if any(r.shape[0] != span for r in rows):
-        raise ValueError("All suffixes of one cached generation must have the same length.")
-    cache, mask, _ = assemble(entries, [span] * len(rows))
-    width = mask.shape[1] - span
-    embeds = torch.stack([torch.cat([r.new_zeros(width, r.shape[1]), r], 0) for r in rows])
+    """Sampled or greedy continuations of cache + ``rows``; returns new token ids.
+
+    Suffixes of different lengths (rows with and without a prefix) are left-padded inside the suffix
+    span, masked, so every row's last token sits in the last column, where generation continues;
+    positions follow the mask, so a padded row gets the positions it would have alone.
+    """
+    span = max(r.shape[0] for r in rows)
+    cache, _, _ = assemble(entries, [span] * len(rows))
+    lengths = [len(e) for e in entries]
+    width = max(lengths)
+    mask = torch.tensor([[0] * (width - n) + [1] * n + [0] * (span - r.shape[0]) + [1] * r.shape[0]
+                         for n, r in zip(lengths, rows, strict=True)], device=rows[0].device)
+    embeds = torch.stack([torch.cat([r.new_zeros(width + span - r.shape[0], r.shape[1]), r], 0) for r in rows])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         out = model.generate(inputs_embeds=embeds, attention_mask=mask, cache=cache,

@@ -152,7 +152,7 @@ class PromptCache:
         sampling = sampling or SamplingConfig()
         rows, layers = self._suffixes(prefixes, len(index), [[] for _ in index])
         self._check_fit(index, [r.shape[0] + sampling.max_new_tokens for r in rows])
-        with warnings.catch_warnings(), layerprefix.added(self.lm.model, layers, [0] * len(rows)):
+        with warnings.catch_warnings(), layerprefix.added(self.lm.model, layers, kvcache.suffix_starts(rows)):
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             out = kvcache.generate(self.lm.model, [self.entries[i] for i in index], rows,
                                    self.lm._generation_config(sampling), self.lm._penalty(sampling),
