@@ -34,7 +34,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
 
 from dat.action import steerability as st  # noqa: E402
-from dat.action.behaviours import BehaviourConfig, ensure_basis, rule_pattern  # noqa: E402
+from dat.action.basis import ensure_basis  # noqa: E402
+from dat.action.behaviours import BehaviourConfig, rule_pattern  # noqa: E402
 from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
 from dat.action.selfclone import SelfCloneConfig, ensure_projection  # noqa: E402
 from dat.dialogue.openings import behaviour_prompts, opening_chats  # noqa: E402

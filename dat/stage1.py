@@ -3,7 +3,7 @@
 ``prefix.path`` loads a saved projection; ``prefix.kind=pca`` builds DAT's training-free basis
 (cached beside the model); ``prefix.kind=learned`` reuses the self-cloned projection cached for
 this model and prefix setting, or trains it by self-cloning (``dat.action.selfclone``) and caches it;
-``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.action.behaviours``),
+``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.action.basis``),
 made on the first turn of one train task per scenario.
 The projection is frozen during RL.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dat.action.behaviours import basis_folder, ensure_basis
+from dat.action.basis import basis_folder, ensure_basis
 from dat.action.projection import UpProjection, build_projection
 from dat.action.selfclone import ensure_projection, projection_folder
 from dat.dialogue.openings import behaviour_prompts, opening_chats

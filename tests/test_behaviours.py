@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dat.action.behaviours import (
-    BasisTrainer,
-    Behaviour,
-    BehaviourConfig,
-    PromptInfo,
-    Scorers,
-    contrastive_loss,
-    ensure_basis,
-    select_pairs,
-)
+from dat.action.basis import BasisTrainer, ensure_basis
+from dat.action.behaviours import Behaviour, BehaviourConfig, PromptInfo, Scorers, contrastive_loss, select_pairs
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.loading import ModelConfig

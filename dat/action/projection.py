@@ -277,7 +277,7 @@ def build_projection(
         return UpProjection.anchors(embedding, cfg, tokenizer)
     if cfg.kind == "behaviours":
         raise ValueError(
-            "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.action.behaviours.ensure_basis), "
+            "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.action.basis.ensure_basis), "
             "or set prefix.path to a folder written by UpProjection.save.")
     chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
     basis = None
