@@ -14,14 +14,11 @@ import dat_runtime  # process settings before torch (see dat_runtime.py)
 import argparse
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import torch
-
-from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep, clean_utterance, says_leave
-from dat.lm.frozen import FrozenLM, SamplingConfig
-from dat.lm.loading import ModelConfig
-from dat.records import Utterance
-from dat.seeding import derive_seed
+if TYPE_CHECKING:
+    from dat.dialogue.rules import Dialogue, EnvConfig
+    from dat.lm.frozen import FrozenLM
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +40,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @dat_runtime.one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv)  # before the heavy imports below, so `dat --help` answers at once
+    import torch
+
+    with torch.no_grad():
+        return _chat(args)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """``dat chat``: one dialogue of the task, the planner steering one side (or nobody)."""
+    from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep
+    from dat.lm.frozen import FrozenLM, SamplingConfig
+    from dat.lm.loading import ModelConfig
+    from dat.seeding import derive_seed
     from envs.scenarios import load_scenarios
 
     policy = None
@@ -81,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interactive(lm: FrozenLM, policy, dialogue: Dialogue, cfg: EnvConfig, names, seed: int) -> int:
+    from dat.dialogue.rules import says_leave
+    from dat.records import Utterance, clean_utterance
+    from dat.seeding import derive_seed
+
     print(f"(type your lines as {names[dialogue.partner]}; an empty line or '{cfg.leave_phrase}' ends)\n")
     for rnd in range(cfg.max_turns):
         view = dialogue.view(dialogue.steered)
@@ -105,5 +118,4 @@ def _interactive(lm: FrozenLM, policy, dialogue: Dialogue, cfg: EnvConfig, names
 
 
 if __name__ == "__main__":
-    with torch.no_grad():
-        sys.exit(main())
+    sys.exit(main())
