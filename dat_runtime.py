@@ -35,6 +35,12 @@ for _name, _value in SETTINGS.items():
     os.environ.setdefault(_name, _value)
 
 
+def run_folder_name(overrides: str) -> str:
+    """A run folder's name from its overrides (Hydra's ``override_dirname``), one path component:
+    "default" for none, and a ``/`` inside a value (a URL, a path) written as ``_`` instead of nesting."""
+    return (overrides or "default").replace("/", "_")
+
+
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 """What bad input raises across the project (each message names the field, file or line and the fix)."""
 

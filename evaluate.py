@@ -186,7 +186,7 @@ def _save_transcripts(runs, out: Path) -> None:
 
 register_configs()
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
-OmegaConf.register_new_resolver("or_default", lambda value: value or "default", replace=True)
+OmegaConf.register_new_resolver("or_default", dat_runtime.run_folder_name, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

@@ -296,7 +296,7 @@ def _print_outro(out: Path) -> None:
 
 
 register_configs()
-OmegaConf.register_new_resolver("or_default", lambda value: value or "default", replace=True)
+OmegaConf.register_new_resolver("or_default", dat_runtime.run_folder_name, replace=True)
 
 
 OBJECTIVE = "eval/policy/diff"

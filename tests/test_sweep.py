@@ -44,3 +44,11 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     for job in jobs:
         assert (job / "export" / "config.json").is_file()
     assert (tmp_path / "sweep" / ".submitit").is_dir()
+
+
+def test_run_folder_names_are_one_path_component():
+    import dat_runtime
+
+    assert dat_runtime.run_folder_name("") == "default"
+    name = dat_runtime.run_folder_name("judge.api.base_url=http://127.0.0.1:8000/v1,seed=1")
+    assert "/" not in name and name.endswith("seed=1")
