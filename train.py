@@ -71,6 +71,8 @@ class Run:
     reward_fn: Any
     baselines: dict = field(default_factory=dict)
     """Unsteered and zero-action evaluation episodes: the same every round, played once."""
+    judge_before: dict = field(default_factory=dict)
+    """The judge's counters before a resume (its totals continue from them)."""
 
     @property
     def checkpoints(self) -> Path:
@@ -119,7 +121,10 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
-    return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn)
+    last = state.history[-1] if state.history else {}
+    before = {k: v for k, v in last.items() if k.startswith("judge/") and k not in RATIOS}
+    return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn,
+               judge_before=before)
 
 
 def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
@@ -154,7 +159,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     updates = time.perf_counter()
     train_metrics = algo.learn_offline(cfg.algo.gradient_steps_per_round)
     updates = time.perf_counter() - updates
-    metrics = {**stats, **train_metrics, **_judge_metrics(run.judge),
+    metrics = {**stats, **train_metrics, **_judge_metrics(run.judge, run.judge_before),
                "perf/updates_per_s": cfg.algo.gradient_steps_per_round / max(updates, 1e-9),
                "rollout/buffer_transitions": float(algo.replay_buffer.size())}
     if rnd == cfg.loop.rounds - 1 or (rnd + 1) % cfg.loop.eval_every == 0:
@@ -274,8 +279,19 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _judge_metrics(judge) -> dict[str, float]:
-    return dict(judge.metrics()) if hasattr(judge, "metrics") else {}
+RATIOS = {"judge/failure_rate": ("judge/failures", "judge/calls"), "judge/latency_s": ("judge/latency_total_s",
+                                                                                     "judge/calls")}
+
+
+def _judge_metrics(judge, before: dict[str, float]) -> dict[str, float]:
+    """The judge's running totals for the whole run: this process's counts plus ``before`` (what the run
+    counted before a resume), ratios recomputed from the sums."""
+    now = dict(judge.metrics()) if hasattr(judge, "metrics") else {}
+    total = {k: v + before.get(k, 0.0) if k not in RATIOS else v for k, v in now.items()}
+    for key, (num, den) in RATIOS.items():
+        if key in total and den in total:
+            total[key] = total[num] / total[den] if total[den] else 0.0
+    return total
 
 
 def _metadata(cfg: TrainConfig, rnd: int, lm: FrozenLM) -> dict:

@@ -96,6 +96,8 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3"))
     state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
     assert [h["round"] for h in state["history"]] == [0, 1, 2]  # resumed at round 2, nothing repeated
+    calls = [h["judge/calls"] for h in state["history"]]
+    assert calls[0] < calls[1] < calls[2]  # the judge's totals continue across the resume
     transitions = [h["rollout/buffer_transitions"] for h in state["history"]]
     assert transitions[2] - transitions[1] == pytest.approx(transitions[1] - transitions[0], abs=4)
     with pytest.raises(FileExistsError, match="resume=false"):
