@@ -79,6 +79,12 @@ class Handler(BaseHTTPRequestHandler):
         if step[0] == "hang":
             time.sleep(1.5)
             return
+        if step[0] == "cut":  # a reply stopped by the token limit: half a JSON object
+            self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                             "choices": [{"index": 0, "finish_reason": "length",
+                                          "message": {"role": "assistant", "content": reply_json()[:40]}}],
+                             "usage": {"prompt_tokens": 100, "completion_tokens": 2048, "total_tokens": 2148}})
+            return
         if step[0] == "status":
             message = step[3] if len(step) > 3 else "scripted failure"
             self._send(step[1], {"error": {"message": message, "type": "error"}}, step[2])
@@ -203,7 +209,7 @@ def test_prompt_holds_everything_the_judge_must_see():
 def test_parser_tolerates_shapes_but_not_bad_values():
     names = ("Ann Lee", "Bob Ray")
     loose = json.dumps({
-        "Ann Lee": {d: {"reasoning": "r", "score": str(v)} for d, v in SCORES_1.items()},
+        "Ann Lee": {d: {"reasoning": "r", "score": v} for d, v in SCORES_1.items()},
         "agent_2": dict(SCORES_2)}).replace("}}", "},}") + " trailing words"
     scores, reasoning = parse_reply("Verdict: " + loose, names)
     assert scores[0].available() == SCORES_1 and scores[1].available() == SCORES_2
@@ -222,3 +228,16 @@ def test_the_cache_key_includes_the_server():
     there = ApiJudge(ApiJudgeConfig(base_url="http://127.0.0.1:9000/v1", api_key_env=""))
     same = ApiJudge(ApiJudgeConfig(base_url="http://127.0.0.1:8000/v1/", api_key_env=""))
     assert here.version != there.version and here.version == same.version
+
+
+@pytest.mark.parametrize("bad", [7.5, "7", True])
+def test_a_score_that_is_not_an_integer_is_a_failed_reply(bad):
+    text = reply_json(s1={**SCORES_1, "goal": bad})
+    with pytest.raises(ReplyError, match="expected an integer"):
+        parse_reply(text, ("A", "B"))
+
+
+def test_a_reply_cut_at_max_tokens_says_so(server, judge):
+    server.scripts["cut"] = [("cut",)]
+    [j] = judge([record("cut")])
+    assert not j.ok and "finish_reason=length" in j.cause and "max_tokens" in j.cause

@@ -97,6 +97,9 @@ class ApiJudge:
         tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
                   "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
         text = (response.choices[0].message.content or "") if response.choices else ""
+        if response.choices and getattr(response.choices[0], "finish_reason", None) == "length":
+            return self._failed(f"the reply was cut at judge.api.max_tokens={self.cfg.max_tokens} tokens "
+                                "(finish_reason=length); raise judge.api.max_tokens", start, retries, **tokens)
         try:
             scores, reasoning = parse_reply(text, record.names)
         except ReplyError as err:

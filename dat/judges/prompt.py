@@ -114,9 +114,8 @@ def _score_and_reason(value: Any, where: str) -> tuple[float, str]:
         reason, value = value
     elif isinstance(value, dict) and "score" in value:
         reason, value = value.get("reasoning", ""), value["score"]
-    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d+)?\s*", value):
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    integral = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and float(value).is_integer()
+    if not integral:  # the prompt asks for an integer: 7.5 or "7" is a reply that did not follow it
         raise ReplyError(f"invalid score {where}={value!r} (expected an integer)")
-    score = int(value) if float(value).is_integer() else float(value)
-    return score, str(reason)
+    return int(value), str(reason)
