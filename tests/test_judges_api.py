@@ -241,3 +241,14 @@ def test_a_reply_cut_at_max_tokens_says_so(server, judge):
     server.scripts["cut"] = [("cut",)]
     [j] = judge([record("cut")])
     assert not j.ok and "finish_reason=length" in j.cause and "max_tokens" in j.cause
+
+
+def test_a_hanging_endpoint_costs_at_most_the_budget(server, monkeypatch):
+    monkeypatch.setenv("DAT_TEST_JUDGE_KEY", KEY)
+    cfg = ApiJudgeConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="judge-model",
+                         api_key_env="DAT_TEST_JUDGE_KEY", timeout_s=0.4, max_retries=50, backoff_s=0.05,
+                         budget_s=1.2)
+    started = time.perf_counter()
+    [j] = ApiJudge(cfg)([record("hang")])
+    assert not j.ok and "judge.api.budget_s=1.2" in j.cause
+    assert time.perf_counter() - started < 2.5  # 50 retries would take over 20 s

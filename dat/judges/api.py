@@ -77,8 +77,10 @@ class ApiJudge:
             kwargs["response_format"] = {"type": "json_object"}
         retries = 0
         while True:
+            left = self.cfg.budget_s - (time.perf_counter() - start)
             try:
-                response = self.client.chat.completions.create(**kwargs)
+                response = self.client.chat.completions.create(**kwargs, timeout=max(0.1, min(self.cfg.timeout_s,
+                                                                                              left)))
                 break
             except openai.APIStatusError as err:
                 transient = err.status_code == 429 or err.status_code >= 500
@@ -88,10 +90,13 @@ class ApiJudge:
                 transient, cause, wait = True, "timeout", None
             except openai.APIConnectionError as err:
                 transient, cause, wait = True, f"connection error: {err}", None
+            backoff = min(self.cfg.backoff_s * 2**retries if wait is None else wait, self.cfg.backoff_max_s)
             if not transient or retries >= self.cfg.max_retries:
                 return self._failed(cause, start, retries)
-            backoff = self.cfg.backoff_s * 2**retries if wait is None else wait
-            time.sleep(min(backoff, self.cfg.backoff_max_s))
+            if time.perf_counter() - start + backoff >= self.cfg.budget_s:
+                return self._failed(f"{cause}; gave up after {time.perf_counter() - start:.0f} s "
+                                    f"(judge.api.budget_s={self.cfg.budget_s:g})", start, retries)
+            time.sleep(backoff)
             retries += 1
         usage = getattr(response, "usage", None)
         tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),

@@ -49,6 +49,9 @@ class ApiJudgeConfig:
     """Wait before the first retry; doubles on each further retry."""
     backoff_max_s: float = 60.0
     """Longest wait between two retries (also caps a server's Retry-After)."""
+    budget_s: float = 180.0
+    """The most time one judgement may take, all tries together (timeouts, retries, back-off): the
+    bound on what a hanging endpoint costs per dialogue. Each request waits at most the budget left."""
     concurrency: int = 4
     """Requests in flight at once."""
     json_mode: bool = False
@@ -142,6 +145,8 @@ class JudgeConfig:
             raise ValueError("judge.weights.weights: weights must be >= 0 with a positive sum")
         if self.embedding.high <= self.embedding.low:
             raise ValueError("judge.embedding: high must be greater than low")
+        if self.api.budget_s <= 0 or self.api.timeout_s <= 0:
+            raise ValueError("judge.api.budget_s and judge.api.timeout_s must be positive (seconds)")
         if self.api.max_retries < 0 or self.api.concurrency < 1:
             raise ValueError("judge.api: max_retries must be >= 0 and concurrency >= 1")
         return self
