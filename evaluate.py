@@ -102,9 +102,9 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
             cfg = replace(cfg, model=replace(cfg.model, name=policy.base_model))
         # ... and reads the state it was trained on (the export says which), whatever env.state_* say.
         cfg = replace(cfg, env=replace(cfg.env, state_layer=policy.state_layer, state_pool=policy.state_pool))
-    lm = FrozenLM.load(cfg.model)
     tasks = _per_scenario(load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root),
-                          cfg.tasks_per_scenario)[: cfg.max_tasks]
+                          cfg.tasks_per_scenario)[: cfg.max_tasks]  # read (and checked) before the model loads
+    lm = FrozenLM.load(cfg.model)
     projection = policy.projection if policy is not None else prepare_projection(cfg, lm, tasks, out)
     judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
 

@@ -87,10 +87,10 @@ class Run:
 def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     """Stage 1 and everything stage 2 needs: model, tasks, up-projection, judge, vector envs, TD3+BC
     (resumed from the last complete checkpoint when there is one) and the tracker."""
-    lm = FrozenLM.load(cfg.model)
-    scenarios = cfg.env.scenarios
+    scenarios = cfg.env.scenarios  # read (and checked) before the model loads
     train_tasks = load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
     eval_tasks = load_scenarios(scenarios.eval, root=scenarios.root)[: cfg.loop.eval_tasks]
+    lm = FrozenLM.load(cfg.model)
     projection = prepare_projection(cfg, lm, train_tasks, out)
     judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
 
