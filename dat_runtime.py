@@ -14,8 +14,8 @@ the shell wins:
   no library chatter on the console.
 
 It also holds what every entry point shares about failing well: ``one_line_errors`` (an expected
-error is one line, not a traceback) and ``SecretGuard`` (a key in the config is refused before
-anything is written).
+error is one line, not a traceback) and ``StartChecks`` (a key or a bad value in the config is refused
+before anything is written).
 """
 
 from __future__ import annotations
@@ -110,19 +110,24 @@ except ImportError:  # pragma: no cover
     Callback = object
 
 
-class SecretGuard(Callback):
-    """A Hydra callback that refuses a config holding a key before Hydra creates the run folder, names it
-    after the overrides or saves ``.hydra/*.yaml`` (registered in ``conf/train.yaml`` and ``evaluate.yaml``)."""
+class StartChecks(Callback):
+    """A Hydra callback that checks the composed config before Hydra creates the run folder, names it after
+    the overrides or saves ``.hydra/*.yaml`` (registered in ``conf/train.yaml`` and ``evaluate.yaml``):
+    a key-like value is refused without being echoed, and every value is validated
+    (``dat.config.validate``), so a bad command leaves nothing behind but one line on the console."""
 
     def on_run_start(self, config, **kwargs) -> None:
-        self._check(config)
+        self._check(config, validate=True)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self._check(config)
+        self._check(config, validate=False)  # sweep values are only known per job; each job validates its own
 
     @staticmethod
-    def _check(config) -> None:
-        from omegaconf import OmegaConf
+    def _check(config, validate: bool) -> None:
+        import copy
+        import sys
+
+        from omegaconf import OmegaConf, open_dict
 
         plain = OmegaConf.to_container(config, resolve=False)
         hydra = plain.pop("hydra", {}) if isinstance(plain, dict) else {}
@@ -130,8 +135,16 @@ class SecretGuard(Callback):
         for i, override in enumerate(hydra.get("overrides", {}).get("task", [])):
             values[f"override {i + 1}"] = str(override)
         problem = secret_problem(values)
-        if problem:
-            import sys
+        if problem is None and validate:
+            task = copy.deepcopy(config)
+            with open_dict(task):
+                task.pop("hydra", None)
+            try:
+                from dat.config import validate as check
 
+                check(OmegaConf.to_object(task))
+            except EXPECTED_ERRORS as err:
+                problem = str(err).strip().splitlines()[0]
+        if problem:
             print(f"error: {problem}", file=sys.stderr)
             raise SystemExit(2)
