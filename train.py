@@ -45,7 +45,7 @@ from dat.rl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from dat.rl.export import DATPolicy
+from dat.rl.export import DATPolicy, model_card
 from dat.rl.td3bc import TD3BC, OfflineEnv
 from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
@@ -173,8 +173,11 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     state.history.append({"round": rnd, **metrics})
     state.round = rnd + 1
     save_checkpoint(run.checkpoints, algo, state)
-    DATPolicy.from_trained(algo, run.projection, cfg.model.name, cfg.env.state_layer,
-                           cfg.env.state_pool).save_pretrained(out / "export")
+    export = DATPolicy.from_trained(algo, run.projection, cfg.model.name, cfg.env.state_layer, cfg.env.state_pool)
+    export.save_pretrained(out / "export")
+    reports = sorted((out / "eval").glob("round-*/evaluation.md"))
+    (out / "export" / "README.md").write_text(model_card(export, _card_facts(cfg, state),
+                                                         reports[-1].read_text() if reports else None))
     learning_curves(state.history, out / "learning_curves.png")
     return metrics
 
@@ -281,6 +284,16 @@ def _fresh(folder: Path) -> Path:
 
 RATIOS = {"judge/failure_rate": ("judge/failures", "judge/calls"), "judge/latency_s": ("judge/latency_total_s",
                                                                                      "judge/calls")}
+
+
+def _card_facts(cfg: TrainConfig, state: RunState) -> dict[str, str]:
+    """What the model card says about how the planner was made."""
+    basis = f" (basis {cfg.behaviours.name})" if cfg.prefix.kind == "behaviours" else ""
+    return {"judge": f"{cfg.judge.backend}, reward weights {dict(cfg.judge.weights.weights)}",
+            "action basis": f"{cfg.prefix.kind}{basis}",
+            "scenarios": f"train {cfg.env.scenarios.train}, held out {cfg.env.scenarios.eval}",
+            "training": f"{state.round} rounds, {state.episodes} episodes, TD3+BC alpha={cfg.algo.alpha}, "
+                        f"seed {cfg.seed}"}
 
 
 def _judge_metrics(judge, before: dict[str, float]) -> dict[str, float]:

@@ -70,3 +70,15 @@ def test_a_behaviour_basis_exports_at_either_depth(tmp_path, depth):
     assert torch.equal(loaded.projection.basis, projection.basis) and loaded.projection.cfg.depth == depth
     states = torch.randn(3, 16)
     assert loaded(states).shape == (3, *basis.shape[1:])
+
+
+def test_the_model_card_names_a_loadable_base_model_and_the_evaluation(tmp_path):
+    from dat.rl.export import model_card
+
+    projection = UpProjection.pca(torch.randn(50, 16), PrefixConfig(action_dim=4))
+    policy = DATPolicy.from_trained(trained_algo(True), projection, base_model="smollm2-135m-instruct")
+    card = model_card(policy, {"judge": "embedding"}, "| condition | reward |\n| policy | 0.5 [0.4, 0.6] |")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "arxiv.org/abs/2406.11978" in card
+    assert "- judge: embedding" in card and "| policy | 0.5 [0.4, 0.6] |" in card
+    local = model_card(DATPolicy.from_trained(trained_algo(True), projection, base_model="/models/mine"), {})
+    assert "base_model" not in local and "Not evaluated." in local  # a local folder is no Hub reference

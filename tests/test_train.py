@@ -89,6 +89,8 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     state = json.loads((out / "checkpoints" / "round-0002" / "state.json").read_text())
     assert state["round"] == 2 and len(state["history"]) == 2
     assert sorted(p.name for p in (out / "episodes").iterdir()) == ["round-0000", "round-0001"]
+    card = (out / "export" / "README.md").read_text()
+    assert "arxiv.org/abs/2406.11978" in card and "| policy |" in card and "judge: rule" in card
     policy = DATPolicy.from_pretrained(out / "export")
     assert policy.base_model == "tiny-random" and policy.act(torch.zeros(1, 64)).shape == (1, 8)
     check_wandb_run(out)

@@ -143,3 +143,44 @@ class DATPolicy(
             policy.mu.load_state_dict(actor.mu.state_dict())
             policy.projection.load_state_dict(projection.state_dict())
         return policy.eval()
+
+
+PAPER = "https://arxiv.org/abs/2406.11978"
+"""Li, Wang, Viégas, Wattenberg: Dialogue Action Tokens (2024)."""
+HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""Bundled model aliases and the Hub models they are (the card's ``base_model`` must be loadable)."""
+
+
+USAGE = """```python
+from dat.lm.frozen import FrozenLM
+from dat.lm.loading import ModelConfig
+from dat.rl.export import DATPolicy
+
+policy = DATPolicy.from_pretrained("<this folder or repo>")
+lm = FrozenLM.load(ModelConfig(name=policy.base_model))
+prefix = policy(lm.states([chat], layer=policy.state_layer, pool=policy.state_pool))
+reply = lm.generate([chat], list(prefix), position=policy.position)
+```"""
+
+
+def model_card(policy: DATPolicy, facts: dict[str, str], evaluation: str | None = None) -> str:
+    """The export's README.md: a card that stands alone (what the planner steers, how it was made, how well
+    it did on held-out tasks). ``facts``: name -> value lines (judge, scenarios, rounds, ...);
+    ``evaluation``: the held-out evaluation table in markdown, with its intervals."""
+    base = HUB_IDS.get(policy.base_model, policy.base_model)
+    hub = len(base.split("/")) == 2 and not base.startswith((".", "/", "~"))
+    prefix = policy.settings["prefix"]
+    shape = ", ".join(f"{k}={prefix[k]}" for k in ("kind", "position", "tokens", "action_dim", "norm", "depth")
+                      if k in prefix)
+    model = f"`{policy.base_model}`" + (f" ([{base}](https://huggingface.co/{base}))" if hub else "")
+    front = ["---", "library_name: dat-pipeline", "tags: [dialogue-action-tokens, td3-bc, steering]",
+             *([f"base_model: {base}"] if hub else []), "---"]
+    return "\n".join([
+        *front, "", "# DAT planner", "",
+        f"A Dialogue Action Tokens planner ([paper]({PAPER})): it reads the frozen chat model's state of the dialogue "
+        f"so far and outputs a {policy.settings['action_dim']}-d action that becomes {prefix['tokens']} prefix "
+        "token(s) steering the model's next reply. The model itself is not changed.",
+        "", "## Use", "", USAGE, "", "## How it was made", "",
+        f"- base model: {model}", f"- state: layer {policy.state_layer}, {policy.state_pool} pooling",
+        f"- action space: {shape}", *(f"- {name}: {value}" for name, value in facts.items()),
+        "", "## Held-out evaluation", "", evaluation.strip() if evaluation else "Not evaluated.", ""])
