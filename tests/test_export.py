@@ -81,4 +81,4 @@ def test_the_model_card_names_a_loadable_base_model_and_the_evaluation(tmp_path)
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "arxiv.org/abs/2406.11978" in card
     assert "- judge: embedding" in card and "| policy | 0.5 [0.4, 0.6] |" in card
     local = model_card(DATPolicy.from_trained(trained_algo(True), projection, base_model="/models/mine"), {})
-    assert "base_model" not in local and "Not evaluated." in local  # a local folder is no Hub reference
+    assert "base_model:" not in local and "Not evaluated." in local  # a local folder is no Hub reference
