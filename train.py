@@ -15,7 +15,7 @@ import dat_runtime  # process settings before torch (see dat_runtime.py)
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
                                   "output directory (hydra.run.dir=...) or delete it.")
         algo = TD3BC.from_config(cfg.algo, observation_space=obs_space, action_space=act_space, seed=cfg.seed)
         state = RunState(judge_cache=str(cfg.judge.cache_dir or out / "judge_cache"), settings=identity(cfg))
-    tracker = make_tracker(cfg.logger, _plain(cfg), out, cfg.name, state.wandb_id)
+    tracker = make_tracker(_sweep_grouped(cfg.logger), _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
     last = state.history[-1] if state.history else {}
@@ -179,6 +179,10 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     (out / "export" / "README.md").write_text(model_card(export, _card_facts(cfg, state),
                                                          reports[-1].read_text() if reports else None))
     learning_curves(state.history, out / "learning_curves.png")
+    run.tracker.image("learning_curves", out / "learning_curves.png", step=rnd)
+    run.tracker.artifact(f"{cfg.name}-planner", "model", out / "export", aliases=[f"round-{rnd + 1}"])
+    run.tracker.artifact(f"{cfg.name}-checkpoint", "checkpoint", run.checkpoints / f"round-{rnd + 1:04d}",
+                         aliases=[f"round-{rnd + 1}"])
     return metrics
 
 
@@ -231,6 +235,7 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     for name, played in runs.items():  # kept, so other conditions can be paired with them later
         save_episodes(_fresh(report / "episodes" / name), played)
     run.tracker.table("eval/transcripts", *transcript_rows(runs), step=rnd)
+    run.tracker.image("eval/chart", report / "evaluation.png", step=rnd)
     return eval_metrics(summary)
 
 
@@ -284,6 +289,15 @@ def _fresh(folder: Path) -> Path:
 
 RATIOS = {"judge/failure_rate": ("judge/failures", "judge/calls"), "judge/latency_s": ("judge/latency_total_s",
                                                                                      "judge/calls")}
+
+
+def _sweep_grouped(logger):
+    """The logger settings, with a sweep's jobs grouped under the sweep folder's name unless a group is set."""
+    from hydra.types import RunMode
+
+    if logger.group is not None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return logger
+    return replace(logger, group=Path(HydraConfig.get().sweep.dir).name)
 
 
 def _card_facts(cfg: TrainConfig, state: RunState) -> dict[str, str]:

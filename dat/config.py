@@ -36,9 +36,12 @@ class LoggerConfig:
     entity: str | None = None
     """W&B entity (team or user); None uses the default."""
     group: str | None = None
-    """W&B group; sweeps set it to the sweep directory so their jobs appear together."""
+    """W&B group; None in a sweep (-m) groups its jobs under the sweep folder's name."""
     tags: list[str] = field(default_factory=list)
     """W&B tags for the run."""
+    system_stats: bool = False
+    """W&B's CPU, GPU and memory charts. Off by default: its sampling thread competes with generation on a
+    small CPU; turn it on for GPU runs."""
 
 
 @dataclass

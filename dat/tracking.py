@@ -37,6 +37,12 @@ class Tracker:
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], step: int) -> None:
         """Record a table (e.g. eval transcripts)."""
 
+    def image(self, name: str, path: Path, step: int) -> None:
+        """Record a picture (a PNG written by the run: evaluation chart, learning curves)."""
+
+    def artifact(self, name: str, kind: str, folder: Path, aliases: Sequence[str] = ()) -> None:
+        """Version a folder (the export, a checkpoint) as an artifact of the run."""
+
     def summary(self, metrics: Mapping[str, Any]) -> None:
         """Record final values."""
 
@@ -55,8 +61,10 @@ class WandbTracker(Tracker):
             project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
             name=name, id=run_id, resume="allow" if run_id else None, mode=cfg.mode,
             dir=str(output_dir), config=scrub(config), reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=not cfg.system_stats),
         )
+        self.run.define_metric("round")
+        self.run.define_metric("*", step_metric="round")  # every chart over rounds, not W&B's internal step
         self.run_id = self.run.id
         self.run_dir = Path(self.run.dir).parent if self.run.dir else None
 
@@ -65,6 +73,15 @@ class WandbTracker(Tracker):
 
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], step: int) -> None:
         self.run.log({"round": step, name: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def image(self, name: str, path: Path, step: int) -> None:
+        if Path(path).is_file():
+            self.run.log({"round": step, name: self._wandb.Image(str(path))})
+
+    def artifact(self, name: str, kind: str, folder: Path, aliases: Sequence[str] = ()) -> None:
+        art = self._wandb.Artifact(name, type=kind)
+        art.add_dir(str(folder))
+        self.run.log_artifact(art, aliases=list(aliases) or None)
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         for key, value in metrics.items():

@@ -121,6 +121,14 @@ def check_wandb_run(out: Path) -> None:
         assert key in keys, key
     assert summary["state"] == "finished"
     assert summary["config"]["algo"]["alpha"] == 2.5
+    assert {"eval/chart", "learning_curves"} <= keys  # the PNGs, as images
+    records = [json.loads(line) for line in subprocess.run(
+        [str(wandb), "leet", "inspect", "--json", str(runs[0])], capture_output=True, text=True,
+        check=True).stdout.splitlines() if line.startswith("{")]
+    assert any(r["type"] == "metric" and r["metric"].get("step_metric") == "round" for r in records)  # x-axis
+    versions = {(r["artifact"]["type"], alias) for r in records if r["type"] == "artifact"
+                for alias in r["artifact"]["aliases"]}
+    assert {("model", "round-1"), ("model", "round-2"), ("checkpoint", "round-2")} <= versions  # versioned
 
 
 def run_script(tmp_path: Path, out: Path, *extra: str) -> subprocess.Popen:
