@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def test_basic_sweep_runs_four_jobs_with_their_own_outputs_and_runs(tmp_path):
         runs = list((job / "wandb").glob("offline-run-*"))
         assert len(runs) == 1
         run_ids.add(runs[0].name.rsplit("-", 1)[-1])
+        wandb = str(Path(sys.executable).parent / "wandb")
+        inspect = subprocess.run([wandb, "leet", "inspect", "--json", str(runs[0])], capture_output=True, text=True,
+                                 check=True).stdout
+        records = [json.loads(line) for line in inspect.splitlines() if line.startswith("{")]
+        run = next(r for r in records if r["type"] == "run")
+        assert run["run"]["run_group"] == "sweep"  # the jobs of a sweep share a group: the sweep folder's name
     assert len(run_ids) == 4  # no job reused another's W&B run
 
 
