@@ -75,3 +75,21 @@ def test_a_policy_that_is_no_export_is_explained_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         DATPolicy.check_source(tmp_path / "missing")
     DATPolicy.check_source("someone/dat-planner")  # a Hub id is left to huggingface_hub
+
+
+def test_the_transcripts_table_puts_conditions_side_by_side():
+    from dat.dialogue.episodes import Episode
+    from dat.eval.conditions import transcript_rows
+    from dat.records import DialogueRecord, Utterance
+
+    def episode(seed: int, text: str, reward: float) -> Episode:
+        record = DialogueRecord("t/1", "s", ("A", "B"), ("", ""), ("g", "h"), (Utterance(0, text),), 0)
+        empty = np.zeros((1, 2), np.float32)
+        return Episode(record, empty, empty, np.zeros(1, np.float32), empty, np.ones(1, bool), np.zeros(1, bool),
+                       None, reward, "t/1", 0, seed, False)
+
+    runs = {"unsteered": [episode(1, "plain", 0.2)], "policy": [episode(1, "steered", 0.7)]}
+    columns, rows = transcript_rows(runs)
+    assert columns == ["task", "seed", "steered side", "unsteered reward", "policy reward", "unsteered transcript",
+                       "policy transcript"]
+    assert rows[0][:5] == ["t/1", 1, 0, 0.2, 0.7] and "plain" in rows[0][5] and "steered" in rows[0][6]

@@ -57,10 +57,13 @@ def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0) -> dict[str,
 
 
 def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tuple[list[str], list[list[Any]]]:
-    """A table of eval transcripts (condition, task, reward, dialogue) for the tracker."""
-    columns = ["condition", "task", "steered", "reward", "transcript"]
-    rows = [[name, e.task_id, e.steered, e.reward, e.record.transcript()]
-            for name, episodes in runs.items() for e in episodes[:limit]]
+    """A table of eval transcripts for the tracker: one row per episode (same task, sides and seed in every
+    condition), each condition's reward and dialogue side by side, so steered and unsteered read together."""
+    names = list(runs)
+    first = runs[names[0]]
+    columns = ["task", "seed", "steered side", *(f"{n} reward" for n in names), *(f"{n} transcript" for n in names)]
+    rows = [[e.task_id, e.seed, e.steered, *(runs[n][i].reward for n in names),
+             *(runs[n][i].record.transcript() for n in names)] for i, e in enumerate(first[:limit])]
     return columns, rows
 
 
