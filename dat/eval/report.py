@@ -150,25 +150,41 @@ def _save(fig: Figure, path: str | Path) -> None:
 def plot_summary(
     summary: Mapping[str, Any], path: str | Path, dimensions: Sequence[str] | None = None
 ) -> None:
-    """Grouped bar chart: one group per dimension, one bar per condition, interval as error bar."""
+    """Two panels. Left: the reward of every condition (mean and interval). Right: what matters, the paired
+    difference of each condition to the baseline on every dimension, as a share of that dimension's range
+    (goal 0..10, relationship -5..5, ...), so dimensions of different ranges share one axis."""
+    from dat.judges.dimensions import RANGES
+
     dims, conds = _dims(summary, dimensions), list(summary["conditions"])
-    fig = Figure(figsize=(min(12.0, max(6.0, 0.6 * len(dims) * max(1, len(conds)) + 2)), 4.5), dpi=100)
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(conds))
-    x = np.arange(len(dims))
+    treated = [c for c in conds if any(summary["results"][c].get(d, {}).get("diff") for d in dims)]
+    fig = Figure(figsize=(11.0, 0.45 * len(dims) * max(1, len(treated)) + 2.2), dpi=100)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
+    headline = "reward" if "reward" in dims else dims[0]
     for i, c in enumerate(conds):
-        entries = [summary["results"][c].get(d) for d in dims]
-        mean = np.array([np.nan if e is None else e["mean"] for e in entries], dtype=float)
-        low = np.array([np.nan if e is None else e["low"] for e in entries], dtype=float)
-        high = np.array([np.nan if e is None else e["high"] for e in entries], dtype=float)
-        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
-        offset = (i - (len(conds) - 1) / 2) * width
-        ax.bar(x + offset, np.nan_to_num(mean), width, yerr=err, capsize=3, label=c)
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(dims, rotation=20, ha="right")
-    ax.set_ylabel(f"score (mean, {100 * summary['level']:g}% interval)")
-    ax.legend(frameon=False)
+        e = summary["results"][c].get(headline)
+        if e is not None:
+            left.errorbar([i], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o", capsize=4,
+                          color=f"C{i}")
+    left.set_xticks(range(len(conds)))
+    left.set_xticklabels(conds, rotation=20, ha="right")
+    left.set_ylabel(f"{headline} (mean, {100 * summary['level']:g}% interval)")
+    rows, labels = 0, []
+    for d in dims:
+        span = float(np.subtract(*RANGES[d][::-1])) if d in RANGES else 1.0
+        for c in treated:
+            diff = (summary["results"][c].get(d) or {}).get("diff")
+            if diff:
+                mid = diff["mean_diff"] / span
+                err = [[mid - diff["ci_low"] / span], [diff["ci_high"] / span - mid]]
+                right.errorbar([mid], [rows], xerr=err, fmt="o", capsize=3, color=f"C{conds.index(c)}")
+            labels.append(f"{d}: {c}")
+            rows += 1
+    right.axvline(0.0, color="black", linewidth=0.8)
+    right.set_yticks(range(rows))
+    right.set_yticklabels(labels)
+    right.invert_yaxis()
+    right.set_xlabel(f"Δ to {summary.get('baseline', 'the baseline')}, share of the dimension's range "
+                     f"({100 * summary['level']:g}% interval)")
     fig.tight_layout()
     _save(fig, path)
 
