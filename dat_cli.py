@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     chat.add_argument("--side", type=int, default=0, choices=(0, 1), help="which agent the planner steers")
     chat.add_argument("--turns", type=int, default=3, help="rounds")
     chat.add_argument("--interactive", action="store_true", help="you play the partner")
+    chat.add_argument("--compare", action="store_true",
+                      help="also play the same dialogue unsteered (same task, side and seed) and show both")
     chat.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--seed", type=int, default=0)
@@ -76,15 +78,23 @@ def _chat(args: argparse.Namespace) -> int:
           f"{names[1 - args.side]} ({'you' if args.interactive else 'the model'}).\n")
     if args.interactive:
         return _interactive(lm, policy, dialogue, cfg, names, args.seed)
+    # With --compare an unsteered twin plays in the same batch (NaN actions: no prefix), turn by turn.
+    dialogues = [dialogue, Dialogue.open(task, args.side, False, cfg)] if args.compare and policy else [dialogue]
     lockstep = Lockstep(lm, policy.projection if policy is not None else None, cfg)
-    lockstep.start([dialogue], args.seed)
+    lockstep.start(dialogues, args.seed)
     for rnd in range(cfg.max_turns):
-        actions = policy.act(lockstep.observe([dialogue])) if policy is not None else None
-        shown = len(dialogue.turns)
-        lockstep.step([dialogue], actions, (derive_seed(args.seed, rnd, 0), derive_seed(args.seed, rnd, 1)))
-        for turn in dialogue.turns[shown:]:
-            print(f"{names[turn.agent]}: {turn.text}")
-        if dialogue.done:
+        live = [d for d in dialogues if not d.done]
+        actions = None
+        if policy is not None:
+            actions = policy.act(lockstep.observe(live))
+            actions[[i for i, d in enumerate(live) if d is not dialogue]] = float("nan")
+        shown = [len(d.turns) for d in live]
+        lockstep.step(live, actions, (derive_seed(args.seed, rnd, 0), derive_seed(args.seed, rnd, 1)))
+        for d, first in zip(live, shown, strict=True):
+            label = "" if len(dialogues) == 1 else ("[steered]   " if d is dialogue else "[unsteered] ")
+            for turn in d.turns[first:]:
+                print(f"{label}{names[turn.agent]}: {turn.text}")
+        if all(d.done for d in dialogues):
             break
     return 0
 

@@ -57,3 +57,13 @@ def test_unknown_task_is_explained(export, capsys):
 def test_export_steers_what_it_says(export):
     policy = DATPolicy.from_pretrained(export)
     assert policy(torch.zeros(2, policy.state_mean.shape[0])).shape == (2, 2, policy.state_mean.shape[0])
+
+
+def test_chat_compares_the_steered_reply_with_the_unsteered_one(export, capsys):
+    code = dat_cli.main(["chat", "--policy", str(export), "--turns", "1", "--greedy", "--max-new-tokens", "6",
+                         "--compare"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    steered = [line for line in lines if line.startswith("[steered]")]
+    unsteered = [line for line in lines if line.startswith("[unsteered]")]
+    assert len(steered) == len(unsteered) == 2  # the steered line and the partner's reply, in each dialogue

@@ -52,7 +52,7 @@ def test_every_default_is_written_once_the_yaml_composes_to_the_schema(tmp_path)
     assert changed and {c.split(".")[0] for c in changed} == DELIBERATE, changed
     assert full.model.name == "smollm2-135m-instruct" and full.algo.alpha == 2.5
     assert full.judge.backend == "embedding" and full.env.scenarios.eval == "bundled:eval"
-    assert full.prefix.kind == "behaviours" and full.prefix.depth == "layers" and full.behaviours.name == "goal_hint_deep"
+    assert (full.prefix.kind, full.prefix.depth, full.behaviours.name) == ("behaviours", "layers", "goal_hint_deep")
     cfg = config(tmp_path)
     assert cfg.model.name == "tiny-random" and cfg.loop.rounds == 2  # debug overrides the defaults
 
