@@ -22,19 +22,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from dat.action.behaviours import BehaviourConfig
-from dat.action.projection import PrefixConfig
-from dat.action.selfclone import SelfCloneConfig
-from dat.config import EnvGroupConfig, LoggerConfig, register_configs, to_config, validate
+from dat.config import SharedConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect_conditions
 from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
 from dat.eval.report import markdown_table, write_report
 from dat.judges import make_judge
-from dat.judges.config import JudgeConfig
 from dat.judges.reward import reward as judged_reward
 from dat.lm.frozen import FrozenLM
-from dat.lm.loading import ModelConfig
 from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
@@ -45,23 +40,10 @@ CONDITIONS = ("policy", BASELINE, "zero", "random")
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(SharedConfig):
     """What to evaluate and how much, over the groups evaluation shares with training (model, prefix and
     how it is made, env, judge, logger). Nothing of training's own (algorithm, rounds, resume) is read."""
 
-    seed: int = 0
-    """Seed of the evaluation episodes (their tasks, sides and sampling streams)."""
-    name: str = "dat"
-    """Run name (W&B run name: <name>-evaluate)."""
-    output_dir: str | None = None
-    """Where the report goes; None uses Hydra's run directory."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prefix: PrefixConfig = field(default_factory=PrefixConfig)
-    selfclone: SelfCloneConfig = field(default_factory=SelfCloneConfig)
-    behaviours: BehaviourConfig = field(default_factory=BehaviourConfig)
-    env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
     batch_size: int = 16
     """Dialogues advanced together in one batched generation call."""
     algo: Any = None

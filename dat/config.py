@@ -103,17 +103,14 @@ class LoopConfig:
 
 
 @dataclass
-class TrainConfig:
-    """The whole run: one object, built from the composed Hydra config in ``main()``."""
+class SharedConfig:
+    """What training and evaluation share: the model, the action space and how it is made, the dialogue
+    rules and tasks, the judge and the logger (evaluate.py's schema adds its own settings to these)."""
 
     seed: int = 0
     """The run seed; every random stream derives from it."""
     name: str = "dat"
     """Run name (W&B run name, export model card)."""
-    resume: bool = True
-    """Resume from the output directory's last complete checkpoint when there is one (and its settings match)."""
-    force_resume: bool = False
-    """Resume even when the checkpoint was made with other settings (``identity``): the run then mixes them."""
     output_dir: str | None = None
     """Where outputs go; None uses Hydra's run directory."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -122,9 +119,19 @@ class TrainConfig:
     behaviours: BehaviourConfig = field(default_factory=BehaviourConfig)
     env: EnvGroupConfig = field(default_factory=EnvGroupConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+@dataclass
+class TrainConfig(SharedConfig):
+    """The whole run: one object, built from the composed Hydra config in ``main()``."""
+
+    resume: bool = True
+    """Resume from the output directory's last complete checkpoint when there is one (and its settings match)."""
+    force_resume: bool = False
+    """Resume even when the checkpoint was made with other settings (``identity``): the run then mixes them."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 GROUPS = {
