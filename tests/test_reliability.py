@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 import train as train_module
 from dat.dialogue.episodes import load_episodes
 from dat.dialogue.rollout import JudgeOutage
+from tests.test_judges_api import Handler as ScriptedHandler
 from tests.test_judges_api import reply_json
 from tests.test_train import config
 
@@ -34,11 +35,10 @@ class Judge(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Judge
+class Handler(ScriptedHandler):
+    """The OpenAI-protocol plumbing of the API-judge tests' server, answering by the server's mode."""
 
-    def log_message(self, *args) -> None:
-        pass
+    server: Judge
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -54,14 +54,6 @@ class Handler(BaseHTTPRequestHandler):
                              "choices": [{"index": 0, "finish_reason": "stop",
                                           "message": {"role": "assistant", "content": reply_json()}}],
                              "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture()

@@ -87,8 +87,7 @@ def added(model, additions: Sequence[Tensor | None], starts: Sequence[int]) -> I
             hidden = args[0] if args else kwargs["hidden_states"]
             if hidden.shape[0] != len(additions):
                 raise ValueError(f"{len(additions)} deep prefixes for a batch of {hidden.shape[0]} rows.")
-            extra = torch.stack([_placed(a, index, s, hidden) for a, s in zip(additions, starts, strict=True)])
-            hidden = hidden + extra
+            hidden = _added(hidden, additions, starts, index)
             if args:
                 return (hidden, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": hidden}
@@ -102,13 +101,19 @@ def added(model, additions: Sequence[Tensor | None], starts: Sequence[int]) -> I
             handle.remove()
 
 
-def _placed(addition: Tensor | None, layer: int, start: int, hidden: Tensor) -> Tensor:
-    """One row's addition for ``layer`` as a ``(T, hidden)`` tensor, zero outside the prefix positions."""
-    width, size = hidden.shape[1], hidden.shape[2]
-    if addition is None:
-        return hidden.new_zeros(width, size)
-    vectors = addition[layer - 1].to(hidden)
-    if start < 0 or start + vectors.shape[0] > width:
-        raise ValueError(f"A deep prefix at positions {start}..{start + vectors.shape[0]} does not fit a pass "
-                         f"of {width} positions.")
-    return torch.cat([hidden.new_zeros(start, size), vectors, hidden.new_zeros(width - start - vectors.shape[0], size)])
+def _added(hidden: Tensor, additions: Sequence[Tensor | None], starts: Sequence[int], layer: int) -> Tensor:
+    """``hidden`` with each row's vectors for ``layer`` added at its prefix positions (only those entries
+    are touched; differentiable in the additions)."""
+    rows, cols, vectors = [], [], []
+    for row, (addition, start) in enumerate(zip(additions, starts, strict=True)):
+        if addition is None:
+            continue
+        part = addition[layer - 1]
+        if start < 0 or start + part.shape[0] > hidden.shape[1]:
+            raise ValueError(f"A deep prefix at positions {start}..{start + part.shape[0]} does not fit a pass "
+                             f"of {hidden.shape[1]} positions.")
+        rows += [row] * part.shape[0]
+        cols += range(start, start + part.shape[0])
+        vectors.append(part.to(hidden))
+    index = (torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device))
+    return hidden.index_put(index, torch.cat(vectors), accumulate=True)
