@@ -1,10 +1,14 @@
-"""``dat`` console command: talk to, or watch, a steered model from an exported planner.
+"""``dat`` console command: train and evaluate a planner, talk to or watch a steered model from an export.
 
+    dat train loop.rounds=1 logger=none                                     # = python train.py loop.rounds=1 ...
+    dat evaluate policy=outputs/train/default/export                         # = python evaluate.py policy=...
     dat chat --policy outputs/train/default/export --task bundled-003        # planner vs model partner
     dat chat --policy outputs/train/default/export --interactive             # you are the partner
     dat chat --task bundled-003                                              # no planner: unsteered
 
-Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
+``dat train`` and ``dat evaluate`` hand everything after the subcommand to Hydra (overrides, ``-m``, ``--cfg job``,
+``--help``), with the configs installed with the package (``dat_pipeline/conf``, built from the checkout's
+``conf/``). Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,9 +28,18 @@ if TYPE_CHECKING:
     from dat.lm.frozen import FrozenLM
 
 
+HYDRA_COMMANDS = {
+    "train": "train a planner: Hydra overrides as for python train.py (e.g. loop.rounds=1 logger=none)",
+    "evaluate": "evaluate an export against the baselines: Hydra overrides as for python evaluate.py (policy=...)",
+}
+"""Subcommands that run a Hydra entry point; their arguments are Hydra's, so argparse never reads them."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dat", description="Dialogue Action Tokens tools.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in HYDRA_COMMANDS.items():
+        commands.add_parser(name, help=text, add_help=False)  # listed here, run by run_entry_point
     chat = commands.add_parser("chat", help="run a steered dialogue from an exported planner")
     chat.add_argument("--policy", help="folder written by DATPolicy.save_pretrained (omit: unsteered)")
     chat.add_argument("--model", help="base model; default: the one the policy was trained on")
@@ -40,8 +56,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@dat_runtime.one_line_errors
+def entry_point(name: str):
+    """The module of ``train.py`` or ``evaluate.py``: installed as ``dat_pipeline.<name>``, or, in a checkout
+    that is not installed, the script next to this file (imported as ``<name>``, as ``python <name>.py`` would)."""
+    try:
+        return importlib.import_module(f"dat_pipeline.{name}")
+    except ModuleNotFoundError as err:
+        if err.name not in ("dat_pipeline", f"dat_pipeline.{name}"):
+            raise
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_entry_point(name: str, argv: list[str]) -> int:
+    """``dat train ...`` / ``dat evaluate ...``: the Hydra entry point with ``argv`` as its command line and the
+    configs that sit beside it (``conf/``), wherever the package is installed. A later ``--config-path`` wins."""
+    module = entry_point(name)
+    conf = Path(module.__file__).resolve().parent / "conf"
+    saved = sys.argv
+    sys.argv = [f"dat {name}", "--config-path", str(conf), *argv]
+    try:
+        module.main()
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in HYDRA_COMMANDS:
+        return run_entry_point(argv[0], argv[1:])
+    return run_parsed(argv)
+
+
+@dat_runtime.one_line_errors
+def run_parsed(argv: list[str]) -> int:
     args = parse_args(argv)  # before the heavy imports below, so `dat --help` answers at once
     import torch
 

@@ -1,8 +1,17 @@
-"""`dat chat`: a steered dialogue from an export, with the model or a human (stdin) as the partner."""
+"""The ``dat`` command: ``dat chat`` (a steered dialogue from an export, with the model or a human on stdin as the
+partner, or both conditions side by side), ``dat train`` / ``dat evaluate`` (the Hydra entry points with the
+configs installed with the package) and a ``dat --help`` that answers at once."""
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +76,97 @@ def test_chat_compares_the_steered_reply_with_the_unsteered_one(export, capsys):
     steered = [line for line in lines if line.startswith("[steered]")]
     unsteered = [line for line in lines if line.startswith("[unsteered]")]
     assert len(steered) == len(unsteered) == 2  # the steered line and the partner's reply, in each dialogue
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, cwd: Path, path: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_answers_at_once_and_lists_every_subcommand(tmp_path):
+    code = ("import sys, time; start = time.perf_counter(); import dat_cli\n"
+            "try:\n    dat_cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('seconds', time.perf_counter() - start, 'torch', 'torch' in sys.modules)")
+    runs = [_python(code, ROOT) for _ in range(3)]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    for command in ("chat", "train", "evaluate"):
+        assert command in runs[0].stdout
+    assert all(run.stdout.split()[-1] == "False" for run in runs)  # the heavy imports wait for the arguments
+    assert min(float(run.stdout.split()[-3]) for run in runs) < 1.0
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The project built as a wheel (from a copy of the checkout's package files) and installed into a folder of
+    its own, so the tests below see what ``pip install`` gives: no checkout, no ``conf/`` beside the command."""
+    pytest.importorskip("setuptools")
+    base = tmp_path_factory.mktemp("wheel")
+    source, wheels, target = base / "source", base / "dist", base / "site"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("dat", "envs", "conf"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE", *(p.name for p in ROOT.glob("*.py"))):
+        shutil.copy2(ROOT / name, source / name)
+
+    def pip(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "pip", "-q", *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    pip("wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels))
+    pip("install", "--no-deps", "--no-index", "--target", str(target), str(next(wheels.glob("*.whl"))))
+    return target
+
+
+def test_the_wheel_holds_every_module_and_every_config(installed):
+    wheel = next((installed.parent / "dist").glob("*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(ROOT).as_posix() for folder in ("dat", "envs") for p in (ROOT / folder).rglob("*.py")}
+    assert modules - names == set()
+    configs = {"dat_pipeline/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "conf").rglob("*.yaml")}
+    assert len(configs) > 20 and configs - names == set()
+    assert {"dat_pipeline/train.py", "dat_pipeline/evaluate.py", "dat_cli.py", "dat_runtime.py"} <= names
+    scenarios = {p.relative_to(ROOT).as_posix() for p in (ROOT / "envs" / "scenarios" / "data").rglob("*.jsonl")}
+    assert scenarios and scenarios - names == set()
+
+
+def test_train_and_evaluate_compose_their_configs_from_the_installed_package(installed, tmp_path):
+    code = ("import dat_cli, dat_pipeline.train\n"
+            "print('FROM', dat_cli.__file__, dat_pipeline.train.__file__)\n"
+            "dat_cli.main(['train', '--cfg', 'job', 'loop.rounds=1', 'logger=none', 'prefix=pca'])\n"
+            "dat_cli.main(['evaluate', '--cfg', 'job', 'policy=somewhere/export', 'episodes_per_scenario=3'])\n")
+    done = _python(code, tmp_path, installed)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.split()[1:3] == [str(installed / "dat_cli.py"), str(installed / "dat_pipeline" / "train.py")]
+    train, evaluate = out.split("policy: somewhere/export")[0], out.split("policy: somewhere/export")[1]
+    assert "rounds: 1" in train and "backend: none" in train and "kind: pca" in train
+    assert "episodes_per_scenario: 3" in evaluate
+    assert list(tmp_path.iterdir()) == []  # --cfg job composes and prints; nothing is run or written
+
+
+def test_train_from_the_installed_package_refuses_a_bad_value_before_any_work(installed, tmp_path):
+    started = time.perf_counter()
+    done = _python("import sys, dat_cli; sys.exit(dat_cli.main(['train', 'loop.rounds=-1', 'logger=none']))",
+                   tmp_path, installed)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: loop.rounds=-1 must be at least 1."
+    assert list(tmp_path.iterdir()) == [] and time.perf_counter() - started < 120  # no model, no run folder
+
+
+def test_hydra_help_lists_the_config_groups(installed, tmp_path):
+    done = _python("import dat_cli; dat_cli.main(['evaluate', '--help'])", tmp_path, installed)
+    assert done.returncode == 0, done.stderr
+    for group in ("model:", "prefix:", "judge:", "smollm2", "behaviours_goal_hint_deep"):
+        assert group in done.stdout
+
+
+def test_train_from_a_checkout_uses_the_checkout_configs(tmp_path):
+    done = _python("import dat_cli; dat_cli.main(['train', '--cfg', 'job', 'debug=tiny'])", tmp_path, ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "tiny-random" in done.stdout
