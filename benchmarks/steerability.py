@@ -31,6 +31,7 @@ import common  # noqa: F401  (CPU settings before torch)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+from steerability_plot import plot_all  # noqa: E402
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
 
 from dat.action import steerability as st  # noqa: E402
@@ -526,6 +527,8 @@ def main() -> None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps({**results, "machine": common.machine()}, indent=2))
         out_path.with_suffix(".md").write_text(markdown(results))
+    for picture in plot_all(Path(args.out)):  # the README's picture, redrawn from every steerability*.json
+        print(f"wrote {picture}", flush=True)
 
 
 if __name__ == "__main__":
