@@ -30,10 +30,11 @@ from tqdm import tqdm
 from dat.action.projection import UpProjection
 from dat.config import TrainConfig, identity, register_configs, to_config, validate
 from dat.dialogue.episodes import load_episodes, save_episodes
-from dat.dialogue.rollout import JudgeOutage, collect, judgement_dict, outage
+from dat.dialogue.rollout import JudgeOutage, collect, outage
 from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
+from dat.judges.rejudge import FailedJudgements, Rejudged, run_cache_dir
 from dat.judges.reward import reward as judged_reward
 from dat.lm.frozen import FrozenLM
 from dat.rl.buffer import add_episode
@@ -73,6 +74,11 @@ class Run:
     """Unsteered and zero-action evaluation episodes: the same every round, played once."""
     judge_before: dict = field(default_factory=dict)
     """The judge's counters before a resume (its totals continue from them)."""
+    failed: FailedJudgements = field(init=False)
+    """The failed judgements of the training episodes, judged again between rounds."""
+
+    def __post_init__(self) -> None:
+        self.failed = FailedJudgements(self.out / "episodes")
 
     @property
     def checkpoints(self) -> Path:
@@ -92,7 +98,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     eval_tasks = load_scenarios(scenarios.eval, root=scenarios.root)[: cfg.loop.eval_tasks]
     lm = FrozenLM.load(cfg.model)
     projection = prepare_projection(cfg, lm, train_tasks, out)
-    judge = make_judge(cfg.judge, lm=lm, cache_dir=cfg.judge.cache_dir or out / "judge_cache")
+    judge = make_judge(cfg.judge, lm=lm, cache_dir=run_cache_dir(out, cfg.judge.cache_dir))
 
     def reward_fn(judgement, steered: int) -> float | None:
         return judged_reward(judgement, steered, cfg.judge.weights)
@@ -117,7 +123,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
             raise FileExistsError(f"{checkpoints} holds a checkpoint and resume=false; choose another "
                                   "output directory (hydra.run.dir=...) or delete it.")
         algo = TD3BC.from_config(cfg.algo, observation_space=obs_space, action_space=act_space, seed=cfg.seed)
-        state = RunState(judge_cache=str(cfg.judge.cache_dir or out / "judge_cache"), settings=identity(cfg))
+        state = RunState(judge_cache=str(run_cache_dir(out, cfg.judge.cache_dir)), settings=identity(cfg))
     tracker = make_tracker(_sweep_grouped(cfg.logger), _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
@@ -187,37 +193,35 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
 
 
 def _rejudge(run: Run, rnd: int) -> int:
-    """Judge again the failed episodes of the rounds before ``rnd``; those that succeed enter the buffer.
+    """Judge again the failed episodes of the rounds before ``rnd`` and add those that succeed to the
+    buffer, with the re-judgements ``python -m dat.judges.rescore --run`` logged; returns how many were added.
 
-    Each success is recorded in the run state (saved with the buffer in the next checkpoint) and in
-    ``episodes/round-NNNN/rejudged.jsonl``; after a crash before that checkpoint it is simply judged
-    again (a cache hit) and added to the restored buffer. Per-turn rewards cannot be rebuilt from one
-    judgement, so with ``env.reward_per_turn`` failed episodes stay out.
+    ``dat.judges.rejudge`` judges and logs (``episodes/round-NNNN/rejudged.jsonl``); an episode is added
+    once, its key kept in the run state (saved with the buffer in the next checkpoint). After a crash
+    before that checkpoint the restored buffer lacks it and so does the state: it is added again from
+    the log, not judged again. Per-turn rewards cannot be rebuilt from one judgement, so with
+    ``env.reward_per_turn`` failed episodes stay out.
     """
     if run.cfg.env.reward_per_turn:
         return 0
-    added = 0
-    for folder in sorted((run.out / "episodes").glob("round-*")):
-        if int(folder.name.removeprefix("round-")) >= rnd:
-            continue
-        waiting = [e for e in load_episodes(folder)
-                   if e.judgement_failed and f"{folder.name}/{e.seed}" not in run.state.recovered]
-        if not waiting:
-            continue
-        for e, judgement in zip(waiting, run.judge([e.record for e in waiting]), strict=True):
-            reward = run.reward_fn(judgement, e.steered)
-            if reward is None:
+    run.failed.rejudge(run.judge, run.cfg.judge.weights, before=rnd)
+    added = set(run.state.recovered)
+    waiting: dict[str, dict[int, Rejudged]] = {}
+    for entry in run.failed.recovered(before=rnd):
+        if entry.key not in added:
+            waiting.setdefault(entry.round, {})[entry.seed] = entry
+    count = 0
+    for name, entries in waiting.items():  # only these rounds' arrays are read
+        for e in load_episodes(run.failed.episodes / name):
+            if e.seed not in entries or not e.judgement_failed:
                 continue
             rewards = np.zeros_like(e.rewards)
-            rewards[-1] = reward  # a terminal reward: 0 on every step but the last
+            rewards[-1] = entries[e.seed].reward  # a terminal reward: 0 on every step but the last
             add_episode(run.algo.replay_buffer, e.states, e.next_states, e.actions, rewards,
                         terminated=bool(e.dones[-1]))
-            run.state.recovered.append(f"{folder.name}/{e.seed}")
-            with (folder / "rejudged.jsonl").open("a") as log:
-                log.write(json.dumps({"seed": e.seed, "task_id": e.task_id, "reward": reward,
-                                      "judgement": judgement_dict(judgement)}) + "\n")
-            added += 1
-    return added
+            run.state.recovered.append(entries[e.seed].key)
+            count += 1
+    return count
 
 
 def _cause(episodes) -> str:

@@ -28,6 +28,8 @@ class Judge(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.mode, self.requests = "up", 0
+        self.bodies: list[str] = []
+        """The conversation of every request, as sent."""
         self.lock = threading.Lock()
 
     @property
@@ -44,6 +46,7 @@ class Handler(ScriptedHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
             self.server.requests += 1
+            self.server.bodies.append(json.dumps(body["messages"]))
             first = self.server.requests == 1
         if self.server.mode == "down":
             self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
@@ -101,3 +104,65 @@ def test_an_outage_stops_at_once_and_failed_episodes_enter_training_once_judged(
     log = out / "episodes" / "round-0000" / "rejudged.jsonl"
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert [row["seed"] for row in logged] == [failed[0].seed] and logged[0]["reward"] is not None
+
+
+def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_them_once(
+        tmp_path, judge_server, capsys):
+    from omegaconf import OmegaConf
+
+    from dat.judges.rescore import main as rescore
+
+    out = tmp_path / "run"
+
+    def cfg(rounds: int):
+        return config(tmp_path, "judge=api", f"judge.api.base_url={judge_server.url}", "judge.api.api_key_env=",
+                      "judge.api.max_retries=0", "judge.api.concurrency=1", "judge.api.timeout_s=5", "logger=none",
+                      f"output_dir={out}", f"loop.rounds={rounds}", "loop.episodes_per_round=6",
+                      "loop.batch_size=2")
+
+    def state(rounds: int) -> dict:
+        return json.loads((out / "checkpoints" / f"round-{rounds:04d}" / "state.json").read_text())
+
+    judge_server.mode = "first"
+    train_module.train(cfg(1))  # one judgement fails (HTTP 500), the round completes without it
+    failed = [e for e in load_episodes(out / "episodes" / "round-0000") if e.judgement_failed]
+    assert len(failed) == 1 and "500" in failed[0].judgement["cause"]
+    (out / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.structured(cfg(1)), out / ".hydra" / "config.yaml")  # as Hydra saves it
+    log = out / "episodes" / "round-0000" / "rejudged.jsonl"
+
+    judge_server.mode, judge_server.requests = "down", 0
+    assert rescore(["--run", str(out)]) == 1  # the server the run saved is still down: said, nothing logged
+    assert "1 failed episodes" in capsys.readouterr().err and judge_server.requests == 1 and not log.exists()
+    assert rescore(["--run", str(out), "judge=rule"]) == 2  # another reward would mix into the buffer
+    assert "judge.backend differ" in capsys.readouterr().err
+
+    judge_server.mode, judge_server.requests = "up", 0
+    # Its own cache, so that judging the episode again below would show as a request, not a cache hit.
+    assert rescore(["--run", str(out), "--cache-dir", str(tmp_path / "rescore_cache")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rejudged"] == summary["recovered"] == 1 and summary["still_failed"] == 0
+    assert judge_server.requests == 1
+    asked = judge_server.bodies[-1]  # the failed episode's judgement, as the judge is asked for it
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["seed"] for row in logged] == [failed[0].seed] and logged[0]["reward"] is not None
+    assert rescore(["--run", str(out)]) == 0 and judge_server.requests == 1  # nothing left to judge
+    assert json.loads(capsys.readouterr().out)["rejudged"] == 0
+    with log.open("a") as f:  # a second writer logged the same episode too, and a killed one left half a line
+        f.write(json.dumps({**logged[0], "reward": 0.0}) + "\n" + '{"seed": 1')
+
+    judge_server.bodies.clear()
+    train_module.train(cfg(2))  # resume: adds the logged episode to the buffer without judging it again
+    history = state(2)["history"]
+    assert state(2)["recovered"] == [f"round-0000/{failed[0].seed}"] and history[1]["rollout/rejudged"] == 1
+    assert judge_server.bodies and asked not in judge_server.bodies
+    new = [e for e in load_episodes(out / "episodes" / "round-0001") if not e.judgement_failed]
+    transitions = [h["rollout/buffer_transitions"] for h in history]
+    assert transitions[1] - transitions[0] == sum(len(e) for e in new) + len(failed[0])
+
+    train_module.train(cfg(3))  # a later resume adds it no more
+    history = state(3)["history"]
+    assert state(3)["recovered"] == [f"round-0000/{failed[0].seed}"] and history[2]["rollout/rejudged"] == 0
+    new = [e for e in load_episodes(out / "episodes" / "round-0002") if not e.judgement_failed]
+    assert history[2]["rollout/buffer_transitions"] - history[1]["rollout/buffer_transitions"] == sum(
+        len(e) for e in new)

@@ -1,11 +1,17 @@
-"""Re-score saved episodes with another judge, into a new file (the input is never modified).
+"""Re-score saved episodes with another judge into a new file, or judge a run's failed episodes again.
 
     python -m dat.judges.rescore --episodes runs/episodes.jsonl --out runs/episodes.api.jsonl \\
         judge=api judge.api.base_url=http://127.0.0.1:8000/v1 judge.api.model=qwen2.5-7b-instruct
+    python -m dat.judges.rescore --run outputs/train/default [judge.api.base_url=...]
 
-``judge=NAME`` picks ``conf/judge/NAME.yaml``; ``judge.a.b=value`` overrides one field. Each input line
-is a JSON object with at least ``{"record": DialogueRecord.to_dict(), ...}``; the output line is the same
-object with ``judgement`` and ``reward`` replaced, every other field kept as it was.
+``judge=NAME`` picks ``conf/judge/NAME.yaml``; ``judge.a.b=value`` overrides one field. With
+``--episodes``, each input line is a JSON object with at least ``{"record": DialogueRecord.to_dict(),
+...}``; the output line is the same object with ``judgement`` and ``reward`` replaced, every other field
+kept as it was, and the input is never modified. With ``--run``, the training episodes of that run
+folder whose judgement failed are judged again in place, with the judge the run saved in
+``.hydra/config.yaml`` (overrides apply on top) and the run's judge cache; each success is logged in
+``episodes/round-NNNN/rejudged.jsonl`` (``dat.judges.rejudge``), and the next ``python train.py`` of
+the run adds it to the replay buffer without judging it again.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from typing import Any
 from dat.judges.base import Judge
 from dat.judges.config import BACKENDS, JudgeConfig, RewardWeights
 from dat.judges.factory import make_judge
+from dat.judges.rejudge import FailedJudgements, run_cache_dir
 from dat.judges.reward import reward
 from dat.records import DialogueRecord
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def load_config(overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> JudgeConfig:
-    """JudgeConfig from ``judge=NAME`` (conf/judge/NAME.yaml) and ``judge.field=value`` overrides."""
+def load_config(overrides: Sequence[str], conf_dir: Path = CONF_DIR,
+                base: dict[str, Any] | None = None) -> JudgeConfig:
+    """JudgeConfig from ``judge=NAME`` (conf/judge/NAME.yaml) and ``judge.field=value`` overrides, on top
+    of ``base`` (a saved judge section; ``judge=NAME`` replaces it) or the defaults."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -44,6 +53,11 @@ def load_config(overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> JudgeCon
         else:
             raise ValueError(f"override {item!r}: only judge=NAME and judge.field=value are understood")
     node = OmegaConf.structured(JudgeConfig)
+    if base is not None and name is None:
+        try:
+            node = OmegaConf.merge(node, base)
+        except OmegaConfBaseException as err:
+            raise ValueError(f"the saved judge settings: {err}") from None
     if name is not None:
         path = conf_dir / "judge" / f"{name}.yaml"
         if path.exists():
@@ -110,20 +124,85 @@ def rescore(episodes: Path, out: Path, judge: Judge, weights: RewardWeights | No
     return {**summary, **judge.metrics()}
 
 
+def saved_judge(run: Path) -> dict[str, Any] | None:
+    """The judge section of the config a run saved (``RUN/.hydra/config.yaml``, written by Hydra), or None."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(run) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        node = OmegaConf.load(path).get("judge")  # type: ignore[union-attr]
+        section = OmegaConf.to_container(node, resolve=True) if node is not None else None
+    except OmegaConfBaseException as err:
+        raise ValueError(f"{path}: {err}") from None
+    if not isinstance(section, dict):
+        raise ValueError(f"{path} has no judge section; pass the run's judge settings (judge=NAME judge.x=...)")
+    return section
+
+
+def run_config(run: Path, overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> JudgeConfig:
+    """The judge of a run folder: its saved one with ``overrides`` on top, refused if its reward differs.
+
+    The rewards it gives enter the run's replay buffer next to the run's own, so the backend and the
+    reward weights must be the run's (``dat.config.identity`` holds a resume to the same); the server,
+    model name, timeouts and the like may change."""
+    saved = saved_judge(run)
+    if saved is None and not overrides:
+        raise ValueError(f"{Path(run) / '.hydra' / 'config.yaml'} not found: pass the run's judge settings "
+                         "(judge=NAME judge.field=value)")
+    cfg = load_config(overrides, conf_dir, base=saved)
+    if saved is not None:
+        run_cfg = load_config([], conf_dir, base=saved)
+        changed = [key for key, a, b in (("judge.backend", cfg.backend, run_cfg.backend),
+                                         ("judge.weights", cfg.weights, run_cfg.weights)) if a != b]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} differ from the run's: its buffer would mix two rewards. "
+                             "Compare judges with --episodes IN --out OUT instead.")
+    return cfg
+
+
+def rescore_run(run: Path, judge: Judge, weights: RewardWeights | None = None,
+                batch_size: int | None = None) -> dict[str, Any]:
+    """Judge the failed training episodes of run folder ``run`` again, logging each success where
+    training picks it up (``dat.judges.rejudge``); returns the counts of ``FailedJudgements.rejudge``
+    and the judge's counters."""
+    episodes = Path(run) / "episodes"
+    if not episodes.is_dir():
+        raise FileNotFoundError(f"{run} has no episodes/ folder; pass a training run folder (outputs/train/...)")
+    counts = FailedJudgements(episodes).rejudge(judge, weights, batch_size=batch_size)
+    return {**counts, **judge.metrics()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=Path, required=True, help="input episodes JSONL (left intact)")
-    parser.add_argument("--out", type=Path, required=True, help="output JSONL with the new judgements")
-    parser.add_argument("--cache-dir", default=None, help="judge cache folder (default: judge.cache_dir)")
+    parser.add_argument("--episodes", type=Path, help="input episodes JSONL (left intact)")
+    parser.add_argument("--out", type=Path, help="output JSONL with the new judgements")
+    parser.add_argument("--run", type=Path, help="a training run folder: judge its failed episodes again, in place")
+    parser.add_argument("--cache-dir", default=None,
+                        help="judge cache folder (default: judge.cache_dir; with --run, the run's cache)")
     parser.add_argument("--conf-dir", type=Path, default=CONF_DIR, help="folder holding judge/*.yaml")
     parser.add_argument("--batch-size", type=int, default=32, help="episodes per judge call")
     parser.add_argument("overrides", nargs="*", help="judge=NAME and judge.field=value")
     args = parser.parse_args(argv)
+    if (args.run is None) == (args.episodes is None) or (args.episodes is None) != (args.out is None):
+        parser.error("pass either --episodes IN --out OUT, or --run RUN")
     try:
-        cfg = load_config(args.overrides, args.conf_dir)
-        judge = make_judge(cfg, cache_dir=args.cache_dir)
-        summary = rescore(args.episodes, args.out, judge, cfg.weights, args.batch_size)
+        if args.run is not None:
+            cfg = run_config(args.run, args.overrides, args.conf_dir)
+            judge = make_judge(cfg, cache_dir=args.cache_dir or run_cache_dir(args.run, cfg.cache_dir))
+            summary = rescore_run(args.run, judge, cfg.weights, args.batch_size)
+            if summary["still_failed"]:
+                print(json.dumps(summary, indent=1))
+                print(f"error: {summary['still_failed']} failed episodes of {args.run} still fail "
+                      f"({summary['cause']}); fix the judge settings and run this again", file=sys.stderr)
+                return 1
+        else:
+            cfg = load_config(args.overrides, args.conf_dir)
+            judge = make_judge(cfg, cache_dir=args.cache_dir)
+            summary = rescore(args.episodes, args.out, judge, cfg.weights, args.batch_size)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
