@@ -170,3 +170,19 @@ def test_train_from_a_checkout_uses_the_checkout_configs(tmp_path):
     done = _python("import dat_cli; dat_cli.main(['train', '--cfg', 'job', 'debug=tiny'])", tmp_path, ROOT)
     assert done.returncode == 0, done.stderr
     assert "tiny-random" in done.stdout
+
+
+def test_readme_first_run_train_then_compare_on_the_tiny_model(tmp_path):
+    """The README's seconds-long first run: ``dat train debug=tiny`` then ``dat chat --compare`` on its export."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = ("import os, sys, dat_cli\n"
+            f"os.environ.update({env!r})\n"
+            "assert dat_cli.main(['train', 'debug=tiny', 'logger=none']) == 0\n"
+            "sys.exit(dat_cli.main(['chat', '--policy', 'outputs/train/debug=tiny/export', '--compare', '--turns', '1',"
+            " '--max-new-tokens', '6']))\n")
+    done = _python(code, tmp_path, ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "outputs" / "train" / "debug=tiny" / "export" / "model.safetensors").is_file()
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("[steered]") for line in lines) == sum(line.startswith("[unsteered]") for line in lines)
+    assert any(line.startswith("[unsteered]") for line in lines)
