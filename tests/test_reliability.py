@@ -7,6 +7,9 @@ chat-completions protocol, switched between down, flaky and healthy between runs
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -17,7 +20,7 @@ from dat.dialogue.episodes import load_episodes
 from dat.dialogue.rollout import JudgeOutage
 from tests.test_judges_api import Handler as ScriptedHandler
 from tests.test_judges_api import reply_json
-from tests.test_train import config
+from tests.test_train import ROOT, config
 
 
 class Judge(ThreadingHTTPServer):
@@ -30,6 +33,8 @@ class Judge(ThreadingHTTPServer):
         self.mode, self.requests = "up", 0
         self.bodies: list[str] = []
         """The conversation of every request, as sent."""
+        self.authorizations: set[str] = set()
+        """Every Authorization header received."""
         self.lock = threading.Lock()
 
     @property
@@ -47,6 +52,7 @@ class Handler(ScriptedHandler):
         with self.server.lock:
             self.server.requests += 1
             self.server.bodies.append(json.dumps(body["messages"]))
+            self.server.authorizations.add(self.headers.get("Authorization", ""))
             first = self.server.requests == 1
         if self.server.mode == "down":
             self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
@@ -166,3 +172,37 @@ def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_
     new = [e for e in load_episodes(out / "episodes" / "round-0002") if not e.judgement_failed]
     assert history[2]["rollout/buffer_transitions"] - history[1]["rollout/buffer_transitions"] == sum(
         len(e) for e in new)
+
+
+def test_a_round_with_too_many_failures_stops_with_the_cause_and_keeps_its_episodes(tmp_path, judge_server):
+    out = tmp_path / "run"
+    judge_server.mode = "first"  # 1 of 6 judgements fails: over a threshold of 0.1
+    with pytest.raises(JudgeOutage, match=r"1 of 6 judgements of round 0 failed \(more than "
+                                          r"loop.max_failed_share=0.1\); first cause: .*500"):
+        train_module.train(config(
+            tmp_path, "judge=api", f"judge.api.base_url={judge_server.url}", "judge.api.api_key_env=",
+            "judge.api.max_retries=0", "judge.api.concurrency=1", "logger=none", f"output_dir={out}",
+            "loop.rounds=1", "loop.episodes_per_round=6", "loop.batch_size=2", "loop.max_failed_share=0.1"))
+    assert not (out / "checkpoints").exists()
+    episodes = load_episodes(out / "episodes" / "round-0000")
+    assert len(episodes) == 6 and ["500" in e.judgement["cause"] for e in episodes if e.judgement_failed] == [True]
+
+
+def test_the_judge_key_reaches_the_server_and_no_file_a_run_writes(tmp_path, judge_server):
+    key = "sk-proj-PLANTEDjudgeKey0123456789abcdef"
+    env = {**os.environ, "DAT_TEST_JUDGE_KEY": key, "PYTHONPATH": str(ROOT),
+           **{f"WANDB_{name}": str(tmp_path / "wandb_home" / name.lower()) for name in
+              ("DIR", "CONFIG_DIR", "CACHE_DIR", "DATA_DIR", "ARTIFACT_DIR")}}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "debug=tiny", "judge=api", f"judge.api.base_url={judge_server.url}",
+         "judge.api.api_key_env=DAT_TEST_JUDGE_KEY", "judge.api.max_retries=0", "logger=wandb",
+         "logger.mode=offline", f"hydra.run.dir={tmp_path / 'run'}", f"model.cache_dir={tmp_path / 'cache'}",
+         "loop.rounds=1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert judge_server.authorizations == {f"Bearer {key}"}  # the key was in use all along
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.parent.name == ".hydra" for p in written) and any("wandb" in p.parts for p in written)
+    assert any("judge_cache" in p.parts for p in written)
+    assert key not in result.stdout + result.stderr
+    leaked = [p for p in tmp_path.rglob("*") if "PLANTED" in str(p) or (p.is_file() and b"PLANTED" in p.read_bytes())]
+    assert not leaked, leaked
