@@ -160,7 +160,7 @@ def test_train_from_the_installed_package_refuses_a_bad_value_before_any_work(in
 
 
 def test_hydra_help_lists_the_config_groups(installed, tmp_path):
-    done = _python("import dat_cli; dat_cli.main(['evaluate', '--help'])", tmp_path, installed)
+    done = _python("import dat_cli; dat_cli.main(['train', '--help'])", tmp_path, installed)
     assert done.returncode == 0, done.stderr
     for group in ("model:", "prefix:", "judge:", "smollm2", "behaviours_goal_hint_deep"):
         assert group in done.stdout

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from benchmarks.steerability_plot import NOISE, plot_all, plot_steerability, rows, steerability_figure
+from benchmarks.steerability_plot import NOISE, main, plot_all, plot_steerability, rows, steerability_figure
 from dat.action.steerability import MIN_BEST_OF_K_Z, MIN_CORRELATION
 
 
@@ -54,3 +56,13 @@ def test_the_gate_thresholds_are_drawn_where_the_gate_puts_them():
 def test_no_results_is_explained(tmp_path):
     with pytest.raises(ValueError, match="run benchmarks/steerability.py"):
         plot_steerability([], tmp_path / "x.png")
+
+
+def test_the_script_redraws_the_pictures_from_the_real_results(tmp_path, capsys):
+    """``python benchmarks/steerability_plot.py`` (as the README gives it), on copies of the measured results."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    for path in results.glob("steerability*.json"):
+        shutil.copy2(path, tmp_path / path.name)
+    main(["--results", str(tmp_path)])
+    assert (tmp_path / "steerability.png").is_file()
+    assert str(tmp_path / "steerability.png") in capsys.readouterr().out
