@@ -19,7 +19,7 @@ from dat.action.projection import PrefixConfig
 from dat.action.selfclone import SelfCloneConfig
 from dat.dialogue.rules import EnvConfig
 from dat.judges.config import JudgeConfig
-from dat.lm.loading import DTYPES, ModelConfig, resolve_device
+from dat.lm.loading import BACKENDS, DTYPES, ModelConfig, resolve_device
 from dat.rl.td3bc import AlgoConfig
 
 
@@ -169,6 +169,16 @@ def validate(cfg: Any) -> Any:
         check_config(cfg.prefix, cfg.behaviours)
     if cfg.model.dtype not in DTYPES:
         raise ValueError(f"model.dtype={cfg.model.dtype!r} is not one of: {', '.join(DTYPES)}.")
+    if cfg.model.backend not in BACKENDS:
+        raise ValueError(f"model.backend={cfg.model.backend!r} is not one of: {', '.join(BACKENDS)}.")
+    if cfg.model.backend == "vllm" and cfg.prefix.depth != "input":
+        raise ValueError(f"model.backend=vllm takes input prefixes only, but prefix.depth={cfg.prefix.depth}: "
+                         "per-layer vectors act inside the decoder layers, which prompt embeddings cannot express. Use "
+                         "model.backend=hf, or an input-depth prefix (e.g. prefix=behaviours_goal_hint).")
+    if cfg.model.backend == "vllm" and not cfg.model.vllm.url:
+        from dat.lm.vllmengine import python_for
+
+        python_for(cfg.model.vllm)  # names `make vllm` before any work when the vLLM environment is missing
     resolve_device(cfg.model.device)  # a device torch does not have here fails now, not after stage 1
     for name, valid in LOGGERS.items():
         if getattr(cfg.logger, name) not in valid:

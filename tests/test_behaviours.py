@@ -160,7 +160,7 @@ def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("train", overrides=overrides))
     train_module.train(cfg)
-    folder = tmp_path / "cache" / "models" / "tiny-random" / "behaviours" / "sentiment"
+    folder = tmp_path / "cache" / "derived" / "tiny-random" / "behaviours" / "sentiment"
     record = UpProjection.record_of(folder)
     assert record["complete"] and [b["name"] for b in record["behaviours"]] == ["positive", "negative"]
     policy = DATPolicy.from_pretrained(tmp_path / "run" / "export")

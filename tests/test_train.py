@@ -171,7 +171,7 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
              "selfclone.dialogues=4", "selfclone.replies_per_dialogue=1", "selfclone.sampling.max_new_tokens=4",
              "selfclone.hidden_sizes=[16]", "selfclone.checkpoint_every=2", "loop.rounds=1", "logger=none"]
     train_module.train(config(tmp_path, *clone, f"output_dir={tmp_path / 'a'}"))
-    cached = tmp_path / "cache" / "models" / "tiny-random" / "projections" / "learned_target"
+    cached = tmp_path / "cache" / "derived" / "tiny-random" / "projections" / "learned_target"
     record = json.loads((cached / "projection.json").read_text())["record"]
     assert record["complete"] and record["steps"] == 3
     stamp = (cached / "projection.safetensors").stat().st_mtime_ns

@@ -14,7 +14,9 @@ A prefix is ``(L, hidden)`` input embeddings, or a deep prefix ``(layers, L, hid
 a vector per layer at its positions (``dat.lm.layerprefix``).
 
 Generation always goes through ``inputs_embeds`` (steered or not), so steered and unsteered replies
-are produced by the same code path; the repetition penalty then covers generated tokens only.
+are produced by the same code path; the repetition penalty then covers generated tokens only. With
+``model.backend=vllm`` the same spliced embeddings are decoded by a vLLM server (``dat.lm.vllmengine``);
+everything else (states, log-probs) stays on the HF model.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenalt
 
 from dat.lm import kvcache, layerprefix
 from dat.lm.kvcache import Cached
-from dat.lm.loading import DEFAULT_MODEL, ModelConfig, load_model
+from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
+from dat.lm.vllmengine import VLLMEngine
 
 Message = Mapping[str, str]
 Dialogue = Sequence[Message]
@@ -80,8 +83,10 @@ class FrozenLM:
     ['...']
     """
 
-    def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL):
+    def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL, engine: VLLMEngine | None = None):
         self.model = model
+        self.engine = engine
+        """The vLLM engine that decodes replies (model.backend=vllm), or None for HF ``generate``."""
         self.tokenizer = tokenizer
         self.name = name
         self.hidden_size: int = model.get_input_embeddings().weight.shape[1]
@@ -99,7 +104,11 @@ class FrozenLM:
     @classmethod
     def load(cls, cfg: ModelConfig) -> FrozenLM:
         model, tokenizer = load_model(cfg)
-        return cls(model, tokenizer, name=cfg.name)
+        lm = cls(model, tokenizer, name=cfg.name)
+        if cfg.backend == "vllm":
+            dtype = str(DTYPES[cfg.dtype]).removeprefix("torch.")
+            lm.engine = VLLMEngine.connect(cfg.vllm, model_folder(cfg), dtype, lm.max_context)
+        return lm
 
     @property
     def dtype(self) -> torch.dtype:
@@ -168,7 +177,8 @@ class FrozenLM:
 
         ``caches`` (one per dialogue) are used, and brought up to date, when the prefixes leave the
         chat before the reply header untouched: no prefix, or ``position="before_reply"``. A prefix at
-        ``start`` shifts every token after it, so those calls read the whole chat again.
+        ``start`` shifts every token after it, so those calls read the whole chat again. With a vLLM
+        engine, vLLM's own prefix cache plays that part and ``caches`` are not used.
         """
         sampling = sampling or SamplingConfig()
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
@@ -179,6 +189,8 @@ class FrozenLM:
         ]
         config, processors = self._generation_config(sampling), self._penalty(sampling)
         seed = sampling.seed if seed is None else seed
+        if self.engine is not None:
+            return self._engine_generate(ids, prefixes, position, sampling, seed)
         reusable = position == "before_reply" or all(p is None for p in prefixes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
@@ -195,6 +207,15 @@ class FrozenLM:
                         logits_processor=processors,
                     ).tolist()
         return [self._decode(row) for row in out]
+
+    def _engine_generate(self, ids, prefixes, position: str, sampling: SamplingConfig, seed: int) -> list[str]:
+        if any(p is not None and p.dim() == 3 for p in prefixes):
+            raise ValueError("model.backend=vllm takes input prefixes only: a per-layer prefix (prefix.depth=layers) "
+                             "acts inside the decoder layers, which prompt embeddings cannot express. Use "
+                             "model.backend=hf, or an input-depth prefix.")
+        rows, _ = self._embedded_rows(ids, prefixes, position)
+        tokens = self.engine.generate(rows, sampling, seed, sorted(self.end_ids))
+        return [self._decode(row) for row in tokens]
 
     def _cached_rows(self, ids: list[list[int]], caches: Sequence[Cached], prefixes) -> list[Tensor]:
         """Extend each cache to its chat's head (all but the reply header); return [prefix, header] embeddings.
@@ -277,6 +298,18 @@ class FrozenLM:
         header_offset: Sequence[int] | None = None,
     ) -> Batch:
         embedding = self.model.get_input_embeddings()
+        rows, index = self._embedded_rows(ids, prefixes, position, header_offset)
+        width = max(r.shape[0] for r in rows)
+        pad = embedding(torch.tensor([self.pad_id], device=self.device))[0]
+        embeds = torch.stack([torch.cat([pad.expand(width - r.shape[0], -1), r], 0) for r in rows])
+        mask = torch.tensor([[0] * (width - r.shape[0]) + [1] * r.shape[0] for r in rows], device=self.device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        starts = [width - r.shape[0] + at for r, at in zip(rows, index, strict=True)]
+        return Batch(embeds, mask, position_ids, index, starts)
+
+    def _embedded_rows(self, ids, prefixes, position: str, header_offset=None) -> tuple[list[Tensor], list[int]]:
+        """Each sample's input embeddings with its prefix spliced in, unpadded; and where each prefix starts."""
+        embedding = self.model.get_input_embeddings()
         rows, index = [], []
         for i, sample in enumerate(ids):
             embeds = embedding(torch.tensor(sample, dtype=torch.long, device=self.device))
@@ -286,13 +319,7 @@ class FrozenLM:
                 embeds = torch.cat([embeds[:at], prefix.to(embeds), embeds[at:]], dim=0)
             rows.append(embeds)
             index.append(at)
-        width = max(r.shape[0] for r in rows)
-        pad = embedding(torch.tensor([self.pad_id], device=self.device))[0]
-        embeds = torch.stack([torch.cat([pad.expand(width - r.shape[0], -1), r], 0) for r in rows])
-        mask = torch.tensor([[0] * (width - r.shape[0]) + [1] * r.shape[0] for r in rows], device=self.device)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        starts = [width - r.shape[0] + at for r, at in zip(rows, index, strict=True)]
-        return Batch(embeds, mask, position_ids, index, starts)
+        return rows, index
 
     def _checked_ids(self, messages: Dialogue, prefix_tokens: int, new_tokens: int) -> list[int]:
         ids = self.encode(messages)

