@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dat.judges import JudgeConfig, make_judge
 from dat.judges.rescore import load_config, main
 from dat.records import DialogueRecord, Utterance
 
@@ -86,3 +87,38 @@ def test_module_entry_point_runs(episodes, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_run_mode_explains_what_it_cannot_do(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "episodes").mkdir(parents=True)
+    assert main(["--run", str(run)]) == 2  # no saved config and no judge given
+    assert ".hydra/config.yaml not found: pass the run's judge settings" in capsys.readouterr().err
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("env: {reward_per_turn: true}\njudge: {backend: rule}\n")
+    assert main(["--run", str(run)]) == 2
+    assert "pays a reward per turn" in capsys.readouterr().err
+    (run / ".hydra" / "config.yaml").write_text("env: {reward_per_turn: false}\njudge: {backend: rule}\n")
+    assert main(["--run", str(run), "judge.weights.overall=true"]) == 2
+    assert "judge.weights differ from the run's" in capsys.readouterr().err
+    assert main(["--run", str(run), "--cache-dir", str(tmp_path / "cache")]) == 0  # no failed episode: nothing
+    assert json.loads(capsys.readouterr().out)["rejudged"] == 0
+    with pytest.raises(SystemExit):
+        main(["--run", str(run), "--episodes", str(tmp_path / "e.jsonl"), "--out", str(tmp_path / "o.jsonl")])
+    assert "pass either --episodes IN --out OUT, or --run RUN" in capsys.readouterr().err
+
+
+def test_a_run_log_survives_a_half_written_line_and_keeps_the_first_judgement(tmp_path, capsys):
+    from dat.judges.rejudge import LOG, FailedJudgements, logged
+
+    folder = tmp_path / "run" / "episodes" / "round-0000"
+    folder.mkdir(parents=True)
+    rows = [{**episode(i), "judgement": {"status": "failed", "cause": "HTTP 500"}, "reward": None,
+             "judgement_failed": True, "seed": 10 + i, "steered": 0, "task_id": f"bike-{i}"} for i in range(2)]
+    (folder / "batch-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / LOG).write_text(json.dumps({"seed": 10, "reward": 0.5, "judgement": {}}) + "\n"
+                              + json.dumps({"seed": 10, "reward": 0.0, "judgement": {}}) + "\n" + '{"seed": 11, "rew')
+    counts = FailedJudgements(tmp_path / "run" / "episodes").rejudge(make_judge(JudgeConfig(backend="rule",
+                                                                                            cache=False)))
+    assert counts["rejudged"] == 1 and counts["recovered"] == 1  # seed 10 was logged; 11's line was cut
+    assert {seed: entry.reward for seed, entry in logged(folder).items()} == {10: 0.5, 11: 1.0}

@@ -94,7 +94,11 @@ def _failed_lines(folder: Path) -> list[dict[str, Any]]:
 
 def _append(path: Path, lines: Sequence[str]) -> None:
     """Append whole lines durably; a line a killed writer left unfinished is closed off first."""
-    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with path.open("a", encoding="utf-8") as f:
         f.write(("\n" if torn else "") + "".join(line + "\n" for line in lines))
         f.flush()

@@ -124,8 +124,9 @@ def rescore(episodes: Path, out: Path, judge: Judge, weights: RewardWeights | No
     return {**summary, **judge.metrics()}
 
 
-def saved_judge(run: Path) -> dict[str, Any] | None:
-    """The judge section of the config a run saved (``RUN/.hydra/config.yaml``, written by Hydra), or None."""
+def saved(run: Path, section: str) -> dict[str, Any] | None:
+    """One section of the config a run saved (``RUN/.hydra/config.yaml``, written by Hydra); None when the
+    run saved none."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -133,13 +134,13 @@ def saved_judge(run: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        node = OmegaConf.load(path).get("judge")  # type: ignore[union-attr]
-        section = OmegaConf.to_container(node, resolve=True) if node is not None else None
+        node = OmegaConf.load(path).get(section)  # type: ignore[union-attr]
+        found = OmegaConf.to_container(node, resolve=True) if node is not None else None
     except OmegaConfBaseException as err:
         raise ValueError(f"{path}: {err}") from None
-    if not isinstance(section, dict):
-        raise ValueError(f"{path} has no judge section; pass the run's judge settings (judge=NAME judge.x=...)")
-    return section
+    if not isinstance(found, dict):
+        raise ValueError(f"{path} has no {section} section; is {run} a training run folder?")
+    return found
 
 
 def run_config(run: Path, overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> JudgeConfig:
@@ -147,14 +148,18 @@ def run_config(run: Path, overrides: Sequence[str], conf_dir: Path = CONF_DIR) -
 
     The rewards it gives enter the run's replay buffer next to the run's own, so the backend and the
     reward weights must be the run's (``dat.config.identity`` holds a resume to the same); the server,
-    model name, timeouts and the like may change."""
-    saved = saved_judge(run)
-    if saved is None and not overrides:
+    model name, timeouts and the like may change. A run paid per turn is refused: training never adds
+    its failed episodes (see ``train._rejudge``)."""
+    if (saved(run, "env") or {}).get("reward_per_turn"):
+        raise ValueError(f"{run} pays a reward per turn (env.reward_per_turn): one judgement cannot rebuild "
+                         "those rewards, so its failed episodes stay out of training")
+    judge = saved(run, "judge")
+    if judge is None and not overrides:
         raise ValueError(f"{Path(run) / '.hydra' / 'config.yaml'} not found: pass the run's judge settings "
                          "(judge=NAME judge.field=value)")
-    cfg = load_config(overrides, conf_dir, base=saved)
-    if saved is not None:
-        run_cfg = load_config([], conf_dir, base=saved)
+    cfg = load_config(overrides, conf_dir, base=judge)
+    if judge is not None:
+        run_cfg = load_config([], conf_dir, base=judge)
         changed = [key for key, a, b in (("judge.backend", cfg.backend, run_cfg.backend),
                                          ("judge.weights", cfg.weights, run_cfg.weights)) if a != b]
         if changed:
