@@ -1,7 +1,10 @@
-"""Generation throughput of the default model: batch 1 vs 8, with and without prefixes, and load time.
+"""Generation throughput of the default model: batch 1 vs 8, with and without prefixes, and load time;
+then prefill and decode timed apart, in float32 and bfloat16, to say where each dtype pays.
 
-Prompt about 250 tokens (persona + three turns), 64 new tokens (min = max, so every run generates the
-same number), greedy. tokens/s = generated tokens / wall time of the call (prefill included).
+Prompt about 280 tokens (persona + five turns), 64 new tokens (min = max, so every run generates the
+same number), greedy. tokens/s = generated tokens / wall time of the call (prefill included). The split:
+prefill = one forward pass over the batch's prompts (prompt tokens/s); decode = the rest of a
+``generate`` call over the same prompts (generated tokens/s).
 """
 
 from __future__ import annotations
@@ -55,10 +58,35 @@ def tokens_per_second(lm: FrozenLM, batch: int, prefix: bool, new_tokens: int, r
     return batch * new_tokens / min(times)
 
 
+def prefill_decode(lm: FrozenLM, batch: int, new_tokens: int) -> dict:
+    """Prefill and decode rates of one batch (best of two calls each), prefill read off a whole generate."""
+    ids = [lm.encode(dialogue())] * batch
+    data = lm._splice(ids, None, "start")
+    sampling = SamplingConfig(do_sample=False, max_new_tokens=new_tokens, repetition_penalty=1.2)
+    config = lm._generation_config(sampling)
+    config.min_new_tokens = new_tokens
+    prefill, whole = [], []
+    with torch.no_grad():
+        for _ in range(2):
+            start = time.perf_counter()
+            lm.model(inputs_embeds=data.embeds, attention_mask=data.attention_mask, position_ids=data.position_ids,
+                     logits_to_keep=1)
+            prefill.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            lm.model.generate(inputs_embeds=data.embeds, attention_mask=data.attention_mask, generation_config=config,
+                              logits_processor=lm._penalty(sampling))
+            whole.append(time.perf_counter() - start)
+    decode = max(min(whole) - min(prefill), 1e-9)
+    return {"dtype": str(lm.dtype).removeprefix("torch."), "batch": batch, "prompt_tokens": len(ids[0]),
+            "prefill_s": round(min(prefill), 2), "prefill_tokens_per_s": round(batch * len(ids[0]) / min(prefill), 1),
+            "decode_s": round(decode, 2), "decode_tokens_per_s": round(batch * new_tokens / decode, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--split-batch", type=int, default=16, help="batch of the prefill/decode split")
     args = parser.parse_args()
     lm = FrozenLM.load(ModelConfig())  # converts on first use, so the timed load below is from the cache
     start = time.perf_counter()
@@ -71,9 +99,14 @@ def main() -> None:
             tps = tokens_per_second(lm, batch, prefix, args.new_tokens, args.repeats)
             rows.append({"batch": batch, "prefix": prefix, "tokens_per_s": round(tps, 2)})
             print(rows[-1], flush=True)
+    split = []
+    for dtype in ("float32", "bfloat16"):
+        split.append(prefill_decode(FrozenLM.load(ModelConfig(dtype=dtype)), args.split_batch, args.new_tokens))
+        print(split[-1], flush=True)
     common.write_result("generation", {
         "model": lm.name, "dtype": str(lm.dtype), "prompt_tokens": prompt_tokens,
         "new_tokens": args.new_tokens, "load_from_cache_s": round(load_s, 2), "rows": rows,
+        "prefill_decode": split, "command": "python benchmarks/generation.py",
     })
 
 

@@ -1,36 +1,52 @@
-"""Rollout throughput of the default model: dialogues one at a time (batch-1 generation, as DAT's code
-runs them) vs the batched lockstep runner with N dialogues per generation call.
+"""Rollout throughput of the default model: dialogues one at a time (batch-1 generation, chats re-read
+every turn, as DAT's code runs them) vs the batched lockstep runner, on the HF backend and on vLLM.
 
 Every condition plays the same episodes (same seeds, so the same tasks and sides) from the bundled
-scenario set: ``--dialogues`` dialogues of ``--rounds`` rounds, random actions through the PCA
-up-projection, sampled decoding (the collection default) capped at ``--new-tokens`` tokens per
-utterance. The judge is a constant (judging cost is not part of this measurement). The sequential
-run reads every chat whole at every turn, as DAT's code does; the batched runs keep each chat's
-keys and values between turns (``env.kv_cache``, the default), and one batched run without that
-cache separates the two gains. Reported per condition: wall time, dialogues/hour, generated
-tokens/s (tokens of the utterances actually produced, prefill included in the time), and the machine
-load around it.
+scenario set: dialogues of ``--rounds`` rounds, random actions through the PCA up-projection with the
+prefix before the reply header (the default placement, which keeps each chat's cache valid), sampled
+decoding (the collection default) capped at ``--new-tokens`` tokens per utterance. The judge is a
+constant (judging cost is not part of this measurement). The sequential run reads every chat whole at
+every turn; the batched HF runs keep each chat's keys and values between turns; the vLLM runs decode
+through a vLLM server (``model.backend=vllm``, its own prefix cache) while the HF model computes the
+states. Dialogues/hour is a rate, so the sequential run plays fewer dialogues (the first ones of the
+same stream). Reported per condition: wall time, dialogues/hour, generated tokens/s (prefill included in
+the time) and that rate's share of this machine's matmul roofline (measured in the same run, at the
+backend's dtype), and the machine load around it.
 """
 
 from __future__ import annotations
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 import common  # noqa: F401  (CPU settings before torch)
+import torch  # noqa: E402
 
 from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
 from dat.dialogue.rollout import collect  # noqa: E402
 from dat.dialogue.rules import EnvConfig  # noqa: E402
 from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
-from dat.lm.loading import ModelConfig, artefact_folder  # noqa: E402
+from dat.lm.loading import ModelConfig, artefact_folder, model_folder  # noqa: E402
+from dat.lm.vllmengine import VLLMConfig, VLLMEngine  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.vector_env import collector_envs  # noqa: E402
 
 
 def constant_judge(records):
     return [0.0] * len(records)
+
+
+def roofline(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of the best of ``repeats`` square matmuls: what generation could reach on this machine."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
@@ -40,6 +56,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
                           batch_size=batch_size)
     episodes = collect(envs, "random", n, seed, stats=stats)
     return {
+        "backend": "vllm" if lm.engine is not None else "hf",
         "batch_size": batch_size,
         "kv_cache": kv_cache,
         "dialogues": len(episodes),
@@ -55,33 +72,55 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dialogues", type=int, default=16)
+    parser.add_argument("--sequential-dialogues", type=int, default=8, help="dialogues of the batch-1 run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16], help="batched runs (with kv cache)")
-    parser.add_argument("--uncached-batch", type=int, default=16, help="batched run without kv cache (0: none)")
+    parser.add_argument("--batches", type=int, nargs="*", default=[16, 64],
+                        help="batched HF runs (with kv cache): batch size (= dialogues)")
+    parser.add_argument("--vllm-batches", type=int, nargs="*", default=[16, 64],
+                        help="vLLM runs: batch size (= dialogues); none skips vLLM")
+    parser.add_argument("--vllm-dtype", default="bfloat16", help="vLLM's weights dtype (the HF model stays float32)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = ModelConfig()
     lm = FrozenLM.load(model)
-    projection = build_projection(lm.model.get_input_embeddings().weight, PrefixConfig(), artefact_folder(model))
+    prefix = PrefixConfig(position="before_reply")
+    projection = build_projection(lm.model.get_input_embeddings().weight, prefix, artefact_folder(model))
     tasks = load_scenarios("bundled")
     cfg = EnvConfig(max_turns=args.rounds, sampling=SamplingConfig(max_new_tokens=args.new_tokens))
     lm.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))  # warm-up
-    rows = []
-    plan = [(1, False)] + [(args.uncached_batch, False)] * bool(args.uncached_batch) + [(b, True) for b in args.batches]
-    for batch_size, kv_cache in plan:
-        rows.append(run(lm, projection, tasks, cfg, args.dialogues, batch_size, kv_cache, args.seed))
+    gflop_per_token = 2 * sum(p.numel() for p in lm.model.parameters()) / 1e9
+    peaks = {"float32": roofline(torch.float32), "bfloat16": roofline(torch.bfloat16)}
+    rows = [run(lm, projection, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)]
+    print(rows[-1], flush=True)
+    for batch_size in args.batches:
+        rows.append(run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed))
         print(rows[-1], flush=True)
+    if args.vllm_batches:
+        started = time.perf_counter()
+        engine = VLLMEngine.connect(VLLMConfig(), model_folder(model), args.vllm_dtype, lm.max_context)
+        start_s = time.perf_counter() - started
+        steered = FrozenLM(lm.model, lm.tokenizer, lm.name, engine=engine)
+        steered.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
+        for batch_size in args.vllm_batches:
+            rows.append({**run(steered, projection, tasks, cfg, batch_size, batch_size, True, args.seed),
+                         "vllm_dtype": args.vllm_dtype, "vllm_start_seconds": round(start_s, 1)})
+            print(rows[-1], flush=True)
+        engine.close()
     base = rows[0]["dialogues_per_hour"]
     for row in rows:
         row["speedup_vs_sequential"] = round(row["dialogues_per_hour"] / base, 2)
+        dtype = row.get("vllm_dtype", "float32")
+        row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
     prompt = lm.count_tokens([{"role": "system", "content": tasks[0].agent_view(0, cfg.leave_phrase)}])
     common.write_result("rollout", {
         "model": lm.name, "dtype": str(lm.dtype), "tasks": "bundled", "n_tasks": len(tasks),
         "rounds": args.rounds, "new_tokens": args.new_tokens, "system_prompt_tokens_task0": prompt,
-        "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2", "policy": "random (PCA prefix)",
-        "rows": rows,
+        "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2",
+        "policy": "random (PCA prefix, before the reply header)", "gflop_per_token": round(gflop_per_token, 3),
+        "roofline_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows,
+        "command": "python benchmarks/rollout.py", "note": "roofline_share: generated tok/s x GFLOP/token over the "
+        "best 2048x2048 matmul at the row's dtype (prefill FLOPs not counted)",
     })
 
 

@@ -91,17 +91,27 @@ def throughput() -> str:
         parts += ["", machine_line(gen), ""]
     roll = load("rollout")
     if roll:
+        peaks = roll.get("roofline_gflops", {})
         parts += [f"**Dialogues** (`benchmarks/rollout.py`; {roll.get('rounds')} rounds, {roll.get('new_tokens')} "
-                  "new tokens per utterance, sampled; sequential = one dialogue at a time with batch-1 "
-                  "generation, every chat read whole at every turn, as the original DAT code; kv cache = "
-                  "each agent's keys and values kept between turns, `env.kv_cache`, the default):", "",
-                  "| mode | kv cache | dialogues | dialogues/hour | generated tokens/s | speed-up |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "new tokens per utterance, sampled, random actions with the prefix before the reply header; "
+                  "sequential = one dialogue at a time with batch-1 generation, every chat read whole at every "
+                  "turn, as the original DAT code; batched = the lockstep runner with each agent's keys and values "
+                  "kept between turns; vLLM = replies decoded by a vLLM server (`model.backend=vllm`), states by "
+                  "the HF model; % roofline = generated tokens/s x "
+                  f"{roll.get('gflop_per_token', '?')} GFLOP/token over the best matmul rate measured in the same "
+                  f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted):", "",
+                  "| mode | backend (dtype) | dialogues | dialogues/hour | generated tokens/s | % roofline "
+                  "| speed-up |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
-            cached = "yes" if r.get("kv_cache") else "no"
-            parts.append(f"| {mode} | {cached} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
-                         f"{r['generated_tokens_per_s']:.1f} | {r['speedup_vs_sequential']:.2f}x |")
+            backend = f"{r.get('backend', 'hf')} ({r.get('vllm_dtype', 'float32')})"
+            share = f"{100 * r['roofline_share']:.1f}" if "roofline_share" in r else "–"
+            parts.append(f"| {mode} | {backend} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
+                         f"{r['generated_tokens_per_s']:.1f} | {share} | {r['speedup_vs_sequential']:.2f}x |")
+        starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]
+        if starts:
+            parts += ["", f"The vLLM server took {starts[0]:.0f} s to start (once per run, not in the times above)."]
         parts += ["", machine_line(roll), ""]
     td3 = load("td3bc_pendulum")
     if td3 and "updates_per_s" in json.dumps(td3):

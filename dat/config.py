@@ -179,6 +179,8 @@ def validate(cfg: Any) -> Any:
         from dat.lm.vllmengine import python_for
 
         python_for(cfg.model.vllm)  # names `make vllm` before any work when the vLLM environment is missing
+    if cfg.model.vllm.dtype is not None and cfg.model.vllm.dtype not in DTYPES:
+        raise ValueError(f"model.vllm.dtype={cfg.model.vllm.dtype!r} is not one of: {', '.join(DTYPES)} (or null).")
     resolve_device(cfg.model.device)  # a device torch does not have here fails now, not after stage 1
     for name, valid in LOGGERS.items():
         if getattr(cfg.logger, name) not in valid:

@@ -106,7 +106,7 @@ class FrozenLM:
         model, tokenizer = load_model(cfg)
         lm = cls(model, tokenizer, name=cfg.name)
         if cfg.backend == "vllm":
-            dtype = str(DTYPES[cfg.dtype]).removeprefix("torch.")
+            dtype = str(DTYPES[cfg.vllm.dtype or cfg.dtype]).removeprefix("torch.")
             lm.engine = VLLMEngine.connect(cfg.vllm, model_folder(cfg), dtype, lm.max_context)
         return lm
 
