@@ -11,6 +11,12 @@ has at most ``max_turns`` rounds, i.e. ``2 * max_turns`` utterances, and the ste
 speaks ``max_turns`` times if nobody leaves (when the partner opens, its opening line is the first
 of the ``2 * max_turns`` utterances and the steered agent has the last word, as in DAT).
 
+Scripted partner lines. A task may fix some of the partner's lines in advance (``Dialogue.scripted``):
+its opening line (``task.opening_line(steered)``, e.g. a probe set's topic) and, with ``EnvConfig.probe``,
+its last line, the task's probe question (``task.probe_question(steered)``), which the steered agent
+answers with the episode's last utterance (``judge=probe`` scores that answer). A scripted line is
+used as it is, in place of a generated one; everything else follows the same rules.
+
 A generation becomes an utterance by keeping its first non-empty line, stripped (DAT and Sotopia
 keep the first line: small models tend to continue with the partner's lines or stage directions).
 """
@@ -61,6 +67,10 @@ class EnvConfig:
     """Whether the partner speaks first: "random" (drawn per episode), true or false."""
     opening_cue: str = "(The conversation starts. You speak first.)"
     """User message the opening agent reads before its first line; "" leaves it out."""
+    probe: bool = False
+    """End every episode with the task's probe question as the partner's last line, answered by the steered
+    agent's last utterance (probe sets such as ``probes``; ``judge=probe`` scores the answer). Needs
+    partner_opens=true, so that the steered agent has the last word."""
     state_layer: int = -1
     """Hidden layer whose vector is the RL state (-1: the last, as DAT)."""
     state_pool: str = "last"
@@ -87,6 +97,9 @@ class EnvConfig:
             raise ValueError("env.leave_phrase is empty; give the phrase that ends a dialogue.")
         if self.sampling.max_new_tokens < 1:
             raise ValueError("env.sampling.max_new_tokens must be at least 1.")
+        if self.probe and self.partner_opens is not True:
+            raise ValueError(f"env.probe=true needs env.partner_opens=true (got {self.partner_opens!r}): the probe "
+                             "question is the partner's last line, and the steered agent must answer it.")
         if self.state_pool not in STATE_POOLS:
             raise ValueError(f"env.state_pool={self.state_pool!r} must be one of {', '.join(STATE_POOLS)}.")
         return self
@@ -134,12 +147,15 @@ class Dialogue:
     """Reward paid so far (per-turn rewards pay the change of the judged reward)."""
     caches: dict[int, Cached] = field(default_factory=dict, repr=False, compare=False)
     """Per agent: keys and values of its chat as last read (dropped when the dialogue ends)."""
+    scripted: dict[int, str] = field(default_factory=dict)
+    """Partner lines fixed in advance, by their index in ``turns`` (an opening topic, a probe question)."""
 
     @classmethod
     def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig) -> Dialogue:
         systems = (task.agent_view(0, leave_phrase=cfg.leave_phrase),
                    task.agent_view(1, leave_phrase=cfg.leave_phrase))
-        return cls(task, steered, partner_opens, systems, cfg.opening_cue)
+        return cls(task, steered, partner_opens, systems, cfg.opening_cue, scripted=script(task, steered,
+                                                                                       partner_opens, cfg))
 
     @property
     def partner(self) -> int:
@@ -157,6 +173,21 @@ class Dialogue:
 
     def cache(self, agent: int) -> Cached:
         return self.caches.setdefault(agent, Cached())
+
+
+def script(task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig) -> dict[int, str]:
+    """The partner lines ``task`` fixes for a dialogue (see the module docstring), by index in the turns."""
+    lines: dict[int, str] = {}
+    opening = getattr(task, "opening_line", None)
+    if partner_opens and opening is not None:
+        lines[0] = opening(steered)
+    if cfg.probe:
+        question = getattr(task, "probe_question", None)
+        if question is None:
+            raise ValueError(f"env.probe=true needs tasks with a probe question (a probe set such as 'probes'); "
+                             f"task {task.id!r} has none.")
+        lines[2 * cfg.max_turns - 2] = question(steered)
+    return lines
 
 
 class Lockstep:
@@ -181,7 +212,7 @@ class Lockstep:
         openers = [d for d in dialogues if d.partner_opens]
         for d in openers:
             self._require(d, d.partner, 0, budget)
-        texts = self._generate(openers, [d.partner for d in openers], None, seed)
+        texts = self._partner_lines(openers, seed)
         for d, text in zip(openers, texts, strict=True):
             d.turns.append(Utterance(d.partner, text))
         for d in dialogues:
@@ -229,7 +260,7 @@ class Lockstep:
                 d.truncated = True
                 continue
             replying.append(d)
-        texts = self._generate(replying, [d.partner for d in replying], None, seeds[1])
+        texts = self._partner_lines(replying, seeds[1])
         for d, text in zip(replying, texts, strict=True):
             if not self._add(d, d.partner, text) and not self.lm.fits(
                     d.view(d.steered), self.prefix_tokens, budget):
@@ -246,6 +277,12 @@ class Lockstep:
         elif len(d.turns) >= 2 * self.cfg.max_turns:
             d.terminated = True
         return d.terminated
+
+    def _partner_lines(self, dialogues: Sequence[Dialogue], seed: int) -> list[str]:
+        """The partners' next lines: scripted ones as written, the others in one generation call."""
+        free = [d for d in dialogues if len(d.turns) not in d.scripted]
+        made = iter(self._generate(free, [d.partner for d in free], None, seed))
+        return [d.scripted[len(d.turns)] if len(d.turns) in d.scripted else next(made) for d in dialogues]
 
     def _caches(self, dialogues: Sequence[Dialogue], agents: Sequence[int]) -> list[Cached] | None:
         if not self.cfg.kv_cache:

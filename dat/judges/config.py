@@ -11,7 +11,7 @@ from typing import Any
 
 from dat.judges.dimensions import DIMENSIONS
 
-BACKENDS = ("api", "local", "embedding", "rule")
+BACKENDS = ("api", "local", "embedding", "rule", "probe")
 AGENT_CHOICES = ("steered", "both")
 
 
@@ -109,7 +109,8 @@ class JudgeConfig:
     """Which judge scores the dialogues, and how its scores become the reward."""
 
     backend: str = "embedding"
-    """One of api, local, embedding, rule (embedding: MiniLM goal similarity, the cheapest that runs here)."""
+    """One of api, local, embedding, rule, probe (embedding: MiniLM goal similarity, the cheapest that runs here;
+    probe: the probe set's tests of the steered agent's answer to the probe question, dat.judges.probe)."""
     api: ApiJudgeConfig = field(default_factory=ApiJudgeConfig)
     """Settings of the api backend."""
     local: LocalJudgeConfig = field(default_factory=LocalJudgeConfig)

@@ -69,6 +69,10 @@ def make_judge(cfg: JudgeConfig, lm: Any = None, cache_dir: str | Path | None = 
 
         c = cfg.embedding
         judge = EmbeddingJudge(c.model_dir, low=c.low, high=c.high, agents=c.agents, batch_size=c.batch_size)
+    elif cfg.backend == "probe":
+        from dat.judges.probe import ProbeJudge
+
+        judge = ProbeJudge()
     else:
         from dat.judges.rule import RuleJudge
 

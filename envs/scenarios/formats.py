@@ -8,6 +8,9 @@ them only to sample pairs) but are read and their references checked, so a broke
 Project layout (the bundled set, and any user set): ``characters.jsonl`` (AgentProfile fields),
 ``scenarios.jsonl`` (Scenario fields; ``relationship`` as a name or 0..5) and ``tasks.jsonl``
 (``id``, ``scenario_id``, ``agent_ids``). Unknown fields are errors, so typos cannot pass.
+
+Probe-set layout (instruction stability): ``prompts.jsonl`` and ``topics.jsonl``, read by
+:mod:`envs.scenarios.probes` into self-chat tasks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .probes import PROMPT_FILE, TOPIC_FILE, read_probe_set
 from .rows import REQUIRED, Row, ScenarioError, read_jsonl
 from .schema import AgentProfile, Scenario, Task, validate_check
 
@@ -162,16 +166,18 @@ def read_project(folder: Path) -> list[Task]:
 
 
 def read_folder(folder: Path) -> list[Task]:
-    """Detect the layout from the file names and read it."""
+    """Detect the layout from the file names and read it (a probe set gives ``ProbeTask``s)."""
     if (folder / SOTOPIA_FILES[0]).is_file():
         return read_sotopia(folder)
     if (folder / PROJECT_FILES[1]).is_file():
         return read_project(folder)
+    if (folder / PROMPT_FILE).is_file():
+        return read_probe_set(folder)  # type: ignore[return-value]
     raise ScenarioError(
         folder,
         None,
         None,
         "no scenario files found",
         f"point at a folder holding {', '.join(SOTOPIA_FILES)} (Sotopia) "
-        f"or {', '.join(PROJECT_FILES)} (project layout)",
+        f"or {', '.join(PROJECT_FILES)} (project layout) or {PROMPT_FILE} and {TOPIC_FILE} (a probe set)",
     )

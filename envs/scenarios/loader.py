@@ -6,6 +6,9 @@ Names:
 * ``"moods"``: a small shipped family where each agent's goal asks for a tone (warm or angry) and
   the scenario's own checks score it (``data/moods/``): the best action depends on the scenario and
   side, so a planner must read its state to beat any constant action (``experiment=mood``);
+* ``"probes"``: the shipped instruction-stability probe set (``data/probes/``): self-chats between two
+  system-prompted agents, each prompt with a probe question and a test of the answer (``judge=probe``,
+  ``experiment=stability``, ``python stability.py``; see :mod:`envs.scenarios.probes`);
 * ``"sotopia"``: the official Sotopia profile folder, found at ``root`` or ``$DAT_SOTOPIA_DIR``
   (either the folder holding the four JSONL files or its parent with a ``profiles/`` subfolder);
 * ``"sotopia-hard"``: the same, restricted to the 14 Sotopia-hard scenarios (70 tasks), whose ids
@@ -35,7 +38,7 @@ from .split import SPLITS, split_tasks
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SOTOPIA_ENV_VAR = "DAT_SOTOPIA_DIR"
-NAMES = ("bundled", "moods", "sotopia", "sotopia-hard")
+NAMES = ("bundled", "moods", "probes", "sotopia", "sotopia-hard")
 _SECTION_RE = re.compile(r"^\s*([A-Za-z][\w .-]*):\s*$")
 _ID_RE = re.compile(r"[^\s,\"']+")
 
@@ -132,6 +135,8 @@ def load_scenarios(
         folder = DATA_DIR
     elif spec == "moods":
         folder = DATA_DIR / "moods"
+    elif spec == "probes":
+        folder = DATA_DIR / "probes"
     elif spec in ("sotopia", "sotopia-hard"):
         folder = _sotopia_dir(root)
     elif Path(spec).expanduser().is_dir():

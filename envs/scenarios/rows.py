@@ -130,6 +130,13 @@ class Row:
             )
         return tuple(value)
 
+    def mapping(self, field: str) -> dict[str, Any]:
+        """A JSON object field (e.g. a probe's ``test``)."""
+        value = self._get(field, REQUIRED)
+        if not isinstance(value, dict):
+            raise self.error(field, f"expected an object, got {type(value).__name__} {value!r}", 'write {"kind": …}')
+        return value
+
     def relationship(self, field: str = "relationship") -> RelationshipType:
         """Accepts Sotopia's "0".."5", an integer 0..5, or a name such as "friend"."""
         value = self._get(field, REQUIRED)
