@@ -2,13 +2,14 @@
 
     dat train loop.rounds=1 logger=none                                     # = python train.py loop.rounds=1 ...
     dat evaluate policy=outputs/train/default/export                         # = python evaluate.py policy=...
+    dat stability policy=outputs/train/experiment=stability/export           # = python stability.py policy=...
     dat chat --policy outputs/train/default/export --task bundled-003        # planner vs model partner
     dat chat --policy outputs/train/default/export --interactive             # you are the partner
     dat chat --task bundled-003                                              # no planner: unsteered
 
-``dat train`` and ``dat evaluate`` hand everything after the subcommand to Hydra (overrides, ``-m``, ``--cfg job``,
-``--help``), with the configs installed with the package (``dat_pipeline/conf``, built from the checkout's
-``conf/``). Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
+``dat train``, ``dat evaluate`` and ``dat stability`` hand everything after the subcommand to Hydra (overrides,
+``-m``, ``--cfg job``, ``--help``), with the configs installed with the package (``dat_pipeline/conf``, built
+from the checkout's ``conf/``). Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 HYDRA_COMMANDS = {
     "train": "train a planner: Hydra overrides as for python train.py (e.g. loop.rounds=1 logger=none)",
     "evaluate": "evaluate an export against the baselines: Hydra overrides as for python evaluate.py (policy=...)",
+    "stability": "instruction stability over a self-chat, per round and condition: Hydra overrides as for "
+                 "python stability.py (policy=..., rounds=8)",
 }
 """Subcommands that run a Hydra entry point; their arguments are Hydra's, so argparse never reads them."""
 
@@ -57,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def entry_point(name: str):
-    """The module of ``train.py`` or ``evaluate.py``: installed as ``dat_pipeline.<name>``, or, in a checkout
-    that is not installed, the script next to this file (imported as ``<name>``, as ``python <name>.py`` would)."""
+    """The module of ``train.py``, ``evaluate.py`` or ``stability.py``: installed as ``dat_pipeline.<name>``, or,
+    in a checkout that is not installed, the script next to this file (imported as ``<name>``, as ``python
+    <name>.py`` would)."""
     try:
         return importlib.import_module(f"dat_pipeline.{name}")
     except ModuleNotFoundError as err:
@@ -76,8 +80,9 @@ def entry_point(name: str):
 
 
 def run_entry_point(name: str, argv: list[str]) -> int:
-    """``dat train ...`` / ``dat evaluate ...``: the Hydra entry point with ``argv`` as its command line and the
-    configs that sit beside it (``conf/``), wherever the package is installed. A later ``--config-path`` wins."""
+    """``dat train ...`` / ``dat evaluate ...`` / ``dat stability ...``: the Hydra entry point with ``argv`` as its
+    command line and the configs that sit beside it (``conf/``), wherever the package is installed. A later
+    ``--config-path`` wins."""
     module = entry_point(name)
     conf = Path(module.__file__).resolve().parent / "conf"
     saved = sys.argv
