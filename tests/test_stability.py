@@ -157,3 +157,56 @@ def test_a_bad_setting_is_refused_before_the_model_loads(tmp_path):
     with pytest.raises(ValueError, match="no probe tasks"):
         entry.stability(to_config(cfg, entry.StabilityConfig), output_dir=tmp_path / "bad2")
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_stability_experiment_composes_on_the_default_model():
+    import train  # noqa: F401  (registers the schemas)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = to_config(compose("train", overrides=["experiment=stability"]))
+    assert cfg.model.name == "smollm2-135m-instruct" and cfg.judge.backend == "probe"
+    assert (cfg.env.probe, cfg.env.partner_opens, cfg.env.steered, cfg.env.max_turns) == (True, True, 0, 4)
+    assert (cfg.env.scenarios.train, cfg.env.scenarios.eval) == ("probes:train", "probes:eval")
+    assert cfg.prefix.kind == "behaviours" and cfg.behaviours.name == "probe_hint_deep"  # never the default's basis
+    assert "{goal}" in cfg.behaviours.behaviours[0].hint
+    cfg.env.validate()
+
+
+def test_train_experiment_stability_runs_a_round_on_the_tiny_model(tmp_path):
+    import train as train_module
+    from dat.dialogue.episodes import load_episodes
+
+    out = tmp_path / "run"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = to_config(compose("train", overrides=[
+            "experiment=stability", "debug=tiny", "judge=probe", "loop.rounds=1", "loop.episodes_per_round=4",
+            "loop.eval_tasks=4", f"model.cache_dir={tmp_path / 'cache'}", "logger=wandb", "logger.mode=offline",
+            f"output_dir={out}"]))
+    assert cfg.judge.backend == "probe" and cfg.env.probe
+    metrics = train_module.train(cfg)
+    assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean"} <= set(metrics)
+    assert (out / "export" / "model.safetensors").is_file()
+    assert (out / "eval" / "round-0000" / "evaluation.json").is_file()
+    assert list((out / "wandb").glob("offline-run-*"))
+    episodes = load_episodes(out / "episodes" / "round-0000")
+    train_ids = {t.id for t in load_scenarios("probes:train")}
+    assert len(episodes) == 4 and all(e.task_id in train_ids for e in episodes)
+    for e in episodes:  # the partner opens with the topic and asks the probe last; the steered agent answers it
+        task = next(t for t in load_scenarios("probes") if t.id == e.task_id)
+        turns = e.record.turns
+        assert len(turns) == 2 * cfg.env.max_turns and e.steered == 0
+        assert turns[0].text == task.topic.text and turns[-2].text == task.prompt.question and turns[-1].agent == 0
+        assert e.judgement["backend"] == "probe" and e.reward is not None and 0.0 <= e.reward <= 1.0
+
+
+def test_dat_stability_hands_its_arguments_to_hydra():
+    import subprocess
+    import sys
+
+    root = CONF.parent
+    listed = subprocess.run([sys.executable, str(root / "dat_cli.py"), "--help"], capture_output=True, text=True,
+                            check=True).stdout
+    assert "stability" in listed
+    job = subprocess.run([sys.executable, str(root / "dat_cli.py"), "stability", "--cfg", "job", "rounds=5",
+                          "policy=somewhere/export"], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert "rounds: 5" in job and "policy: somewhere/export" in job and "tasks: probes:eval" in job
