@@ -112,10 +112,14 @@ def test_the_same_actions_steer_the_same_way(backends):
 @needs_vllm
 def test_sampled_rows_do_not_depend_on_their_batch(backends):
     _, vllm = backends
+    # 16 long chats: more prompt tokens than one default scheduler step reads (seeded rows must survive that)
+    long = [[{"role": "system", "content": f"Case {i}. " + "I can offer $90 for the bike, thank you. " * 30},
+             *chat[-1:]] for i, chat in enumerate(CHATS * 6)][:16]
+    assert sum(vllm.count_tokens(c) for c in long) > 4096
     sampling = SamplingConfig(max_new_tokens=12)
-    batch = vllm.generate(CHATS, sampling=sampling, seed=5)
-    assert vllm.generate(CHATS[:1], sampling=sampling, seed=5) == batch[:1]
-    assert vllm.generate(CHATS, sampling=sampling, seed=6) != batch
+    batch = vllm.generate(long, sampling=sampling, seed=5)
+    assert vllm.generate(long[:1], sampling=sampling, seed=5) == batch[:1]
+    assert vllm.generate(long, sampling=sampling, seed=6) != batch
 
 
 @needs_vllm
