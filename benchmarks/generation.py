@@ -1,5 +1,6 @@
 """Generation throughput of the default model: batch 1 vs 8, with and without prefixes, and load time;
-then prefill and decode timed apart, in float32 and bfloat16, to say where each dtype pays.
+then prefill and decode timed apart, in float32 and bfloat16, to say where each dtype pays; and the RL
+state read through the key/value cache against a plain prefill of the same tokens.
 
 Prompt about 280 tokens (persona + five turns), 64 new tokens (min = max, so every run generates the
 same number), greedy. tokens/s = generated tokens / wall time of the call (prefill included). The split:
@@ -15,6 +16,7 @@ import time  # noqa: E402
 import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
+from dat.lm import kvcache  # noqa: E402
 from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
 from dat.lm.loading import ModelConfig  # noqa: E402
 
@@ -82,6 +84,27 @@ def prefill_decode(lm: FrozenLM, batch: int, new_tokens: int) -> dict:
             "decode_s": round(decode, 2), "decode_tokens_per_s": round(batch * new_tokens / decode, 1)}
 
 
+def states_vs_prefill(lm: FrozenLM, batch: int) -> dict:
+    """Prompt tokens/s of ``FrozenLM.states`` through empty caches (the whole chat read by the cached path)
+    and of a plain forward over the same tokens: the state path should cost no more per token."""
+    dialogues = [[*dialogue()[:-1], {"role": "user", "content": f"{TURNS[-1][1]} ({i})"}] for i in range(batch)]
+    tokens = sum(lm.count_tokens(d) for d in dialogues)
+    data = lm._splice([lm.encode(d) for d in dialogues], None, "start")
+    plain, cached = [], []
+    with torch.no_grad():
+        for _ in range(2):
+            start = time.perf_counter()
+            lm.model(inputs_embeds=data.embeds, attention_mask=data.attention_mask, position_ids=data.position_ids,
+                     logits_to_keep=1)
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            lm.states(dialogues, caches=[kvcache.Cached() for _ in dialogues])
+            cached.append(time.perf_counter() - start)
+    return {"batch": batch, "prompt_tokens": tokens, "plain_prefill_tokens_per_s": round(tokens / min(plain), 1),
+            "states_cached_path_tokens_per_s": round(tokens / min(cached), 1),
+            "states_cost_vs_prefill": round(min(cached) / min(plain), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -99,6 +122,8 @@ def main() -> None:
             tps = tokens_per_second(lm, batch, prefix, args.new_tokens, args.repeats)
             rows.append({"batch": batch, "prefix": prefix, "tokens_per_s": round(tps, 2)})
             print(rows[-1], flush=True)
+    states = states_vs_prefill(lm, args.split_batch)
+    print(states, flush=True)
     split = []
     for dtype in ("float32", "bfloat16"):
         split.append(prefill_decode(FrozenLM.load(ModelConfig(dtype=dtype)), args.split_batch, args.new_tokens))
@@ -106,7 +131,7 @@ def main() -> None:
     common.write_result("generation", {
         "model": lm.name, "dtype": str(lm.dtype), "prompt_tokens": prompt_tokens,
         "new_tokens": args.new_tokens, "load_from_cache_s": round(load_s, 2), "rows": rows,
-        "prefill_decode": split, "command": "python benchmarks/generation.py",
+        "prefill_decode": split, "states_vs_prefill": states, "command": "python benchmarks/generation.py",
     })
 
 

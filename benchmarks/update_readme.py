@@ -88,6 +88,19 @@ def throughput() -> str:
                   "| batch | prefix | tokens/s |", "| --- | --- | --- |"]
         parts += [f"| {r['batch']} | {'yes' if r['prefix'] else 'no'} | {r['tokens_per_s']:.1f} |"
                   for r in gen["rows"]]
+        split = gen.get("prefill_decode", [])
+        if split:
+            parts += ["", f"Prefill and decode apart (batch {split[0]['batch']}, {split[0]['prompt_tokens']}-token "
+                      "prompts, HF `generate`):", "",
+                      "| dtype | prefill tokens/s | decode tokens/s |", "| --- | --- | --- |"]
+            parts += [f"| {r['dtype']} | {r['prefill_tokens_per_s']:.0f} | {r['decode_tokens_per_s']:.0f} |"
+                      for r in split]
+        states = gen.get("states_vs_prefill")
+        if states:
+            parts += ["", "The RL state through the key/value cache (`FrozenLM.states`, whole chats from empty caches, "
+                      f"batch {states['batch']}): {states['states_cached_path_tokens_per_s']:.0f} prompt tokens/s "
+                      f"against {states['plain_prefill_tokens_per_s']:.0f} for a plain forward pass over the same "
+                      f"tokens ({states['states_cost_vs_prefill']:.2f}x the time)."]
         parts += ["", machine_line(gen), ""]
     roll = load("rollout")
     if roll:
@@ -191,9 +204,17 @@ SECTIONS = {
 
 
 def main() -> None:
+    """Rewrite the README's generated sections from the JSON results: all of them, or those named on the
+    command line (``python benchmarks/update_readme.py throughput``)."""
+    import sys
+
+    names = sys.argv[1:] or list(SECTIONS)
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown sections {unknown}; choose from {sorted(SECTIONS)}")
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, render in SECTIONS.items():
+    for name, render in ((n, SECTIONS[n]) for n in names):
         pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
         text = pattern.sub(lambda m, r=render: m.group(1) + r() + "\n" + m.group(2), text)
     readme.write_text(text)
