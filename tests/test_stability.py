@@ -110,6 +110,8 @@ def test_the_summary_gives_means_intervals_and_paired_differences_per_round(tmp_
     assert repeat[1]["mean"] == pytest.approx(0.75) and repeat[1]["diff"]["mean_diff"] == pytest.approx(0.5)
     assert repeat[0]["diff"]["mean_diff"] == 0.0 and unsteered[0]["diff"] is None
     assert summary["overall"]["unsteered"]["mean"] == pytest.approx(0.625)
+    assert summary["overall"]["repeat"]["diff"]["mean_diff"] == pytest.approx(0.25)  # rounds averaged, then paired
+    assert summary["overall"]["unsteered"]["diff"] is None
     zero = summary["results"]["zero"]
     assert zero[0]["n"] == 0 and zero[0]["n_missing"] == 4 and math.isnan(zero[0]["mean"])
     paths = stability_report.write(summary, tmp_path, {"model": "test"})
@@ -118,6 +120,8 @@ def test_the_summary_gives_means_intervals_and_paired_differences_per_round(tmp_
     table = paths["markdown"].read_text()
     assert "| unsteered | 1.00 [1.00, 1.00] | 0.25 [" in table and "| repeat | +0.00" in table
     assert "zero 8" in table  # probes not scored are counted
+    repeat_diff = next(line for line in table.splitlines() if line.startswith("| repeat | +0.00"))
+    assert repeat_diff.rstrip(" |").split("| ")[-1].startswith("+0.25 [")  # the all-rounds paired difference
     assert paths["png"].stat().st_size > 1000
 
 

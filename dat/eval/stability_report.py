@@ -43,7 +43,7 @@ def summarize(answers: Sequence[ProbeAnswer], level: float = LEVEL, seed: int = 
 
     ``{"level", "unit": "prompt", "rounds": [1..R], "conditions": [...], "results": {condition: [{"round",
     "mean", "low", "high", "n", "n_missing", "diff": PairedResult dict | None}, ...]}, "overall": {condition:
-    {"mean", "low", "high"}}}``; ``overall`` averages each (task, seed)'s rounds first.
+    {"mean", "low", "high", "diff"}}}``; ``overall`` averages each (task, seed)'s rounds first.
     """
     cells, keys = _table(answers)
     conditions = list(dict.fromkeys(a.condition for a in answers))
@@ -54,8 +54,14 @@ def summarize(answers: Sequence[ProbeAnswer], level: float = LEVEL, seed: int = 
         cell = cells.get((condition, rnd), {})
         return np.array([cell.get((task, s), np.nan) for task, s, _ in keys], float)
 
+    def per_item(condition: str) -> np.ndarray:
+        """Each (task, seed)'s mean over the rounds it was scored at (NaN when never)."""
+        with warnings.catch_warnings():  # a (task, seed) never scored stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.stack([column(condition, r) for r in rounds]), axis=0) if rounds else np.array([])
+
     results: dict[str, list[dict[str, Any]]] = {}
-    overall: dict[str, dict[str, float]] = {}
+    overall: dict[str, dict[str, Any]] = {}
     for c in conditions:
         rows = []
         for rnd in rounds:
@@ -67,11 +73,11 @@ def summarize(answers: Sequence[ProbeAnswer], level: float = LEVEL, seed: int = 
             rows.append({"round": rnd, "mean": mean, "low": low, "high": high, "n": int((~np.isnan(values)).sum()),
                          "n_missing": int(np.isnan(values).sum()), "diff": diff})
         results[c] = rows
-        with warnings.catch_warnings():  # a (task, seed) never scored stays NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_item = np.nanmean(np.stack([column(c, r) for r in rounds]), axis=0) if rounds else np.array([])
-        mean, low, high = bootstrap_ci(per_item, level, n_boot, seed, groups=groups)
-        overall[c] = {"mean": mean, "low": low, "high": high}
+        mean, low, high = bootstrap_ci(per_item(c), level, n_boot, seed, groups=groups)
+        diff = None
+        if c != BASELINE and BASELINE in conditions:
+            diff = paired_difference(per_item(c), per_item(BASELINE), groups, level, n_boot, seed, 2000).to_dict()
+        overall[c] = {"mean": mean, "low": low, "high": high, "diff": diff}
     return {"level": level, "unit": "prompt", "rounds": rounds, "conditions": conditions, "results": results,
             "overall": overall, "n_prompts": len(set(groups)), "n_dialogues": len(keys)}
 
@@ -104,7 +110,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
     for c in summary["conditions"]:
         entries = summary["results"][c]
         if entries and entries[0]["diff"] is not None:
-            diffs.append([c, *(_diff_cell(e["diff"]) for e in entries), ""])
+            whole = summary["overall"][c].get("diff")
+            diffs.append([c, *(_diff_cell(e["diff"]) for e in entries), _diff_cell(whole) if whole else ""])
     if diffs:
         out += ["", f"Paired difference to {BASELINE} (same task and seed, {pct} interval):", "", *table(diffs)]
     missing = {c: sum(e["n_missing"] for e in summary["results"][c]) for c in summary["conditions"]}
