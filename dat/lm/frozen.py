@@ -187,10 +187,10 @@ class FrozenLM:
             self._checked_ids(d, layerprefix.tokens(p), sampling.max_new_tokens)
             for d, p in zip(dialogues, prefixes, strict=True)
         ]
-        config, processors = self._generation_config(sampling), self._penalty(sampling)
         seed = sampling.seed if seed is None else seed
         if self.engine is not None:
             return self._engine_generate(ids, prefixes, position, sampling, seed)
+        config, processors = self._generation_config(sampling), self._penalty(sampling)
         reusable = position == "before_reply" or all(p is None for p in prefixes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
