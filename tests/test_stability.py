@@ -214,3 +214,8 @@ def test_dat_stability_hands_its_arguments_to_hydra():
     job = subprocess.run([sys.executable, str(root / "dat_cli.py"), "stability", "--cfg", "job", "rounds=5",
                           "policy=somewhere/export"], capture_output=True, text=True, check=True, cwd=root).stdout
     assert "rounds: 5" in job and "policy: somewhere/export" in job and "tasks: probes:eval" in job
+    # A run folder named after its overrides holds = and , : the README quotes it for Hydra, as here.
+    named = subprocess.run([sys.executable, str(root / "stability.py"), "--cfg", "job",
+                            'policy="outputs/train/experiment=stability,seed=0/export"'], capture_output=True,
+                           text=True, check=True, cwd=root).stdout
+    assert "policy: outputs/train/experiment=stability,seed=0/export" in named
