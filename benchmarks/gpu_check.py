@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(common.RESULTS / "gpu_check.json"))
     args = parser.parse_args()
     work = Path(args.work)
+    shutil.rmtree(work / "run", ignore_errors=True)  # the check's own scratch run: a re-run starts afresh
     started = time.perf_counter()
     folder = build_model(work / f"model-{args.size}", args.size, args.device)
     built = time.perf_counter() - started
