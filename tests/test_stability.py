@@ -145,6 +145,7 @@ def test_the_entry_point_writes_the_report_and_an_offline_wandb_run(tmp_path, mo
     assert len((out / "answers.jsonl").read_text().splitlines()) == 2 * 2 * 5 * 2
     assert (out / "stability.png").is_file() and "| policy |" in (out / "stability.md").read_text()
     assert "stability/policy/mean" in metrics and "stability/repeat/mean" in metrics
+    assert "stability/policy/diff" in metrics and "stability/unsteered/diff" not in metrics
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
 
 

@@ -168,9 +168,12 @@ def write(summary: Mapping[str, Any], out: Path, metadata: Mapping[str, Any]) ->
 
 
 def flat_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
-    """``stability/<condition>/mean`` etc. over all rounds, for a tracker summary."""
+    """``stability/<condition>/mean``, ``low``, ``high`` over all rounds, and ``diff`` (the paired difference
+    to unsteered) where there is one, for a tracker summary."""
     out: dict[str, float] = {}
     for c, o in summary["overall"].items():
-        for k, v in o.items():
-            out[f"stability/{c}/{k}"] = float(v)
+        for k in ("mean", "low", "high"):
+            out[f"stability/{c}/{k}"] = float(o[k])
+        if o.get("diff"):
+            out[f"stability/{c}/diff"] = float(o["diff"]["mean_diff"])
     return out
