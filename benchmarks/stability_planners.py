@@ -1,0 +1,51 @@
+"""The 8-round stability curves of several trained planners (one per training seed) against the same
+unsteered sample, pooled: each planner's answers keep their task, the unsteered answers are the ones
+every measurement shares (same run seed, tasks and batches, so the same sample), and the planners'
+pooled curve pairs each (task, planner) with that task's unsteered answer. Writes
+``benchmarks/results/stability_planners.{json,md,png}``.
+
+    python benchmarks/stability_planners.py outputs/stability/<run of seed 0> <seed 1> <seed 2>
+"""
+
+from __future__ import annotations
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import common  # noqa: F401  (CPU settings before torch)
+
+from dat.eval import stability_report  # noqa: E402
+from dat.eval.stability import BASELINE, ProbeAnswer  # noqa: E402
+
+
+def answers(folder: Path) -> list[ProbeAnswer]:
+    return [ProbeAnswer(**json.loads(line)) for line in (folder / "answers.jsonl").read_text().splitlines() if line]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("runs", nargs="+", type=Path, help="stability.py output folders, one per planner")
+    args = parser.parse_args()
+    runs = [answers(r) for r in args.runs]
+    base = [a for a in runs[0] if a.condition == BASELINE]
+    for other in runs[1:]:  # the unsteered sample must be the same one in every measurement
+        same = sorted((a.task_id, a.round, a.answer) for a in other if a.condition == BASELINE)
+        if same != sorted((a.task_id, a.round, a.answer) for a in base):
+            raise SystemExit("the runs' unsteered answers differ: measure every planner with the same seed and tasks")
+    pooled = [replace(a, seed=k) for k, run in enumerate(runs) for a in run if a.condition == "policy"]
+    pooled += [replace(a, seed=k) for k in range(len(runs)) for a in base]
+    meta = {"planners": [str(r) for r in args.runs], "pairing": "each (task, planner) with the task's unsteered "
+            "answer", "command": "python benchmarks/stability_planners.py " + " ".join(map(str, args.runs))}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = stability_report.write(stability_report.summarize(pooled), Path(tmp), meta)
+        for path in paths.values():
+            shutil.copy(path, common.RESULTS / f"stability_planners{path.suffix}")
+    print((common.RESULTS / "stability_planners.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
