@@ -33,7 +33,7 @@ from dat.lm.frozen import FrozenLM
 from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
-from envs.scenarios import load_scenarios
+from envs.scenarios import load_scenarios, per_scenario
 from envs.vector_env import collector_envs
 
 CONDITIONS = ("policy", BASELINE, "zero", "random")
@@ -84,7 +84,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
             cfg = replace(cfg, model=replace(cfg.model, name=policy.base_model))
         # ... and reads the state it was trained on (the export says which), whatever env.state_* say.
         cfg = replace(cfg, env=replace(cfg.env, state_layer=policy.state_layer, state_pool=policy.state_pool))
-    tasks = _per_scenario(load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root),
+    tasks = per_scenario(load_scenarios(cfg.env.scenarios.eval, root=cfg.env.scenarios.root),
                           cfg.tasks_per_scenario)[: cfg.max_tasks]  # read (and checked) before the model loads
     lm = FrozenLM.load(cfg.model)
     projection = policy.projection if policy is not None else prepare_projection(cfg, lm, tasks, out)
@@ -131,18 +131,6 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     tracker.finish()
     print(f"\n{markdown_table(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
-
-
-def _per_scenario(tasks: list, limit: int | None) -> list:
-    if limit is None:
-        return tasks
-    seen: dict[str, int] = {}
-    kept = []
-    for task in tasks:
-        seen[task.scenario.id] = seen.get(task.scenario.id, 0) + 1
-        if seen[task.scenario.id] <= limit:
-            kept.append(task)
-    return kept
 
 
 def _judge_name(cfg: EvaluateConfig) -> str:

@@ -30,7 +30,7 @@ from dat.lm.frozen import FrozenLM
 from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
-from envs.scenarios import load_scenarios
+from envs.scenarios import load_scenarios, per_scenario
 
 
 @dataclass
@@ -77,7 +77,7 @@ def stability(cfg: StabilityConfig, output_dir: Path | None = None) -> dict[str,
     out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    tasks = _per_prompt(load_scenarios(cfg.tasks), cfg.tasks_per_prompt)[: cfg.max_tasks]
+    tasks = per_scenario(load_scenarios(cfg.tasks), cfg.tasks_per_prompt)[: cfg.max_tasks]
     if not tasks or not hasattr(tasks[0], "probe_question"):
         raise ValueError(f"tasks={cfg.tasks!r} holds no probe tasks; use probes, probes:train, probes:eval or a "
                          "folder with prompts.jsonl and topics.jsonl.")
@@ -123,18 +123,6 @@ def stability(cfg: StabilityConfig, output_dir: Path | None = None) -> dict[str,
     tracker.finish()
     print(f"\n{stability_report.markdown(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
-
-
-def _per_prompt(tasks: list, limit: int | None) -> list:
-    if limit is None:
-        return tasks
-    seen: dict[str, int] = {}
-    kept = []
-    for task in tasks:
-        seen[task.scenario.id] = seen.get(task.scenario.id, 0) + 1
-        if seen[task.scenario.id] <= limit:
-            kept.append(task)
-    return kept
 
 
 def _sampling(cfg: StabilityConfig) -> str:

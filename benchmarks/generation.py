@@ -67,21 +67,30 @@ def prefill_decode(lm: FrozenLM, batch: int, new_tokens: int) -> dict:
     sampling = SamplingConfig(do_sample=False, max_new_tokens=new_tokens, repetition_penalty=1.2)
     config = lm._generation_config(sampling)
     config.min_new_tokens = new_tokens
-    prefill, whole = [], []
-    with torch.no_grad():
-        for _ in range(2):
-            start = time.perf_counter()
-            lm.model(inputs_embeds=data.embeds, attention_mask=data.attention_mask, position_ids=data.position_ids,
-                     logits_to_keep=1)
-            prefill.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            lm.model.generate(inputs_embeds=data.embeds, attention_mask=data.attention_mask, generation_config=config,
-                              logits_processor=lm._penalty(sampling))
-            whole.append(time.perf_counter() - start)
-    decode = max(min(whole) - min(prefill), 1e-9)
+    prefill = best_seconds(lambda: _forward(lm, data))
+    whole = best_seconds(lambda: lm.model.generate(inputs_embeds=data.embeds, attention_mask=data.attention_mask,
+                                                   generation_config=config, logits_processor=lm._penalty(sampling)))
+    decode = max(whole - prefill, 1e-9)
     return {"dtype": str(lm.dtype).removeprefix("torch."), "batch": batch, "prompt_tokens": len(ids[0]),
-            "prefill_s": round(min(prefill), 2), "prefill_tokens_per_s": round(batch * len(ids[0]) / min(prefill), 1),
+            "prefill_s": round(prefill, 2), "prefill_tokens_per_s": round(batch * len(ids[0]) / prefill, 1),
             "decode_s": round(decode, 2), "decode_tokens_per_s": round(batch * new_tokens / decode, 1)}
+
+
+def best_seconds(call, repeats: int = 2) -> float:
+    """The shortest wall time of ``repeats`` calls, without gradients."""
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _forward(lm: FrozenLM, data) -> None:
+    """One plain forward pass over a spliced batch (the prefill, without decoding)."""
+    lm.model(inputs_embeds=data.embeds, attention_mask=data.attention_mask, position_ids=data.position_ids,
+             logits_to_keep=1)
 
 
 def states_vs_prefill(lm: FrozenLM, batch: int) -> dict:
@@ -90,19 +99,11 @@ def states_vs_prefill(lm: FrozenLM, batch: int) -> dict:
     dialogues = [[*dialogue()[:-1], {"role": "user", "content": f"{TURNS[-1][1]} ({i})"}] for i in range(batch)]
     tokens = sum(lm.count_tokens(d) for d in dialogues)
     data = lm._splice([lm.encode(d) for d in dialogues], None, "start")
-    plain, cached = [], []
-    with torch.no_grad():
-        for _ in range(2):
-            start = time.perf_counter()
-            lm.model(inputs_embeds=data.embeds, attention_mask=data.attention_mask, position_ids=data.position_ids,
-                     logits_to_keep=1)
-            plain.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            lm.states(dialogues, caches=[kvcache.Cached() for _ in dialogues])
-            cached.append(time.perf_counter() - start)
-    return {"batch": batch, "prompt_tokens": tokens, "plain_prefill_tokens_per_s": round(tokens / min(plain), 1),
-            "states_cached_path_tokens_per_s": round(tokens / min(cached), 1),
-            "states_cost_vs_prefill": round(min(cached) / min(plain), 3)}
+    plain = best_seconds(lambda: _forward(lm, data))
+    cached = best_seconds(lambda: lm.states(dialogues, caches=[kvcache.Cached() for _ in dialogues]))
+    return {"batch": batch, "prompt_tokens": tokens, "plain_prefill_tokens_per_s": round(tokens / plain, 1),
+            "states_cached_path_tokens_per_s": round(tokens / cached, 1),
+            "states_cost_vs_prefill": round(cached / plain, 3)}
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from .schema import (
     render_goal,
     validate_check,
 )
-from .split import split_of, split_tasks
+from .split import per_scenario, split_of, split_tasks
 
 __all__ = [
     "DATA_DIR",
@@ -31,6 +31,7 @@ __all__ = [
     "Task",
     "load_scenarios",
     "read_id_file",
+    "per_scenario",
     "render_goal",
     "split_of",
     "split_tasks",

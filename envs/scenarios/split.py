@@ -32,3 +32,20 @@ def split_tasks(tasks: Iterable[Task], split: str) -> list[Task]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return [t for t in tasks if split_of(t.scenario.id) == split]
+
+
+def per_scenario(tasks: Iterable[Task], limit: int | None) -> list[Task]:
+    """At most ``limit`` tasks of each scenario (its first ones, in order); all of them when ``limit`` is None.
+
+    A scenario with several tasks (character pairs, or a probe prompt's partners and topics) would
+    otherwise weigh more in a measurement cut to fewer tasks."""
+    tasks = list(tasks)
+    if limit is None:
+        return tasks
+    seen: dict[str, int] = {}
+    kept = []
+    for task in tasks:
+        seen[task.scenario.id] = seen.get(task.scenario.id, 0) + 1
+        if seen[task.scenario.id] <= limit:
+            kept.append(task)
+    return kept
