@@ -12,6 +12,13 @@ states. Dialogues/hour is a rate, so the sequential run plays fewer dialogues (t
 same stream). Reported per condition: wall time, dialogues/hour, generated tokens/s (prefill included in
 the time) and that rate's share of this machine's matmul roofline (measured in the same run, at the
 backend's dtype), and the machine load around it.
+
+Also reported: the **ceiling** this machine allows, whatever the engine. Every token of an agent's chat has
+to pass through the model at least once for that agent (its own replies are decoded token by token, the
+partner's lines and its system prompt are read), so the batched episodes give a lower bound on the tokens
+read per dialogue; at 2 x (non-embedding parameters) FLOPs per token (attention and the output layer not
+counted, so the bound stays a bound) and the measured matmul roofline, no engine can play more dialogues
+per hour than that ceiling, which is set beside ten times the sequential rate.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch  # noqa: E402
 
 from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
 from dat.dialogue.rollout import collect  # noqa: E402
-from dat.dialogue.rules import EnvConfig  # noqa: E402
+from dat.dialogue.rules import EnvConfig, agent_messages  # noqa: E402
 from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
 from dat.lm.loading import ModelConfig, artefact_folder, model_folder  # noqa: E402
 from dat.lm.vllmengine import VLLMConfig, VLLMEngine  # noqa: E402
@@ -49,13 +56,48 @@ def roofline(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def tokens_read(lm, tasks, episodes, cfg) -> float:
+    """Mean tokens per dialogue that some forward pass must read: per agent, its chat up to its own last
+    reply, less that reply's last token (sampled, never read back). A lower bound on the work."""
+    by_id = {t.id: t for t in tasks}
+    total = 0
+    for e in episodes:
+        turns = e.record.turns
+        for agent in (0, 1):
+            own = [i for i, t in enumerate(turns) if t.agent == agent]
+            if not own:
+                continue
+            last = own[-1]
+            system = by_id[e.task_id].agent_view(agent, leave_phrase=cfg.leave_phrase)
+            before = agent_messages(system, turns[:last], agent, cfg.opening_cue)
+            reply = lm.tokenizer(turns[last].text, add_special_tokens=False)["input_ids"]
+            total += lm.count_tokens(before) + max(len(reply) - 1, 0)
+    return total / len(episodes)
+
+
+def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: float) -> dict:
+    """The most dialogues/hour any engine could play here: the work floor of ``episodes`` at the roofline."""
+    per_dialogue = tokens_read(lm, tasks, episodes, cfg)
+    body = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    floor_gflop = 2 * body / 1e9 * per_dialogue
+    return {
+        "tokens_read_per_dialogue": round(per_dialogue, 1),
+        "gflop_per_token_lower_bound": round(2 * body / 1e9, 3),
+        "dialogues_per_hour": {k: round(3600 * v / floor_gflop) for k, v in peaks.items()},
+        "ten_times_sequential": round(10 * sequential),
+        "roofline_share_needed_for_ten_times": {k: round(10 * sequential * floor_gflop / 3600 / v, 3)
+                                                for k, v in peaks.items()},
+        "from": f"the batched HF episodes ({len(episodes)})",
+    }
+
+
 def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
                           batch_size=batch_size)
     episodes = collect(envs, "random", n, seed, stats=stats)
-    return {
+    return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
         "batch_size": batch_size,
         "kv_cache": kv_cache,
@@ -91,10 +133,13 @@ def main() -> None:
     lm.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))  # warm-up
     gflop_per_token = 2 * sum(p.numel() for p in lm.model.parameters()) / 1e9
     peaks = {"float32": roofline(torch.float32), "bfloat16": roofline(torch.bfloat16)}
-    rows = [run(lm, projection, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)]
+    rows = [run(lm, projection, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)[1]]
     print(rows[-1], flush=True)
+    played = []
     for batch_size in args.batches:
-        rows.append(run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed))
+        episodes, row = run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed)
+        played += episodes
+        rows.append(row)
         print(rows[-1], flush=True)
     if args.vllm_batches:
         started = time.perf_counter()
@@ -103,7 +148,7 @@ def main() -> None:
         steered = FrozenLM(lm.model, lm.tokenizer, lm.name, engine=engine)
         steered.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
         for batch_size in args.vllm_batches:
-            rows.append({**run(steered, projection, tasks, cfg, batch_size, batch_size, True, args.seed),
+            rows.append({**run(steered, projection, tasks, cfg, batch_size, batch_size, True, args.seed)[1],
                          "vllm_dtype": args.vllm_dtype, "vllm_start_seconds": round(start_s, 1)})
             print(rows[-1], flush=True)
         engine.close()
@@ -112,6 +157,7 @@ def main() -> None:
         row["speedup_vs_sequential"] = round(row["dialogues_per_hour"] / base, 2)
         dtype = row.get("vllm_dtype", "float32")
         row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
+    ceiling = ceiling_of(lm, tasks, played, cfg, peaks, base) if played else None
     prompt = lm.count_tokens([{"role": "system", "content": tasks[0].agent_view(0, cfg.leave_phrase)}])
     common.write_result("rollout", {
         "model": lm.name, "dtype": str(lm.dtype), "tasks": "bundled", "n_tasks": len(tasks),
@@ -119,6 +165,7 @@ def main() -> None:
         "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2",
         "policy": "random (PCA prefix, before the reply header)", "gflop_per_token": round(gflop_per_token, 3),
         "roofline_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows,
+        "ceiling": ceiling,
         "command": "python benchmarks/rollout.py", "note": "roofline_share: generated tok/s x GFLOP/token over the "
         "best 2048x2048 matmul at the row's dtype (prefill FLOPs not counted)",
     })

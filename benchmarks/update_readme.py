@@ -125,6 +125,19 @@ def throughput() -> str:
         starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]
         if starts:
             parts += ["", f"The vLLM server took {starts[0]:.0f} s to start (once per run, not in the times above)."]
+        ceiling = roll.get("ceiling")
+        if ceiling:
+            best = ceiling["dialogues_per_hour"]
+            parts += ["", f"**Ceiling**: each dialogue above makes the model read at least "
+                      f"{ceiling['tokens_read_per_dialogue']:.0f} tokens (each agent's chat up to its last reply, "
+                      f"{ceiling['from']}); at {ceiling['gflop_per_token_lower_bound']} GFLOP per token (matmuls "
+                      "of the transformer body only) and the full matmul roofline, no engine could play more than "
+                      + ", ".join(f"{v} dialogues/hour in {k}" for k, v in best.items())
+                      + f" on this machine. Ten times the sequential loop ({ceiling['ten_times_sequential']}) "
+                      "would need the whole rollout (prefill, decode, states, sampling, padding) to run at "
+                      + " or ".join(f"{100 * v:.0f}% of the {k} roofline" for k, v in
+                                    ceiling["roofline_share_needed_for_ten_times"].items())
+                      + ", where decoding reaches a few per cent."]
         parts += ["", machine_line(roll), ""]
     td3 = load("td3bc_pendulum")
     if td3 and "updates_per_s" in json.dumps(td3):
