@@ -5,6 +5,10 @@ pooled curve pairs each (task, planner) with that task's unsteered answer. Write
 ``benchmarks/results/stability_planners.{json,md,png}``.
 
     python benchmarks/stability_planners.py outputs/stability/<run of seed 0> <seed 1> <seed 2>
+
+A planner measured alone (``stability.py conditions=[policy]``, half the work) takes its unsteered answers
+from ``--unsteered``, an earlier measurement with the same run seed and tasks: a row's sample does not
+depend on the other rows of its batch, so that sample is the one the planner's run would have drawn.
 """
 
 from __future__ import annotations
@@ -29,17 +33,27 @@ def answers(folder: Path) -> list[ProbeAnswer]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="stability.py output folders, one per planner")
+    parser.add_argument("--unsteered", type=Path, default=None,
+                        help="the measurement whose unsteered answers every planner is paired with "
+                        "(default: the first run)")
     args = parser.parse_args()
     runs = [answers(r) for r in args.runs]
-    base = [a for a in runs[0] if a.condition == BASELINE]
-    for other in runs[1:]:  # the unsteered sample must be the same one in every measurement
+    base = [a for a in answers(args.unsteered or args.runs[0]) if a.condition == BASELINE]
+    if not base:
+        raise SystemExit(f"{args.unsteered or args.runs[0]} has no unsteered answers: name one with --unsteered")
+    tasks = {a.task_id for a in base}
+    for run, other in zip(args.runs, runs, strict=True):  # one unsteered sample for every measurement
+        if {a.task_id for a in other if a.condition == "policy"} != tasks:
+            raise SystemExit(f"{run}: its planner answered other tasks than the unsteered sample")
         same = sorted((a.task_id, a.round, a.answer) for a in other if a.condition == BASELINE)
-        if same != sorted((a.task_id, a.round, a.answer) for a in base):
+        if same and same != sorted((a.task_id, a.round, a.answer) for a in base):
             raise SystemExit("the runs' unsteered answers differ: measure every planner with the same seed and tasks")
     pooled = [replace(a, seed=k) for k, run in enumerate(runs) for a in run if a.condition == "policy"]
     pooled += [replace(a, seed=k) for k in range(len(runs)) for a in base]
-    meta = {"planners": [str(r) for r in args.runs], "pairing": "each (task, planner) with the task's unsteered "
-            "answer", "command": "python benchmarks/stability_planners.py " + " ".join(map(str, args.runs))}
+    meta = {"planners": [str(r) for r in args.runs], "unsteered": str(args.unsteered or args.runs[0]),
+            "pairing": "each (task, planner) with the task's unsteered "
+            "answer", "command": "python benchmarks/stability_planners.py " + " ".join(map(str, args.runs))
+            + (f" --unsteered {args.unsteered}" if args.unsteered else "")}
     with tempfile.TemporaryDirectory() as tmp:
         paths = stability_report.write(stability_report.summarize(pooled), Path(tmp), meta)
         for path in paths.values():
