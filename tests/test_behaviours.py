@@ -12,8 +12,10 @@ import torch
 from dat.action.basis import BasisTrainer, ensure_basis
 from dat.action.behaviours import Behaviour, BehaviourConfig, PromptInfo, Scorers, contrastive_loss, select_pairs
 from dat.action.projection import PrefixConfig, UpProjection
+from dat.dialogue.openings import prompt_info
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.loading import ModelConfig
+from envs.scenarios import load_scenarios
 from tests.test_selfclone import DIALOGUES
 
 LONG_SHORT = [Behaviour("long", "length", "up"), Behaviour("short", "length", "down")]
@@ -43,6 +45,17 @@ def test_pairs_are_the_top_replies_against_the_bottom_ones_by_the_scorer():
     assert scorers(Behaviour("r", "rules"), 0, texts).tolist() == [0, 0, 1, 0]
     assert scorers(Behaviour("q", "question"), 0, texts).tolist() == [0, 0, 1, 0]
     assert select_pairs(scorers(Behaviour("s", "length"), 0, texts), 1, "down") == [(3, 0)]
+
+
+def test_the_probe_scorer_is_the_prompts_own_test_of_each_reply():
+    task = next(t for t in load_scenarios("probes") if t.record([], 0).names[0] == "letter_b")  # starts with B
+    info = prompt_info(task.record([], 0))
+    scorers = Scorers([info, PromptInfo(goal="sell the bike")])
+    texts = ["Books are a fine choice.", "Maybe a walk?", "  bright idea: baking"]
+    assert scorers(Behaviour("on_rule", "probe"), 0, texts).tolist() == [1.0, 0.0, 1.0]
+    assert select_pairs(scorers(Behaviour("on_rule", "probe"), 0, texts), 1) == [(0, 1)]
+    assert scorers(Behaviour("on_rule", "probe"), 1, texts).tolist() == [0.0, 0.0, 0.0]  # no test: no pairs
+    assert prompt_info(load_scenarios("bundled")[0].record([], 0)).test is None
 
 
 def test_contrastive_loss_is_dpo_on_the_implicit_margin():

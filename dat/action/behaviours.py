@@ -4,10 +4,10 @@ On the default model no training-free or self-cloned up-projection moves the rep
 (README, steerability table), and prefixes trained by plain NLL on the model's own best replies
 move it only a little: those replies are already likely, so the NLL has little to learn. What pulls
 prefixes apart is a contrast. A behaviour is a name and a scorer (sentiment, length, a question, a
-regex, the scenario's own rule checks, similarity to the goal) with a direction; the frozen model's
-own replies to the *train* prompts are ranked by the scorer, and per prompt the top replies are
-*chosen* and the bottom ones *rejected* (``select_pairs``). The behaviour's prefix is then trained
-on those pairs with a DPO-style objective against the model without prefix (``contrastive_loss``,
+regex, the scenario's own rule checks, a probe prompt's test, similarity to the goal) with a direction;
+the frozen model's own replies to the *train* prompts are ranked by the scorer, and per prompt the top
+replies are *chosen* and the bottom ones *rejected* (``select_pairs``). The behaviour's prefix is then
+trained on those pairs with a DPO-style objective against the model without prefix (``contrastive_loss``,
 ``dat.action.basis``)::
 
     L = -log sigma(beta * [(log p_P(chosen) - log p_0(chosen)) - (log p_P(rejected) - log p_0(rejected))])
@@ -20,7 +20,7 @@ action a in [-1, 1]^K gives the prefix ``softmax(sharpness * a) @ basis``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,7 +31,7 @@ from dat.action.projection import DEPTHS, PrefixConfig
 from dat.lm.frozen import SamplingConfig
 from dat.records import DialogueRecord
 
-SCORERS = ("sentiment", "length", "question", "regex", "rules", "goal")
+SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every")  # may change without changing what is trained
 LATER_FIELDS = ("hint",)  # recorded only when set, so bases made before the field existed still match
@@ -45,7 +45,8 @@ class Behaviour:
     """Name (a file name: letters, digits, _ and -)."""
     scorer: str = "sentiment"
     """sentiment (VADER), length (words), question (asks one), regex (``pattern``), rules (the scenario's
-    own rule checks for the agent), goal (MiniLM similarity of the reply to the agent's goal)."""
+    own rule checks for the agent), probe (the test of an instruction-stability prompt, in [0, 1]: does
+    the reply follow the system prompt's rule), goal (MiniLM similarity of the reply to the agent's goal)."""
     direction: str = "up"
     """up: chosen = the highest-scoring replies; down: the lowest."""
     pattern: str | None = None
@@ -106,6 +107,9 @@ class PromptInfo:
     goal: str = ""
     rules: str = ""
     """Regex of the agent's rule checks ("" when it has none)."""
+    test: Callable[[str], float] | None = None
+    """The prompt's own test of a reply in [0, 1] (instruction-stability prompts; None elsewhere). Given as
+    a function so this layer needs no judge: the dialogue layer binds the probe set's test."""
 
 
 AMOUNT = r"\$\s?\d|\d+\s*(?:dollars|bucks)"
@@ -156,6 +160,9 @@ class Scorers:
                 return np.zeros(len(texts))
             rule = re.compile(pattern, re.IGNORECASE)
             return np.array([float(bool(rule.search(t))) for t in texts])
+        if behaviour.scorer == "probe":
+            test = self.infos[prompt].test
+            return np.array([test(t) for t in texts], dtype=float) if test else np.zeros(len(texts))
         if behaviour.scorer == "goal":
             if self.embedder is None:
                 raise ValueError(f"Behaviour {behaviour.name!r} (scorer=goal) needs a sentence embedder.")

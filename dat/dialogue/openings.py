@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
 from dat.action.behaviours import PromptInfo, rule_pattern
 from dat.dialogue.rules import Dialogue, DialogueTask, EnvConfig, Lockstep
+from dat.judges.probe import find_probe, run_test
 from dat.lm.frozen import FrozenLM
+from dat.records import DialogueRecord
 
 
 def opening_chats(
@@ -49,5 +52,11 @@ def behaviour_prompts(lm: FrozenLM, tasks: Sequence[DialogueTask], env: EnvConfi
     picked = picked[:limit]
     greedy = replace(env, sampling=replace(env.sampling, do_sample=False))
     chats = opening_chats(lm, picked, greedy, seed, sides=(0,), partner_opens=(True,))
-    infos = [PromptInfo(goal=t.record([], 0).goals[0], rules=rule_pattern(t.record([], 0), 0)) for t in picked]
-    return chats, infos
+    return chats, [prompt_info(t.record([], 0)) for t in picked]
+
+
+def prompt_info(record: DialogueRecord) -> PromptInfo:
+    """What the behaviour scorers know of side 0 of a task: its goal, rule pattern and probe test, if any."""
+    probe = find_probe(record, 0)
+    return PromptInfo(goal=record.goals[0], rules=rule_pattern(record, 0),
+                      test=partial(run_test, probe.test) if probe else None)
