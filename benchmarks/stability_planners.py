@@ -50,7 +50,8 @@ def main() -> None:
             raise SystemExit("the runs' unsteered answers differ: measure every planner with the same seed and tasks")
     pooled = [replace(a, seed=k) for k, run in enumerate(runs) for a in run if a.condition == "policy"]
     pooled += [replace(a, seed=k) for k in range(len(runs)) for a in base]
-    meta = {"planners": [str(r) for r in args.runs], "unsteered": str(args.unsteered or args.runs[0]),
+    model = json.loads((args.runs[0] / "stability.json").read_text())["metadata"].get("model", "")
+    meta = {"model": model, "planners": [str(r) for r in args.runs], "unsteered": str(args.unsteered or args.runs[0]),
             "pairing": "each (task, planner) with the task's unsteered "
             "answer", "command": "python benchmarks/stability_planners.py " + " ".join(map(str, args.runs))
             + (f" --unsteered {args.unsteered}" if args.unsteered else "")}
