@@ -7,11 +7,14 @@ under every condition with the same seeds, so each (seed, task) is a pair. The p
 ``benchmarks/results/stability_training.{json,md}``.
 
     python benchmarks/stability_training.py outputs/train/experiment=stability,seed=0 ...=seed=1 ...=seed=2
+    python benchmarks/stability_training.py --name stability_rule_basis \
+        outputs/train/experiment=stability_rule_basis,seed=0 ...=seed=1 ...=seed=2
 """
 
 from __future__ import annotations
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import common  # noqa: F401  (CPU settings before torch)
@@ -31,15 +34,24 @@ def rewards(folder: Path) -> dict[str, float]:
     return out
 
 
+def by_round(report: Path) -> float:
+    """The planner's mean paired difference to the unsteered model in one held-out evaluation report."""
+    results = json.loads((report / "evaluation.json").read_text())["results"]
+    return round(results["policy"]["reward"]["diff"]["mean_diff"], 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of train.py experiment=stability")
+    parser.add_argument("--name", default="stability_training",
+                        help="file name of the results under benchmarks/results (one per experiment)")
     args = parser.parse_args()
     per_seed, pooled = [], {c: ([], [], []) for c in CONDITIONS}
     for run in args.runs:
         final = sorted((run / "eval").glob("round-*"))[-1]
         base = rewards(final / "episodes" / "unsteered")
-        row = {"run": str(run), "evaluation": final.name, "unsteered": float(np.nanmean(list(base.values())))}
+        row = {"run": str(run), "evaluation": final.name, "unsteered": float(np.nanmean(list(base.values()))),
+               "policy_by_round": [by_round(folder) for folder in sorted((run / "eval").glob("round-*"))]}
         for c in CONDITIONS:
             treated = rewards(final / "episodes" / c)
             tasks = sorted(set(base) & set(treated))
@@ -51,7 +63,7 @@ def main() -> None:
     result = {"per_seed": per_seed, "pooled": summary, "reward": "probe score of the answer to the probe question "
               "at the end of the dialogue (judge=probe)", "command": "python benchmarks/stability_training.py "
               + " ".join(str(r) for r in args.runs)}
-    common.write_result("stability_training", result)
+    common.write_result(args.name, result)
 
     def cell(d):
         return f"{d['mean_diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] (p={d['p_value']:.2f})"
@@ -60,7 +72,10 @@ def main() -> None:
     lines += [f"| {Path(r['run']).name} | {r['unsteered']:.2f} | {cell(r['policy'])} | {cell(r['zero'])} |"
               for r in per_seed]
     lines.append(f"| pooled ({len(per_seed)} seeds) | | {cell(summary['policy'])} | {cell(summary['zero'])} |")
-    (common.RESULTS / "stability_training.md").write_text("\n".join(lines) + "\n")
+    lines.append("")
+    lines += [f"Planner − unsteered after each round, {Path(r['run']).name}: "
+              + ", ".join(f"{d:+.2f}" for d in r["policy_by_round"]) for r in per_seed]
+    (common.RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
