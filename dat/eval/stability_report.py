@@ -60,6 +60,7 @@ def summarize(answers: Sequence[ProbeAnswer], level: float = LEVEL, seed: int = 
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(np.stack([column(condition, r) for r in rounds]), axis=0) if rounds else np.array([])
 
+    items = {c: per_item(c) for c in conditions}  # the baseline's is paired with every other condition
     results: dict[str, list[dict[str, Any]]] = {}
     overall: dict[str, dict[str, Any]] = {}
     for c in conditions:
@@ -73,10 +74,10 @@ def summarize(answers: Sequence[ProbeAnswer], level: float = LEVEL, seed: int = 
             rows.append({"round": rnd, "mean": mean, "low": low, "high": high, "n": int((~np.isnan(values)).sum()),
                          "n_missing": int(np.isnan(values).sum()), "diff": diff})
         results[c] = rows
-        mean, low, high = bootstrap_ci(per_item(c), level, n_boot, seed, groups=groups)
+        mean, low, high = bootstrap_ci(items[c], level, n_boot, seed, groups=groups)
         diff = None
         if c != BASELINE and BASELINE in conditions:
-            diff = paired_difference(per_item(c), per_item(BASELINE), groups, level, n_boot, seed, 2000).to_dict()
+            diff = paired_difference(items[c], items[BASELINE], groups, level, n_boot, seed, 2000).to_dict()
         overall[c] = {"mean": mean, "low": low, "high": high, "diff": diff}
     return {"level": level, "unit": "prompt", "rounds": rounds, "conditions": conditions, "results": results,
             "overall": overall, "n_prompts": len(set(groups)), "n_dialogues": len(keys)}
