@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from dat.action.basis import BasisTrainer, ensure_basis
+from dat.action.basis import PREBUILT, BasisTrainer, ensure_basis, prebuilt_folder
 from dat.action.behaviours import Behaviour, BehaviourConfig, PromptInfo, Scorers, contrastive_loss, select_pairs
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.openings import prompt_info
@@ -115,6 +116,54 @@ def test_basis_is_reused_only_with_the_same_settings_and_resumes_a_partial_run(l
     assert (folder / "long.safetensors").read_bytes() == long_before
     assert json.loads((folder / "pool.json").read_text()) == pool
     assert resumed.basis.shape == (2, 2, lm.hidden_size)
+
+
+def test_a_prebuilt_basis_with_the_same_settings_is_copied_into_the_cache_instead_of_made(lm, tmp_path):
+    named = FrozenLM(lm.model, lm.tokenizer, name="tiny-random")  # shipped bases are found by model name
+    calls = []
+
+    def prompts():
+        calls.append(1)
+        return DIALOGUES, INFOS
+
+    made = ensure_basis(named, prompts, PREFIX, config(steps=3), tmp_path / "maker", progress=False)
+    shelf = tmp_path / "shelf"
+    shipped = shelf / "tiny-random" / "sentiment"
+    shipped.mkdir(parents=True)
+    for name in ("projection.json", "projection.safetensors"):
+        shutil.copy2(tmp_path / "maker" / "behaviours" / "sentiment" / name, shipped / name)
+
+    taken = ensure_basis(named, prompts, PREFIX, config(steps=3), tmp_path / "user", progress=False, prebuilt=shelf)
+    assert calls == [1] and torch.equal(taken.basis, made.basis)  # nothing made: the shipped copy, now cached
+    cached = tmp_path / "user" / "behaviours" / "sentiment"
+    assert (cached / "projection.json").read_bytes() == (shipped / "projection.json").read_bytes()
+    assert sorted(p.name for p in cached.iterdir()) == ["projection.json", "projection.safetensors"]
+    # Other settings, or prebuilt=false: the shipped copy is passed over and the basis is made here.
+    ensure_basis(named, prompts, PREFIX, config(steps=2), tmp_path / "other", progress=False, prebuilt=shelf)
+    ensure_basis(named, prompts, PREFIX, config(steps=3, prebuilt=False), tmp_path / "own", progress=False,
+                 prebuilt=shelf)
+    assert calls == [1, 1, 1]
+    assert prebuilt_folder(str(tmp_path), config(), shelf) is None  # a model given as a path has no shipped copy
+
+
+def test_the_default_run_finds_its_basis_shipped_with_the_package():
+    """The default config's basis ships prebuilt, made with exactly the default settings: a config change that
+    would silently make every first run train it again (ten minutes here) fails this test instead."""
+    from hydra import compose, initialize_config_dir
+
+    from dat.action.behaviours import basis_settings
+    from dat.config import to_config
+    from tests.test_train import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = to_config(compose("train"))
+    shipped = prebuilt_folder(cfg.model.name, cfg.behaviours)
+    assert shipped is not None and shipped.is_relative_to(PREBUILT), f"no prebuilt basis {cfg.behaviours.name!r}"
+    record = UpProjection.record_of(shipped)
+    wanted = basis_settings(cfg.model.name, cfg.prefix, cfg.behaviours)
+    assert {k: record["settings"][k] for k in wanted} == wanted
+    projection = UpProjection.load(shipped)
+    assert projection.basis.shape == (cfg.prefix.action_dim, 30, cfg.prefix.tokens, 576)  # SmolLM2-135M's shape
 
 
 def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):

@@ -133,6 +133,8 @@ def test_the_wheel_holds_every_module_and_every_config(installed):
     assert {"dat_pipeline/train.py", "dat_pipeline/evaluate.py", "dat_cli.py", "dat_runtime.py"} <= names
     scenarios = {p.relative_to(ROOT).as_posix() for p in (ROOT / "envs" / "scenarios" / "data").rglob("*.jsonl")}
     assert scenarios and scenarios - names == set()
+    prebuilt = {p.relative_to(ROOT).as_posix() for p in (ROOT / "dat" / "action" / "prebuilt").rglob("projection.*")}
+    assert prebuilt and prebuilt - names == set()
 
 
 def test_train_and_evaluate_compose_their_configs_from_the_installed_package(installed, tmp_path):

@@ -17,6 +17,7 @@ A re-run resumes where it stopped; a finished basis is reused only when every se
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -321,32 +322,79 @@ def _save_torch(path: Path, data: dict) -> None:
     path.with_suffix(".tmp").replace(path)
 
 
+PREBUILT = Path(__file__).parent / "prebuilt"
+"""Bases shipped with the package, ``<model>/<behaviours.name>/projection.{json,safetensors}``: the default
+model's default basis, so that a first ``python train.py`` does not spend ten minutes of a 2-core CPU making
+it. Each is what this module makes from the settings in its record (on the reference machine a fresh build
+was byte for byte the shipped one); ``behaviours.prebuilt=false`` makes it here instead."""
+
+
 def basis_folder(artefacts: str | Path, cfg: BehaviourConfig) -> Path:
     """Where the basis made with ``cfg`` is cached: ``<model artefacts>/behaviours/<name>``."""
     return Path(artefacts) / "behaviours" / cfg.name
 
 
+def prebuilt_folder(model: str, cfg: BehaviourConfig, root: Path = PREBUILT) -> Path | None:
+    """The shipped copy of the basis ``cfg.name`` for ``model``, if the package has one (a model given as a
+    path has none)."""
+    if not cfg.prebuilt or Path(model).name != model or not _complete(root / model / cfg.name):
+        return None
+    return root / model / cfg.name
+
+
 def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[PromptInfo]]], prefix: PrefixConfig,
-                 cfg: BehaviourConfig, artefacts: str | Path, embedder=None, progress: bool = True) -> UpProjection:
-    """The behaviour basis for ``cfg``: loaded when a complete one with the same settings is cached, else made.
+                 cfg: BehaviourConfig, artefacts: str | Path, embedder=None, progress: bool = True,
+                 prebuilt: Path = PREBUILT) -> UpProjection:
+    """The behaviour basis for ``cfg``: loaded when a complete one with the same settings is cached, else
+    copied into the cache from the package's prebuilt copy (``PREBUILT``) when that one's settings match,
+    else made.
 
     ``prompts`` is called only when training is needed; it returns the train chats and their
-    ``PromptInfo``. A cached basis made with other settings is refused with the settings that differ.
+    ``PromptInfo``. A cached basis made with other settings is refused with the settings that differ; a
+    prebuilt one with other settings is passed over (the basis is then made here).
     """
     check_config(prefix, cfg)
     folder = basis_folder(artefacts, cfg)
-    if (folder / "projection.json").is_file() and UpProjection.record_of(folder).get("complete"):
-        saved = UpProjection.record_of(folder)["settings"]
-        wanted = basis_settings(lm.name, prefix, cfg)
-        changed = [k for k in wanted if saved.get(k) != wanted[k]]
+    wanted = basis_settings(lm.name, prefix, cfg)
+    shipped = prebuilt_folder(lm.name, cfg, prebuilt)
+    if not _complete(folder) and shipped is not None and not _changed(shipped, wanted):
+        _copy_projection(shipped, folder)
+        _say(progress, f"stage 1: behaviour basis {cfg.name!r} for {lm.name}: the copy shipped with the package "
+                       f"(same settings), now cached at {folder}. behaviours.prebuilt=false makes your own.")
+    if _complete(folder):
+        changed = _changed(folder, wanted)
         if changed:
             raise ValueError(f"The behaviour basis cached at {folder} was made with other settings "
                              f"({', '.join(changed)}). Give this setting its own behaviours.name, or delete "
                              "that folder to retrain.")
         return _with_run_settings(UpProjection.load(folder), prefix)
+    _say(progress, f"stage 1: making the behaviour basis {cfg.name!r} for {lm.name} (once per model and settings; "
+                   f"resumable, cached at {folder}).")
     chats, infos = prompts()
     projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder).train(progress)
     return _with_run_settings(projection, prefix)
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "projection.json").is_file() and bool(UpProjection.record_of(folder).get("complete"))
+
+
+def _changed(folder: Path, wanted: dict) -> list[str]:
+    """The top-level settings (model, behaviours, prefix) in which the basis at ``folder`` differs from ``wanted``."""
+    saved = UpProjection.record_of(folder)["settings"]
+    return [k for k in wanted if saved.get(k) != wanted[k]]
+
+
+def _copy_projection(source: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("projection.safetensors", "projection.json"):  # the record last: it marks the basis complete
+        shutil.copyfile(source / name, folder / f"{name}.tmp")
+        (folder / f"{name}.tmp").replace(folder / name)
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        tqdm.write(message)
 
 
 def _with_run_settings(projection: UpProjection, prefix: PrefixConfig) -> UpProjection:

@@ -33,7 +33,7 @@ from dat.records import DialogueRecord
 
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
-RUN_FIELDS = ("name", "checkpoint_every")  # may change without changing what is trained
+RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
 LATER_FIELDS = ("hint",)  # recorded only when set, so bases made before the field existed still match
 
 
@@ -98,6 +98,9 @@ class BehaviourConfig:
     """Folder name of the basis under <model artefacts>/behaviours/ (reused when complete and matching)."""
     checkpoint_every: int = 10
     """Write a behaviour's resumable checkpoint every this many steps."""
+    prebuilt: bool = True
+    """When the cache has no basis of this name, take the copy shipped with the package (``dat.action.basis.PREBUILT``)
+    if one exists for this model and name with these exact settings; False makes it here instead."""
 
 
 @dataclass
