@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from dat.action.projection import PrefixConfig, UpProjection
-from dat.dialogue.rules import EnvConfig
+from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep
 from dat.lm.frozen import FrozenLM, SamplingConfig
-from dat.lm.kvcache import Cached, shared_length
+from dat.lm.kvcache import Cached, read_batches, shared_length
 from dat.lm.loading import ModelConfig
-from tests.dialogue_tasks import LengthJudge, make_tasks
+from tests.dialogue_tasks import NEVER, LengthJudge, make_tasks
 from tests.test_rollout import collect
 
 GREEDY = SamplingConfig(max_new_tokens=8, do_sample=False)
@@ -34,9 +34,12 @@ def lm(tiny_model_dir) -> FrozenLM:
 def read_lengths(lm):
     """Number of positions each forward call of the transformer body computes."""
     lengths: list[int] = []
-    handle = lm.model.model.register_forward_pre_hook(
-        lambda _, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
-    )
+
+    def hook(_, args, kwargs):
+        read = kwargs["inputs_embeds"] if kwargs.get("inputs_embeds") is not None else kwargs["input_ids"]
+        lengths.append(read.shape[1])
+
+    handle = lm.model.model.register_forward_pre_hook(hook, with_kwargs=True)
     yield lengths
     handle.remove()
 
@@ -62,6 +65,37 @@ def test_states_match_uncached_and_read_only_new_tokens(lm, read_lengths):
     edited = [grown(OPENING[0], "No, $170 at least.", "Fine, $150."), later[1]]
     assert torch.allclose(lm.states(edited, caches=caches), lm.states(edited), atol=1e-5)
     assert caches[0].ids == lm.encode(edited[0])[: len(caches[0])]
+
+
+def test_rows_of_very_different_lengths_are_read_apart_with_the_same_states(lm, read_lengths):
+    assert read_batches([10, 300, 280, 12, 11]) == [[1, 2], [3, 4, 0]]  # padding within 25 % of each read
+    assert read_batches([]) == []
+    caches = [Cached(), Cached()]
+    lm.states(OPENING[:1], caches=caches[:1])  # the first chat was read before, the second never
+    later = [grown(OPENING[0], "No."), OPENING[1]]
+    before = [len(c) for c in caches]
+    read_lengths.clear()
+    states = lm.states(later, caches=caches)
+    new = [len(c) - b for c, b in zip(caches, before, strict=True)]
+    assert read_lengths == [max(new), min(new), len(lm.encode(later[0])) - len(caches[0])]  # then the headers
+    assert torch.allclose(states, lm.states(later), atol=1e-5)
+
+
+def test_the_final_state_of_an_ended_dialogue_reads_only_its_last_lines(lm, read_lengths):
+    proj = UpProjection.pca(lm.model.get_input_embeddings().weight,
+                            PrefixConfig(action_dim=4, tokens=2, position="before_reply"))
+    cfg = EnvConfig(max_turns=1, sampling=GREEDY, leave_phrase=NEVER)
+    lockstep = Lockstep(lm, proj, cfg)
+    dialogues = [Dialogue.open(task, 0, False, cfg) for task in make_tasks(2)]
+    lockstep.start(dialogues, 0)
+    lockstep.observe(dialogues)
+    lockstep.step(dialogues, torch.zeros(2, 4), (1, 2))
+    assert all(d.done and list(d.caches) == [d.steered] for d in dialogues)  # the partner's cache is gone
+    read_lengths.clear()
+    final = lockstep.observe(dialogues)
+    assert max(read_lengths) < min(len(lm.encode(d.view(d.steered))) for d in dialogues) / 2
+    assert all(not d.caches for d in dialogues)  # freed once the final state is read
+    assert torch.allclose(final, lm.states([d.view(d.steered) for d in dialogues]), atol=1e-5)
 
 
 def test_generation_matches_uncached_with_and_without_prefixes(lm):

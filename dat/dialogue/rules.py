@@ -146,7 +146,8 @@ class Dialogue:
     paid: float = 0.0
     """Reward paid so far (per-turn rewards pay the change of the judged reward)."""
     caches: dict[int, Cached] = field(default_factory=dict, repr=False, compare=False)
-    """Per agent: keys and values of its chat as last read (dropped when the dialogue ends)."""
+    """Per agent: keys and values of its chat as last read (the partner's dropped when the dialogue ends, the
+    steered agent's once its final state is read)."""
     scripted: dict[int, str] = field(default_factory=dict)
     """Partner lines fixed in advance, by their index in ``turns`` (an opening topic, a probe question)."""
 
@@ -232,6 +233,8 @@ class Lockstep:
         for d in dialogues:
             if d.state is None:
                 self._require(d, d.steered, 0, 0)
+            if d.done:  # that was its final state
+                d.caches.clear()
         return torch.stack([d.state for d in dialogues])  # type: ignore[misc]
 
     def step(self, dialogues: Sequence[Dialogue], actions: Tensor | None, seeds: tuple[int, int]) -> None:
@@ -266,8 +269,8 @@ class Lockstep:
                     d.view(d.steered), self.prefix_tokens, budget):
                 d.truncated = True
         for d in dialogues:
-            if d.done:
-                d.caches.clear()
+            if d.done:  # the steered agent's cache still serves the final state (observe)
+                d.caches.pop(d.partner, None)
 
     def _add(self, d: Dialogue, agent: int, text: str) -> bool:
         """Append an utterance; return whether it ended the dialogue (leave phrase or last turn)."""

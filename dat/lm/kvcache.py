@@ -105,16 +105,43 @@ def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
                  use_cache=True, **kwargs)
 
 
+PADDING = 0.25
+"""The most padding one batched read in ``extend`` may add, as a share of its real tokens. Rows whose new
+parts differ much in length (a chat read for the first time beside chats that gained one line) are read
+in separate calls instead: a padded position costs the matmuls of a real one, and a long read is as fast
+alone as in a batch."""
+
+
+def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into reads: longest first, a group grows while its padded size (rows x
+    its longest) stays within ``1 + padding`` times its real tokens."""
+    batches: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= (1 + padding) * (real + lengths[i]):
+            batches[-1].append(i)
+            real += lengths[i]
+        else:
+            batches.append([i])
+            real = lengths[i]
+    return batches
+
+
 @torch.no_grad()
 def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> None:
-    """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call)."""
+    """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call per
+    group of similar lengths, ``read_batches``)."""
     todo: list[tuple[Cached, list[int]]] = []
     for entry, target in zip(entries, ids, strict=True):
         entry.crop(shared_length(entry.ids, target))
         if len(target) > len(entry):
             todo.append((entry, list(target[len(entry):])))
-    if not todo:
-        return
+    for batch in read_batches([len(new) for _, new in todo]):
+        _read(model, [todo[i] for i in batch])
+
+
+def _read(model, todo: Sequence[tuple[Cached, list[int]]]) -> None:
+    """One forward pass over each entry's new ids on top of its cache; the new keys and values are appended."""
     embedding = model.get_input_embeddings()
     rows = [embedding(torch.tensor(new, dtype=torch.long, device=embedding.weight.device)) for _, new in todo]
     width = max(len(e) for e, _ in todo)
