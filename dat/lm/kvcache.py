@@ -65,10 +65,12 @@ def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int]) -> tuple[
         for layer in range(len(next(e for e in entries if len(e)).keys)):
             pair = []
             for kind in ("keys", "values"):
-                rows = [_layer(e, kind, layer, entries) for e in entries]
-                pair.append(torch.stack([
-                    torch.cat([r.new_zeros(r.shape[0], width - r.shape[1], r.shape[2]), r], 1) for r in rows
-                ]))
+                like = getattr(next(e for e in entries if len(e)), kind)[layer]
+                batch = like.new_zeros(len(entries), like.shape[0], width, like.shape[2])
+                for i, entry in enumerate(entries):  # each row written once, right-aligned (left padding)
+                    if len(entry):
+                        batch[i, :, width - len(entry):] = getattr(entry, kind)[layer]
+                pair.append(batch)
             data.append(tuple(pair))
         cache = DynamicCache(ddp_cache_data=data)
     device = next((e.keys[0].device for e in entries if e.keys), torch.device("cpu"))
@@ -78,15 +80,6 @@ def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int]) -> tuple[
     ], device=device)
     positions = torch.stack([torch.arange(span, device=device) + n for n in lengths])
     return cache, mask, positions
-
-
-def _layer(entry: Cached, kind: str, layer: int, batch: Sequence[Cached]) -> Tensor:
-    """One layer's keys or values of an entry; an empty entry gets a zero-length tensor of the right shape."""
-    store = getattr(entry, kind)
-    if store:
-        return store[layer]
-    like = getattr(next(e for e in batch if len(e)), kind)[layer]
-    return like.new_zeros(like.shape[0], 0, like.shape[2])
 
 
 def suffix(model, prefix: Tensor | None, ids: Sequence[int]) -> Tensor:
