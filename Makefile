@@ -47,9 +47,10 @@ test-fast: $(STAMP)
 evaluate: $(STAMP)
 	$(PY) evaluate.py $(ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM)
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/rollout.py
+	.venv-vllm/bin/python benchmarks/vllm_pooling.py
 	$(PY) benchmarks/td3bc_pendulum.py
 	$(PY) benchmarks/judges.py
 	$(PY) benchmarks/steerability.py
