@@ -34,6 +34,10 @@ def rewards(folder: Path) -> dict[str, float]:
     return out
 
 
+NAME = "stability_training"
+"""The results' default file name under benchmarks/results."""
+
+
 def by_round(report: Path) -> float:
     """The planner's mean paired difference to the unsteered model in one held-out evaluation report."""
     results = json.loads((report / "evaluation.json").read_text())["results"]
@@ -43,15 +47,16 @@ def by_round(report: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of train.py experiment=stability")
-    parser.add_argument("--name", default="stability_training",
+    parser.add_argument("--name", default=NAME,
                         help="file name of the results under benchmarks/results (one per experiment)")
     args = parser.parse_args()
     per_seed, pooled = [], {c: ([], [], []) for c in CONDITIONS}
     for run in args.runs:
-        final = sorted((run / "eval").glob("round-*"))[-1]
+        reports = sorted((run / "eval").glob("round-*"))
+        final = reports[-1]
         base = rewards(final / "episodes" / "unsteered")
         row = {"run": str(run), "evaluation": final.name, "unsteered": float(np.nanmean(list(base.values()))),
-               "policy_by_round": [by_round(folder) for folder in sorted((run / "eval").glob("round-*"))]}
+               "policy_by_round": [by_round(folder) for folder in reports]}
         for c in CONDITIONS:
             treated = rewards(final / "episodes" / c)
             tasks = sorted(set(base) & set(treated))
@@ -62,7 +67,7 @@ def main() -> None:
     summary = {c: paired_difference(t, b, g, n_boot=10_000, seed=0).to_dict() for c, (t, b, g) in pooled.items()}
     result = {"per_seed": per_seed, "pooled": summary, "reward": "probe score of the answer to the probe question "
               "at the end of the dialogue (judge=probe)", "command": "python benchmarks/stability_training.py "
-              + " ".join(str(r) for r in args.runs)}
+              + (f"--name {args.name} " if args.name != NAME else "") + " ".join(str(r) for r in args.runs)}
     common.write_result(args.name, result)
 
     def cell(d):

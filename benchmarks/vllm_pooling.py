@@ -40,7 +40,8 @@ def passes(first: int, more: int, steps: int) -> list[int]:
     return [first + more * k for k in range(steps + 1)]
 
 
-def time_vllm(folder: Path, ids: torch.Tensor, lengths: list[int], dtype: str, warm: torch.Tensor) -> dict:
+def time_vllm(folder: Path, table: torch.Tensor, ids: torch.Tensor, lengths: list[int], dtype: str,
+              warm: torch.Tensor) -> dict:
     from vllm import LLM
     from vllm.config import PoolerConfig
 
@@ -49,7 +50,7 @@ def time_vllm(folder: Path, ids: torch.Tensor, lengths: list[int], dtype: str, w
               dtype=dtype, max_model_len=2048, enforce_eager=True,
               pooler_config=PoolerConfig(pooling_type="LAST", use_activation=False))
     start_s = time.perf_counter() - started
-    table = _embedding_table(folder).to(getattr(torch, dtype))
+    table = table.to(getattr(torch, dtype))
 
     def run(rows: torch.Tensor, length: int) -> float:
         prompts = [{"prompt_embeds": table[row[:length]]} for row in rows]
@@ -107,7 +108,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     folder = Path(args.model)
-    vocab = _embedding_table(folder).shape[0]
+    table = _embedding_table(folder)  # the prompt embeddings vLLM is fed, as the DAT runner makes them
+    vocab = table.shape[0]
     generator = torch.Generator().manual_seed(0)
     total = args.first + args.more * args.steps
     ids = torch.randint(0, vocab, (args.rows, total), generator=generator)
@@ -116,7 +118,7 @@ def main() -> None:
     rows = [time_hf(folder, ids, lengths, warm)]
     print(rows[-1], flush=True)
     for dtype in ("bfloat16", "float32"):
-        rows.append(time_vllm(folder, ids, lengths, dtype, warm))
+        rows.append(time_vllm(folder, table, ids, lengths, dtype, warm))
         print(rows[-1], flush=True)
     import vllm
 
