@@ -107,6 +107,8 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
         "generated_tokens": int(stats["perf/generated_tokens"]),
         "generated_tokens_per_s": round(stats["perf/generated_tokens_per_s"], 2),
         "generate_calls": int(stats["perf/generate_calls"]),
+        "states_seconds": round(stats["perf/states_seconds"], 1),  # the RL state pass (HF, on either backend)
+        "generate_seconds": round(stats["perf/generate_seconds"], 1),
         "utterances": int(stats["perf/utterances"]),
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

@@ -113,14 +113,16 @@ def throughput() -> str:
                   "the HF model; % roofline = generated tokens/s x "
                   f"{roll.get('gflop_per_token', '?')} GFLOP/token over the best matmul rate measured in the same "
                   f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted):", "",
-                  "| mode | backend (dtype) | dialogues | dialogues/hour | generated tokens/s | % roofline "
-                  "| speed-up |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| mode | backend (dtype) | dialogues | seconds (state pass) | dialogues/hour | generated tokens/s "
+                  "| % roofline | speed-up |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
             backend = f"{r.get('backend', 'hf')} ({r.get('vllm_dtype', 'float32')})"
             share = f"{100 * r['roofline_share']:.1f}" if "roofline_share" in r else "–"
-            parts.append(f"| {mode} | {backend} | {r['dialogues']} | {r['dialogues_per_hour']:.0f} | "
+            states = f" ({r['states_seconds']:.0f})" if "states_seconds" in r else ""
+            parts.append(f"| {mode} | {backend} | {r['dialogues']} | {r['seconds']:.0f}{states} | "
+                         f"{r['dialogues_per_hour']:.0f} | "
                          f"{r['generated_tokens_per_s']:.1f} | {share} | {r['speedup_vs_sequential']:.2f}x |")
         starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]
         if starts:

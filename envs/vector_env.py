@@ -169,8 +169,8 @@ class DialogueVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------------------ internals
     @property
-    def counts(self) -> dict[str, int]:
-        """LM calls, utterances and generated tokens so far (``Lockstep.counts``)."""
+    def counts(self) -> dict[str, float]:
+        """LM calls, utterances, generated tokens and LM seconds so far (``Lockstep.counts``)."""
         return self.lockstep.counts
 
     def _seeds(self, seed) -> list[int | None]:

@@ -66,6 +66,9 @@ def test_one_batched_call_per_half_round(lm, proj):
     assert judge.calls == [4]  # one judge call for the whole batch
     assert stats["perf/utterances"] == 16 and stats["rollout/episodes"] == 4
     assert sum(kind == "generate" for kind, _, _ in lm.seen) == 16
+    # where the LM time went: both parts timed, and together no more than the rollout
+    assert 0 < stats["perf/states_seconds"] and 0 < stats["perf/generate_seconds"]
+    assert stats["perf/states_seconds"] + stats["perf/generate_seconds"] <= stats["perf/rollout_seconds"]
 
 
 def test_same_seed_same_episodes_across_conditions(lm, proj):

@@ -268,7 +268,7 @@ def _start(envs, playing: list[int | None], waiting, specs: Sequence[Spec], step
     return fresh
 
 
-def _metrics(episodes: list[Episode], dropped: int, counts: dict[str, int], elapsed: float) -> dict[str, float]:
+def _metrics(episodes: list[Episode], dropped: int, counts: dict[str, float], elapsed: float) -> dict[str, float]:
     rewards = [e.reward for e in episodes if e.reward is not None]
     elapsed = max(elapsed, 1e-9)
     return {

@@ -23,6 +23,7 @@ keep the first line: small models tend to continue with the partner's lines or s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -202,7 +203,9 @@ class Lockstep:
         # The prefix budget is reserved even for unsteered runs, so every condition truncates alike.
         self.prefix_tokens = projection.cfg.tokens if projection is not None else 0
         self.position = projection.cfg.position if projection is not None else "start"
-        self.counts = {"generate_calls": 0, "states_calls": 0, "generated_tokens": 0, "utterances": 0}
+        self.counts: dict[str, float] = {"generate_calls": 0, "states_calls": 0, "generated_tokens": 0,
+                                         "utterances": 0, "states_seconds": 0.0, "generate_seconds": 0.0}
+        """LM calls, utterances, generated tokens, and the seconds spent reading states and generating."""
 
     def start(self, dialogues: Sequence[Dialogue], seed: int) -> None:
         """Generate the partner's opening lines (one call); fail early if a task cannot fit at all.
@@ -225,9 +228,11 @@ class Lockstep:
         if fit:
             self.counts["states_calls"] += 1
             mean = self.cfg.state_pool == "mean"  # a mean over the whole chat cannot come from a cache's new tokens
+            began = time.perf_counter()
             states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
                                     caches=None if mean else self._caches(fit, [d.steered for d in fit]),
                                     pool=self.cfg.state_pool)
+            self.counts["states_seconds"] += time.perf_counter() - began
             for d, s in zip(fit, states, strict=True):
                 d.state = s
         for d in dialogues:
@@ -298,8 +303,10 @@ class Lockstep:
             return []
         sampling = replace(self.cfg.sampling, seed=int(seed))
         chats = [d.view(agent) for d, agent in zip(dialogues, agents, strict=True)]
+        began = time.perf_counter()
         raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
                                caches=self._caches(dialogues, agents))
+        self.counts["generate_seconds"] += time.perf_counter() - began
         self.counts["generate_calls"] += 1
         self.counts["utterances"] += len(raw)
         lengths = [len(ids) for ids in self.lm.tokenizer(raw, add_special_tokens=False)["input_ids"]]
