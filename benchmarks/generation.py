@@ -54,7 +54,7 @@ def tokens_per_second(lm: FrozenLM, batch: int, prefix: bool, new_tokens: int, r
         start = time.perf_counter()
         with torch.no_grad():
             out = lm.model.generate(inputs_embeds=batch_data.embeds, attention_mask=batch_data.attention_mask,
-                                    generation_config=config, logits_processor=lm._penalty(sampling))
+                                    generation_config=config, logits_processor=lm._processors(sampling))
         times.append(time.perf_counter() - start)
         assert out.shape[1] == new_tokens
     return batch * new_tokens / min(times)
@@ -69,7 +69,7 @@ def prefill_decode(lm: FrozenLM, batch: int, new_tokens: int) -> dict:
     config.min_new_tokens = new_tokens
     prefill = best_seconds(lambda: _forward(lm, data))
     whole = best_seconds(lambda: lm.model.generate(inputs_embeds=data.embeds, attention_mask=data.attention_mask,
-                                                   generation_config=config, logits_processor=lm._penalty(sampling)))
+                                                   generation_config=config, logits_processor=lm._processors(sampling)))
     decode = max(whole - prefill, 1e-9)
     return {"dtype": str(lm.dtype).removeprefix("torch."), "batch": batch, "prompt_tokens": len(ids[0]),
             "prefill_s": round(prefill, 2), "prefill_tokens_per_s": round(batch * len(ids[0]) / prefill, 1),

@@ -218,13 +218,14 @@ def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):
     overrides = ["debug=tiny", f"model.cache_dir={tmp_path / 'cache'}", "logger=none", "loop.rounds=1",
                  "prefix=behaviours", "prefix.kind=behaviours", "prefix.action_dim=2", "behaviours.pool=4",
                  "behaviours.steps=3", "behaviours.prompts=3", "behaviours.sampling.max_new_tokens=6",
-                 f"output_dir={tmp_path / 'run'}"]
+                 f"output_dir={tmp_path / 'run'}",  # reply length, not sentiment: the tiny model's words are noise
+                 "behaviours.behaviours=[{name:long,scorer:length,direction:up},{name:short,scorer:length,direction:down}]"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("train", overrides=overrides))
     train_module.train(cfg)
     folder = tmp_path / "cache" / "derived" / "tiny-random" / "behaviours" / "sentiment"
     record = UpProjection.record_of(folder)
-    assert record["complete"] and [b["name"] for b in record["behaviours"]] == ["positive", "negative"]
+    assert record["complete"] and [b["name"] for b in record["behaviours"]] == ["long", "short"]
     policy = DATPolicy.from_pretrained(tmp_path / "run" / "export")
     assert policy.projection.cfg.kind == "behaviours" and policy.projection.cfg.sharpness == 30.0
     assert torch.equal(policy.projection.basis, UpProjection.load(folder).basis)

@@ -8,7 +8,7 @@ import torch
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep
 from dat.lm.frozen import FrozenLM, SamplingConfig
-from dat.lm.kvcache import Cached, read_batches, shared_length
+from dat.lm.kvcache import Cached, ReservedLayer, read_batches, shared_length
 from dat.lm.loading import ModelConfig
 from tests.dialogue_tasks import NEVER, LengthJudge, make_tasks
 from tests.test_rollout import collect
@@ -96,6 +96,35 @@ def test_the_final_state_of_an_ended_dialogue_reads_only_its_last_lines(lm, read
     assert max(read_lengths) < min(len(lm.encode(d.view(d.steered))) for d in dialogues) / 2
     assert all(not d.caches for d in dialogues)  # freed once the final state is read
     assert torch.allclose(final, lm.states([d.view(d.steered) for d in dialogues]), atol=1e-5)
+
+
+def test_a_reserved_layer_writes_into_its_room_and_holds_what_concatenation_would():
+    torch.manual_seed(0)
+    like = torch.randn(3, 5, 4)  # (kv_heads, T, head_dim) of one cached sequence
+    layer = ReservedLayer.padded(like, batch=2, width=5, room=3)
+    layer.keys[1], layer.values[1] = like, -like
+    expected_k, expected_v = layer.keys.clone(), layer.values.clone()
+    buffer = layer.keys.data_ptr()
+    for _ in range(3):  # within the room: written in place, never copied
+        k, v = torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)
+        keys, values = layer.update(k, v)
+        expected_k, expected_v = torch.cat([expected_k, k], 2), torch.cat([expected_v, v], 2)
+        assert keys.data_ptr() == buffer and torch.equal(keys, expected_k) and torch.equal(values, expected_v)
+    assert torch.equal(layer.keys[0, :, :5], torch.zeros(3, 5, 4))  # left padding is zeros, not garbage
+    k = torch.randn(2, 3, 2, 4)  # past the room: made again, larger, same contents
+    keys, values = layer.update(k, k)
+    assert keys.data_ptr() != buffer and torch.equal(keys, torch.cat([expected_k, k], 2))
+    assert layer.get_seq_length() == 10
+    layer.crop(-4)  # cropping keeps the views: the next write lands in place
+    buffer = layer.keys.data_ptr()
+    keys, _ = layer.update(k, k)
+    assert keys.data_ptr() == buffer and torch.equal(keys, torch.cat([expected_k[:, :, :6], k], 2))
+    layer.batch_select_indices(torch.tensor([1]))  # replaced tensors: re-reserved, not written past their end
+    keys, _ = layer.update(k[:1], k[:1])
+    assert keys.shape == (1, 3, 10, 4) and torch.equal(keys[:, :, -2:], k[:1])
+    fresh = ReservedLayer(room=2)
+    keys, _ = fresh.update(k, k)
+    assert torch.equal(keys, k) and fresh.update(k[:, :, :1], k[:, :, :1])[0].data_ptr() == keys.data_ptr()
 
 
 def test_generation_matches_uncached_with_and_without_prefixes(lm):

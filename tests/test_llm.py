@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
 from dat.lm.loading import ModelConfig, ModelLoadError
+from dat.lm.nucleus import NucleusSampler
 
 GREEDY = SamplingConfig(do_sample=False, max_new_tokens=10, repetition_penalty=1.0)
 DIALOGUES = [
@@ -99,8 +102,12 @@ def test_prefix_position_and_mask(lm, position):
 def test_sampling_is_seeded_and_explicit(lm):
     sample = SamplingConfig(max_new_tokens=8, temperature=1.0, seed=3)
     assert lm.generate(DIALOGUES, sampling=sample) == lm.generate(DIALOGUES, sampling=sample)
-    config = lm._generation_config(sample)
-    assert config.top_k == 0 and config.max_new_tokens == 8 and config.temperature == 1.0
+    assert lm.generate(DIALOGUES, sampling=sample) != lm.generate(DIALOGUES, sampling=replace(sample, seed=4))
+    config = lm._generation_config(sample)  # greedy over the scores of the draw, no warper of transformers'
+    assert not config.do_sample and config.top_k is None and config.max_new_tokens == 8
+    sampler = lm._processors(sample)[-1]
+    assert isinstance(sampler, NucleusSampler) and (sampler.temperature, sampler.top_p) == (1.0, sample.top_p)
+    assert not any(isinstance(p, NucleusSampler) for p in lm._processors(GREEDY))
 
 
 def test_decoding_keeps_real_characters(lm):

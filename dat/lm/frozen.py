@@ -30,6 +30,7 @@ from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from dat.lm import kvcache, layerprefix
+from dat.lm.nucleus import NucleusSampler
 from dat.lm.kvcache import Cached
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
 from dat.lm.vllmengine import VLLMEngine
@@ -190,7 +191,7 @@ class FrozenLM:
         seed = sampling.seed if seed is None else seed
         if self.engine is not None:
             return self._engine_generate(ids, prefixes, position, sampling, seed)
-        config, processors = self._generation_config(sampling), self._penalty(sampling)
+        config, processors = self._generation_config(sampling), self._processors(sampling)
         reusable = position == "before_reply" or all(p is None for p in prefixes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
@@ -354,25 +355,28 @@ class FrozenLM:
         return prefixes
 
     def _generation_config(self, s: SamplingConfig) -> GenerationConfig:
-        sample = s.do_sample and s.temperature > 0
+        """Greedy decoding over the scores of ``_processors``: when sampling, its last processor has made the draw."""
         return GenerationConfig(
-            max_new_tokens=s.max_new_tokens, min_new_tokens=0, do_sample=sample, num_beams=1,
-            temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
-            top_k=0 if sample else None, repetition_penalty=1.0,
+            max_new_tokens=s.max_new_tokens, min_new_tokens=0, do_sample=False, num_beams=1,
+            temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
             eos_token_id=sorted(self.end_ids), pad_token_id=self.pad_id, bos_token_id=None,
         )
 
     @staticmethod
-    def _penalty(s: SamplingConfig) -> LogitsProcessorList:
-        """The repetition penalty over generated tokens, the same for every row of a batch.
+    def _processors(s: SamplingConfig) -> LogitsProcessorList:
+        """The repetition penalty over generated tokens, then (when sampling) the top-p draw.
 
         transformers' built-in penalty, given ``inputs_embeds``, skips each row's first
         pad-length generated tokens, so a padded row would decode differently in a batch than
         alone; this processor sees only generated ids (the embeds path passes no prompt ids).
+        The draw is ``NucleusSampler``: transformers' top-p law without sorting the vocabulary.
         """
-        if s.repetition_penalty == 1.0:
-            return LogitsProcessorList()
-        return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(s.repetition_penalty)])
+        processors = LogitsProcessorList()
+        if s.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+        if s.do_sample and s.temperature > 0:
+            processors.append(NucleusSampler(s.temperature, s.top_p))
+        return processors
 
     def _decode(self, tokens: Sequence[int]) -> str:
         cut = next((i for i, t in enumerate(tokens) if t in self.end_ids), len(tokens))

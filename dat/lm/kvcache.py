@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from transformers import DynamicCache, LogitsProcessorList
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -51,28 +52,85 @@ def shared_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int]) -> tuple[DynamicCache, Tensor, Tensor]:
+class ReservedLayer(DynamicLayer):
+    """A cache layer whose keys and values are views of buffers with room after them for the tokens to come.
+
+    ``DynamicLayer`` grows by concatenation, so every generated token copies the layer's whole cache:
+    at 64 chats of 700 tokens that copy was 57 % of a decode step on a 2-core CPU. Here a step writes
+    only its new tokens into the room. When the room runs out, or another cache method replaced the
+    tensors (cropping keeps the views and stays in place), the buffers are made again with at least
+    as much room as they hold tokens, so growth stays amortised. Unused room is never read.
+    """
+
+    def __init__(self, room: int):
+        super().__init__()
+        self.room = room
+        self._keys = self._values = None
+
+    @classmethod
+    def padded(cls, like: Tensor, batch: int, width: int, room: int) -> ReservedLayer:
+        """A layer holding ``width`` zero positions per row, ``(batch, kv_heads, width, head_dim)`` shaped as
+        ``like`` ``(kv_heads, T, head_dim)``, to be filled in place through ``keys`` / ``values``."""
+        layer = cls(room)
+        empty = like.new_zeros(batch, like.shape[0], width, like.shape[2])
+        layer.device, layer.is_initialized = like.device, True
+        layer._reserve(empty, empty, room)
+        return layer
+
+    def _reserve(self, keys: Tensor, values: Tensor, room: int) -> None:
+        batch, heads, length, dim = keys.shape
+        # zeros, not empty: left padding is masked, and a masked NaN would still poison the weighted sum
+        self._keys = keys.new_zeros(batch, heads, length + room, dim)
+        self._values = values.new_zeros(batch, heads, length + room, values.shape[-1])
+        self._keys[:, :, :length], self._values[:, :, :length] = keys, values
+        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+
+    def _holds(self, length: int) -> bool:
+        """Whether ``keys`` / ``values`` are still views of the buffers (not tensors another method put there)
+        and the buffers fit ``length`` tokens."""
+        if self._keys is None:
+            return False
+        views = all(
+            view._base is buffer and view.storage_offset() == 0 and view.shape[:2] == buffer.shape[:2]
+            for view, buffer in ((self.keys, self._keys), (self.values, self._values)))
+        return views and length <= self._keys.shape[2]
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        if not self.is_initialized:
+            self.device, self.is_initialized = key_states.device, True
+            self._reserve(key_states[:, :, :0], value_states[:, :, :0], key_states.shape[2] + self.room)
+        start, new = self.keys.shape[2], key_states.shape[2]
+        if not self._holds(start + new):
+            self._reserve(self.keys, self.values, max(self.room, start + new))
+        self._keys[:, :, start : start + new] = key_states
+        self._values[:, :, start : start + new] = value_states
+        self.keys, self.values = self._keys[:, :, : start + new], self._values[:, :, : start + new]
+        return self.keys, self.values
+
+
+def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int],
+             new_tokens: int = 0) -> tuple[DynamicCache, Tensor, Tensor]:
     """A batch cache (rows left-padded), the attention mask over cache + suffix, and suffix position ids.
 
     Suffixes are right-padded to the longest one; their padding is masked and never attended to by
-    the real tokens before it (the model is causal).
+    the real tokens before it (the model is causal). The cache has room for the suffix and
+    ``new_tokens`` more (``ReservedLayer``); with no entry holding a token yet it is an empty
+    ``DynamicCache``, whose first write costs what writing into room would.
     """
     lengths = [len(e) for e in entries]
     width, span = max(lengths), max(suffix_lengths)
+    room = span + new_tokens
+    full = next((e for e in entries if len(e)), None)
     cache = DynamicCache()
-    if width:
-        data = []
-        for layer in range(len(next(e for e in entries if len(e)).keys)):
-            pair = []
-            for kind in ("keys", "values"):
-                like = getattr(next(e for e in entries if len(e)), kind)[layer]
-                batch = like.new_zeros(len(entries), like.shape[0], width, like.shape[2])
-                for i, entry in enumerate(entries):  # each row written once, right-aligned (left padding)
-                    if len(entry):
-                        batch[i, :, width - len(entry):] = getattr(entry, kind)[layer]
-                pair.append(batch)
-            data.append(tuple(pair))
-        cache = DynamicCache(ddp_cache_data=data)
+    if full is not None:
+        cache.layers = []
+        for layer in range(len(full.keys)):
+            reserved = ReservedLayer.padded(full.keys[layer], len(entries), width, room)
+            for i, entry in enumerate(entries):  # each row written once, right-aligned (left padding)
+                if len(entry):
+                    reserved.keys[i, :, width - len(entry):] = entry.keys[layer]
+                    reserved.values[i, :, width - len(entry):] = entry.values[layer]
+            cache.layers.append(reserved)
     device = next((e.keys[0].device for e in entries if e.keys), torch.device("cpu"))
     mask = torch.tensor([
         [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
@@ -169,7 +227,7 @@ def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, p
     positions follow the mask, so a padded row gets the positions it would have alone.
     """
     span = max(r.shape[0] for r in rows)
-    cache, _, _ = assemble(entries, [span] * len(rows))
+    cache, _, _ = assemble(entries, [span] * len(rows), new_tokens=config.max_new_tokens)
     lengths = [len(e) for e in entries]
     width = max(lengths)
     mask = torch.tensor([[0] * (width - n) + [1] * n + [0] * (span - r.shape[0]) + [1] * r.shape[0]

@@ -155,6 +155,6 @@ class PromptCache:
         with warnings.catch_warnings(), layerprefix.added(self.lm.model, layers, kvcache.suffix_starts(rows)):
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             out = kvcache.generate(self.lm.model, [self.entries[i] for i in index], rows,
-                                   self.lm._generation_config(sampling), self.lm._penalty(sampling),
+                                   self.lm._generation_config(sampling), self.lm._processors(sampling),
                                    sampling.seed if seed is None else seed)
         return [self.lm._decode(row) for row in out]
