@@ -49,6 +49,7 @@ evaluate: $(STAMP)
 
 bench: $(STAMP) $(VLLM)
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/decode_costs.py
 	$(PY) benchmarks/rollout.py
 	.venv-vllm/bin/python benchmarks/vllm_pooling.py
 	$(PY) benchmarks/td3bc_pendulum.py

@@ -30,9 +30,9 @@ from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from dat.lm import kvcache, layerprefix
-from dat.lm.nucleus import NucleusSampler
 from dat.lm.kvcache import Cached
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
+from dat.lm.nucleus import NucleusSampler
 from dat.lm.vllmengine import VLLMEngine
 
 Message = Mapping[str, str]
