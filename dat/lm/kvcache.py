@@ -55,11 +55,12 @@ def shared_length(a: Sequence[int], b: Sequence[int]) -> int:
 class ReservedLayer(DynamicLayer):
     """A cache layer whose keys and values are views of buffers with room after them for the tokens to come.
 
-    ``DynamicLayer`` grows by concatenation, so every generated token copies the layer's whole cache:
-    at 64 chats of 700 tokens that copy was 57 % of a decode step on a 2-core CPU. Here a step writes
+    ``DynamicLayer`` grows by concatenation, so every generated token copies the layer's whole cache,
+    a cost that grows with the chat (``benchmarks/decode_costs.py`` measures it). Here a step writes
     only its new tokens into the room. When the room runs out, or another cache method replaced the
     tensors (cropping keeps the views and stays in place), the buffers are made again with at least
-    as much room as they hold tokens, so growth stays amortised. Unused room is never read.
+    as much room as they hold tokens, so growth stays amortised. The room is never read before it
+    is written.
     """
 
     def __init__(self, room: int):
@@ -70,18 +71,21 @@ class ReservedLayer(DynamicLayer):
     @classmethod
     def padded(cls, like: Tensor, batch: int, width: int, room: int) -> ReservedLayer:
         """A layer holding ``width`` zero positions per row, ``(batch, kv_heads, width, head_dim)`` shaped as
-        ``like`` ``(kv_heads, T, head_dim)``, to be filled in place through ``keys`` / ``values``."""
+        ``like`` ``(kv_heads, T, head_dim)``, to be filled in place through ``keys`` / ``values``.
+
+        Zeros, not uninitialised memory: the left padding is masked, but a masked NaN would still poison
+        the weighted sum of the values."""
         layer = cls(room)
-        empty = like.new_zeros(batch, like.shape[0], width, like.shape[2])
         layer.device, layer.is_initialized = like.device, True
-        layer._reserve(empty, empty, room)
+        layer._keys, layer._values = (like.new_zeros(batch, like.shape[0], width + room, like.shape[2])
+                                      for _ in range(2))
+        layer.keys, layer.values = layer._keys[:, :, :width], layer._values[:, :, :width]
         return layer
 
     def _reserve(self, keys: Tensor, values: Tensor, room: int) -> None:
         batch, heads, length, dim = keys.shape
-        # zeros, not empty: left padding is masked, and a masked NaN would still poison the weighted sum
-        self._keys = keys.new_zeros(batch, heads, length + room, dim)
-        self._values = values.new_zeros(batch, heads, length + room, values.shape[-1])
+        self._keys = keys.new_empty(batch, heads, length + room, dim)
+        self._values = values.new_empty(batch, heads, length + room, values.shape[-1])
         self._keys[:, :, :length], self._values[:, :, :length] = keys, values
         self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
 

@@ -2,8 +2,8 @@
 
 transformers samples top-p by sorting the whole vocabulary (``TopPLogitsWarper``) and then drawing
 from it with ``torch.multinomial``, which makes one exponential variate per vocabulary entry. For a
-49k-token vocabulary at 64 rows that sort and that draw were 29 % of a batched generation call on a
-2-core CPU, more than attention. The nucleus at ``top_p = 0.9`` holds a few dozen tokens, so
+49k-token vocabulary at 64 rows that sort and that draw cost about a third of a steered, sampled
+generation call on a 2-core CPU (``benchmarks/decode_costs.py``). The nucleus at ``top_p = 0.9`` holds a few dozen tokens, so
 ``NucleusSampler`` takes the ``k`` most likely tokens (doubling ``k`` until every row's nucleus ends
 inside them), draws one token from each row's nucleus, and hands ``generate`` scores that make the
 greedy choice that token.
@@ -32,9 +32,9 @@ def nucleus(probs: Tensor, top_p: float, look: int = FIRST_LOOK) -> tuple[Tensor
     k = min(look, vocab)
     while True:
         top, ids = probs.topk(k, dim=-1)
-        above = top.cumsum(-1) - top  # probability of the tokens more likely than each
-        kept = above < top_p
-        if k == vocab or not kept[:, -1].any():  # every nucleus ends inside the look
+        total = top.cumsum(-1)
+        kept = total - top < top_p  # kept: the tokens more likely than it hold less than top_p
+        if k == vocab or not (total[:, -1] < top_p).any():  # no token past the look is kept
             return ids, top * kept
         k = min(2 * k, vocab)
 
