@@ -3,10 +3,10 @@
 transformers samples top-p by sorting the whole vocabulary (``TopPLogitsWarper``) and then drawing
 from it with ``torch.multinomial``, which makes one exponential variate per vocabulary entry. For a
 49k-token vocabulary at 64 rows that sort and that draw cost about a third of a steered, sampled
-generation call on a 2-core CPU (``benchmarks/decode_costs.py``). The nucleus at ``top_p = 0.9`` holds a few dozen tokens, so
-``NucleusSampler`` takes the ``k`` most likely tokens (doubling ``k`` until every row's nucleus ends
-inside them), draws one token from each row's nucleus, and hands ``generate`` scores that make the
-greedy choice that token.
+generation call on a 2-core CPU (``benchmarks/decode_costs.py``). The nucleus at ``top_p = 0.9``
+holds a few dozen tokens, so ``NucleusSampler`` takes the ``k`` most likely tokens (doubling ``k``
+until every row's nucleus ends inside them), draws one token from each row's nucleus, and hands
+``generate`` scores that make the greedy choice that token.
 
 The law is transformers': a token is kept when the probability of the tokens more likely than it is
 below ``top_p`` (so the most likely token always is), and the draw is proportional to the kept
