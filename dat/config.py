@@ -167,6 +167,9 @@ def validate(cfg: Any) -> Any:
         from dat.action.behaviours import check_config
 
         check_config(cfg.prefix, cfg.behaviours)
+        cfg.behaviours.sampling.validate("behaviours.sampling")
+    if cfg.prefix.kind == "learned" and not cfg.prefix.path and hasattr(cfg, "selfclone"):
+        cfg.selfclone.sampling.validate("selfclone.sampling")
     if cfg.model.dtype not in DTYPES:
         raise ValueError(f"model.dtype={cfg.model.dtype!r} is not one of: {', '.join(DTYPES)}.")
     if cfg.model.backend not in BACKENDS:

@@ -23,6 +23,8 @@ def test_the_nucleus_is_the_one_transformers_keeps(spread):
         ours = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, ids, kept > 0)
         assert torch.equal(ours, kept_like_transformers(scores, top_p))
         assert torch.all(probs.gather(-1, ids) >= kept)  # kept probabilities are the model's own
+    ids, kept = nucleus(probs, 1.0)  # top_p 1 keeps every token, however the float sum rounds
+    assert torch.equal(probs.gather(-1, ids), kept) and torch.all(kept_like_transformers(scores, 1.0))
     ids, kept = nucleus(torch.full((2, 3 * FIRST_LOOK), 1 / (3 * FIRST_LOOK)), 0.9)  # a nucleus wider than the look
     assert ids.shape[1] == 3 * FIRST_LOOK and torch.all((kept > 0).sum(-1) > 2 * FIRST_LOOK)
 

@@ -193,6 +193,7 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
     ("prefix.path=/no/such/projection", "prefix.path='/no/such/projection' holds no up-projection"),
     ("logger.mode=offlien", "logger.mode='offlien' is not one of: offline, online, disabled"),
     ("model.device=gpu0", "model.device='gpu0' is not a torch device"),
+    ("env.sampling.top_p=1.5", "env.sampling.top_p=1.5 must be in (0, 1]"),
 ])
 def test_bad_values_fail_in_one_line_before_the_model_loads(tmp_path, override, message):
     result = subprocess.run(

@@ -96,8 +96,7 @@ class EnvConfig:
             raise ValueError(f"env.partner_opens={self.partner_opens!r} must be 'random', true or false.")
         if not self.leave_phrase.strip():
             raise ValueError("env.leave_phrase is empty; give the phrase that ends a dialogue.")
-        if self.sampling.max_new_tokens < 1:
-            raise ValueError("env.sampling.max_new_tokens must be at least 1.")
+        self.sampling.validate("env.sampling")
         if self.probe and self.partner_opens is not True:
             raise ValueError(f"env.probe=true needs env.partner_opens=true (got {self.partner_opens!r}): the probe "
                              "question is the partner's last line, and the steered agent must answer it.")

@@ -61,6 +61,18 @@ class SamplingConfig:
     seed: int = 0
     """Seed for the sampling stream of a call (callers derive one per call)."""
 
+    def validate(self, where: str = "sampling") -> SamplingConfig:
+        """Raise a ValueError naming the field (``where`` is the config path) when a setting is unusable."""
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"{where}.max_new_tokens={self.max_new_tokens!r} must be at least 1.")
+        if self.do_sample and self.temperature < 0:
+            raise ValueError(f"{where}.temperature={self.temperature!r} must be >= 0 (0 decodes greedily).")
+        if self.do_sample and not 0 < self.top_p <= 1:
+            raise ValueError(f"{where}.top_p={self.top_p!r} must be in (0, 1] (1 keeps every token).")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"{where}.repetition_penalty={self.repetition_penalty!r} must be > 0 (1 is none).")
+        return self
+
 
 @dataclass
 class Batch:

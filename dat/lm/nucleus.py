@@ -29,6 +29,8 @@ def nucleus(probs: Tensor, top_p: float, look: int = FIRST_LOOK) -> tuple[Tensor
     """The nucleus of each row of ``probs`` ``(batch, vocab)``: the ``(batch, k)`` token ids, most likely first,
     and their probabilities with the tokens outside the nucleus set to zero."""
     vocab = probs.shape[-1]
+    if top_p >= 1:  # every token, as transformers keeps them (summing to 1 in float could drop the last)
+        return torch.arange(vocab, device=probs.device).expand_as(probs), probs
     k = min(look, vocab)
     while True:
         top, ids = probs.topk(k, dim=-1)
