@@ -26,8 +26,8 @@ FIRST_LOOK = 64
 
 
 def nucleus(probs: Tensor, top_p: float, look: int = FIRST_LOOK) -> tuple[Tensor, Tensor]:
-    """The nucleus of each row of ``probs`` ``(batch, vocab)``: the ``(batch, k)`` token ids, most likely first,
-    and their probabilities with the tokens outside the nucleus set to zero."""
+    """The nucleus of each row of ``probs`` ``(batch, vocab)``: the ``(batch, k)`` token ids (most likely first;
+    the whole vocabulary in its order when ``top_p`` is 1) and their probabilities, zero outside the nucleus."""
     vocab = probs.shape[-1]
     if top_p >= 1:  # every token, as transformers keeps them (summing to 1 in float could drop the last)
         return torch.arange(vocab, device=probs.device).expand_as(probs), probs
