@@ -9,7 +9,10 @@ is timed four ways:
   the batch cache) or ``concatenating`` (transformers' ``DynamicCache``: the layer's whole cache copied at
   every generated token);
 * sampler: ``nucleus`` (``dat.lm.nucleus.NucleusSampler``, a greedy pick of its draw) or ``transformers``
-  (``TopPLogitsWarper`` sorting the vocabulary, then ``torch.multinomial`` over it).
+  (``TopPLogitsWarper`` sorting the vocabulary, then ``torch.multinomial`` over it);
+* fast paths (``dat.lm.fastpaths``): on (shared key/value heads inside torch's attention, a contiguous
+  LM-head input) or off (transformers' defaults: heads copied for every masked read of several tokens,
+  the last position's logits from a strided view), timed with the first cache and sampler only.
 
 The first of each pair is what ``FrozenLM.generate`` does; the table says what each costs. Best of
 ``--repeats`` calls each.
@@ -66,6 +69,15 @@ def variant(lm: FrozenLM, cache: str, sampler: str, new_tokens: int):
             yield
 
 
+def without_fastpaths(lm: FrozenLM) -> None:
+    """Put back transformers' SDPA attention and the LM head's plain input (what ``fastpaths.apply`` changed)."""
+    lm.model.set_attn_implementation("sdpa")
+    head = lm.model.get_output_embeddings()
+    head._forward_pre_hooks.clear()
+    head._dat_contiguous_input = False
+    assert lm.model.config._attn_implementation == "sdpa"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=64)
@@ -81,18 +93,20 @@ def main() -> None:
     sampling = replace(SAMPLING, max_new_tokens=args.new_tokens)
     lm.generate(chats, prefixes, sampling, "before_reply", caches=caches)  # reads the chats into the caches
     rows = []
-    for cache in ("reserved", "concatenating"):
-        for sampler in ("nucleus", "transformers"):
-            times = []
-            with variant(lm, cache, sampler, args.new_tokens):
-                for seed in range(args.repeats):
-                    start = time.perf_counter()
-                    out = lm.generate(chats, prefixes, sampling, "before_reply", seed=seed, caches=caches)
-                    times.append(time.perf_counter() - start)
-            assert all(out), "every row generates"
-            rows.append({"cache": cache, "sampler": sampler, "seconds": round(min(times), 2),
-                         "generated_tokens_per_s": round(args.batch * args.new_tokens / min(times), 1)})
-            print(rows[-1], flush=True)
+    variants = [(c, s, True) for c in ("reserved", "concatenating") for s in ("nucleus", "transformers")]
+    for cache, sampler, fast in [*variants, ("reserved", "nucleus", False)]:
+        times = []
+        if not fast:
+            without_fastpaths(lm)
+        with variant(lm, cache, sampler, args.new_tokens):
+            for seed in range(args.repeats):
+                start = time.perf_counter()
+                out = lm.generate(chats, prefixes, sampling, "before_reply", seed=seed, caches=caches)
+                times.append(time.perf_counter() - start)
+        assert all(out), "every row generates"
+        rows.append({"cache": cache, "sampler": sampler, "fastpaths": fast, "seconds": round(min(times), 2),
+                     "generated_tokens_per_s": round(args.batch * args.new_tokens / min(times), 1)})
+        print(rows[-1], flush=True)
     common.write_result("decode_costs", {
         "model": lm.name, "dtype": str(lm.dtype), "batch": args.batch, "chat_tokens": lm.count_tokens(chats[0]),
         "new_tokens": args.new_tokens, "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2",

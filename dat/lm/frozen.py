@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-from dat.lm import kvcache, layerprefix
+from dat.lm import fastpaths, kvcache, layerprefix
 from dat.lm.kvcache import Cached
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
 from dat.lm.nucleus import NucleusSampler
@@ -97,7 +97,7 @@ class FrozenLM:
     """
 
     def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL, engine: VLLMEngine | None = None):
-        self.model = model
+        self.model = fastpaths.apply(model)
         self.engine = engine
         """The vLLM engine that decodes replies (model.backend=vllm), or None for HF ``generate``."""
         self.tokenizer = tokenizer
