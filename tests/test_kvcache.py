@@ -8,7 +8,7 @@ import torch
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep
 from dat.lm.frozen import FrozenLM, SamplingConfig
-from dat.lm.kvcache import Cached, ReservedLayer, read_batches, shared_length
+from dat.lm.kvcache import Cached, ReservedLayer, extend, read_batches, shared_length
 from dat.lm.loading import ModelConfig
 from tests.dialogue_tasks import NEVER, LengthJudge, make_tasks
 from tests.test_rollout import collect
@@ -59,12 +59,25 @@ def test_states_match_uncached_and_read_only_new_tokens(lm, read_lengths):
     states = lm.states(later, caches=caches)
     assert torch.allclose(states, lm.states(later), atol=1e-5)
     new = [len(c) - h for c, h in zip(caches, heads, strict=True)]
-    # The extension read only the new tokens, then the reply header was read on top.
-    assert read_lengths[0] == max(new) < min(len(lm.encode(c)) for c in later)
+    # One pass read only the new tokens and the reply header; the header was then dropped from the cache.
+    assert read_lengths[0] == max(new) + len(lm._header_ids)  # (then the uncached call above read all)
+    assert max(new) < min(len(lm.encode(c)) for c in later)
+    assert all(c.ids == lm.encode(chat)[: len(c)] and lm.encode(chat)[len(c):] == lm._header_ids
+               for c, chat in zip(caches, later, strict=True))
     # A chat that changed in the middle is cut back to the shared part and recomputed from there.
     edited = [grown(OPENING[0], "No, $170 at least.", "Fine, $150."), later[1]]
     assert torch.allclose(lm.states(edited, caches=caches), lm.states(edited), atol=1e-5)
     assert caches[0].ids == lm.encode(edited[0])[: len(caches[0])]
+
+
+def test_a_state_of_a_chat_its_cache_holds_whole_reads_only_the_last_token_again(lm, read_lengths):
+    ids = lm.encode(OPENING[0])
+    caches = [Cached()]
+    extend(lm.model, caches, [ids])
+    read_lengths.clear()
+    state = extend(lm.model, caches, [ids], layer=-1)
+    assert read_lengths == [1] and caches[0].ids == ids
+    assert torch.allclose(state.float(), lm.states(OPENING[:1]), atol=1e-5)
 
 
 def test_rows_of_very_different_lengths_are_read_apart_with_the_same_states(lm, read_lengths):
@@ -77,7 +90,8 @@ def test_rows_of_very_different_lengths_are_read_apart_with_the_same_states(lm, 
     read_lengths.clear()
     states = lm.states(later, caches=caches)
     new = [len(c) - b for c, b in zip(caches, before, strict=True)]
-    assert read_lengths == [max(new), min(new), len(lm.encode(later[0])) - len(caches[0])]  # then the headers
+    header = len(lm._header_ids)  # read with each chat's new tokens, then dropped from the cache
+    assert read_lengths == [max(new) + header, min(new) + header]
     assert torch.allclose(states, lm.states(later), atol=1e-5)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
+from dat.lm.kvcache import Cached
 from dat.lm.loading import ModelConfig, ModelLoadError
 from dat.lm.nucleus import NucleusSampler
 
@@ -52,6 +53,19 @@ def test_states_batched_equal_alone(lm):
         assert torch.allclose(lm.states([dialogue])[0], batched[i], atol=1e-5)
     middle = lm.states(DIALOGUES, layer=1)
     assert not torch.allclose(middle, batched)
+
+
+@torch.no_grad()
+def test_states_are_the_models_hidden_states_of_the_last_token(lm):
+    """From the decoder alone (no LM head, only the wanted layer kept), cached or not: the values a full pass
+    with every hidden state gives."""
+    for layer in (-1, 1):
+        for caches in (None, [Cached() for _ in DIALOGUES]):
+            states = lm.states(DIALOGUES, layer=layer, caches=caches)
+            for i, dialogue in enumerate(DIALOGUES):
+                ids = torch.tensor([lm.encode(dialogue)])
+                hidden = lm.model(ids, output_hidden_states=True).hidden_states[layer][0, -1]
+                assert torch.allclose(states[i], hidden.float(), atol=1e-5)
 
 
 def test_mean_pooled_states_average_every_token_of_the_chat_and_ignore_padding(lm):

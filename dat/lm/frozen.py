@@ -161,15 +161,16 @@ class FrozenLM:
         if pool == "mean" and caches is not None:
             raise ValueError("states(pool='mean') reads the whole chat; pass caches=None.")
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
-        if caches is not None:
-            rows = self._cached_rows(ids, caches, [None] * len(ids))
-            out = kvcache.forward(self.model, caches, rows, output_hidden_states=True, logits_to_keep=1)
-            return out.hidden_states[layer][:, -1, :].float().cpu()
+        if caches is not None:  # one pass reads the chat's new tokens and the header; the header is then dropped
+            self._check_caches(caches, ids)
+            hidden = kvcache.extend(self.model, caches, ids, layer=layer)
+            for cache, sample in zip(caches, ids, strict=True):
+                cache.crop(self.insert_index(sample, "before_reply"))
+            return hidden.float().cpu()
         batch = self._splice(ids, None, "start")
-        hidden = self.model(
-            inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids, output_hidden_states=True, logits_to_keep=1,
-        ).hidden_states[layer]
+        out = self.model.get_decoder()(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                                       position_ids=batch.position_ids, output_hidden_states=layer != -1)
+        hidden = kvcache.layer_states(out, layer)
         if pool == "last":
             return hidden[:, -1, :].float().cpu()
         mask = batch.attention_mask[..., None].to(hidden.dtype)  # left padding does not count
@@ -235,11 +236,15 @@ class FrozenLM:
 
         ``prefixes``: the input embeddings ``(L, hidden)`` of each prefix (or None).
         """
-        if len(caches) != len(ids):
-            raise ValueError(f"Got {len(caches)} caches for {len(ids)} dialogues; pass one per dialogue.")
+        self._check_caches(caches, ids)
         cut = [self.insert_index(i, "before_reply") for i in ids]
         kvcache.extend(self.model, caches, [i[:c] for i, c in zip(ids, cut, strict=True)])
         return [kvcache.suffix(self.model, p, i[c:]) for i, c, p in zip(ids, cut, prefixes, strict=True)]
+
+    @staticmethod
+    def _check_caches(caches: Sequence[Cached], ids: Sequence[Sequence[int]]) -> None:
+        if len(caches) != len(ids):
+            raise ValueError(f"Got {len(caches)} caches for {len(ids)} dialogues; pass one per dialogue.")
 
     def reply_logprobs(
         self,

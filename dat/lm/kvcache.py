@@ -152,7 +152,8 @@ def suffix(model, prefix: Tensor | None, ids: Sequence[int]) -> Tensor:
 
 
 def forward(model, entries: Sequence[Cached], rows: Sequence[Tensor], **kwargs):
-    """The model over per-entry suffix embeddings ``rows[i]`` ``(S_i, hidden)``, on top of the caches."""
+    """The model (or its decoder alone) over per-entry suffix embeddings ``rows[i]`` ``(S_i, hidden)``, on top of
+    the caches."""
     cache, mask, positions = assemble(entries, [r.shape[0] for r in rows])
     span = positions.shape[1]
     embeds = torch.stack([torch.cat([r, r.new_zeros(span - r.shape[0], r.shape[1])], 0) for r in rows])
@@ -183,35 +184,60 @@ def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[
 
 
 @torch.no_grad()
-def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]]) -> None:
+def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None = None) -> Tensor | None:
     """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call per
-    group of similar lengths, ``read_batches``)."""
+    group of similar lengths, ``read_batches``).
+
+    With ``layer``, also return the hidden state of each sequence's last token at that layer ``(batch, hidden)``,
+    read in the same pass: an entry that already holds all of ``ids[i]`` then reads its last token again.
+    """
     todo: list[tuple[Cached, list[int]]] = []
     for entry, target in zip(entries, ids, strict=True):
-        entry.crop(shared_length(entry.ids, target))
+        keep = shared_length(entry.ids, target)
+        entry.crop(keep if layer is None else min(keep, len(target) - 1))
         if len(target) > len(entry):
             todo.append((entry, list(target[len(entry):])))
+    last: list[Tensor | None] = [None] * len(todo)
     for batch in read_batches([len(new) for _, new in todo]):
-        _read(model, [todo[i] for i in batch])
+        states = _read(model, [todo[i] for i in batch], layer)
+        for i, state in zip(batch, states, strict=True):
+            last[i] = state
+    return None if layer is None else torch.stack(last)
 
 
-def _read(model, todo: Sequence[tuple[Cached, list[int]]]) -> None:
-    """One forward pass over each entry's new ids on top of its cache; the new keys and values are appended."""
+def _read(model, todo: Sequence[tuple[Cached, list[int]]], layer: int | None) -> list[Tensor | None]:
+    """One forward pass over each entry's new ids on top of its cache; the new keys and values are appended.
+    Returns each entry's last new token's hidden state at ``layer`` (None without a layer)."""
     embedding = model.get_input_embeddings()
     rows = [embedding(torch.tensor(new, dtype=torch.long, device=embedding.weight.device)) for _, new in todo]
     width = max(len(e) for e, _ in todo)
-    out = forward(model, [e for e, _ in todo], rows, logits_to_keep=1)
-    layers = out.cache.layers
+    if layer is None:
+        out = forward(model, [e for e, _ in todo], rows, logits_to_keep=1)
+    else:
+        out = forward(model.get_decoder(), [e for e, _ in todo], rows, output_hidden_states=layer != -1)
     for i, (entry, new) in enumerate(todo):
-        fresh = [(layer.keys[i, :, width : width + len(new)], layer.values[i, :, width : width + len(new)])
-                 for layer in layers]
+        fresh = [(cached.keys[i, :, width : width + len(new)], cached.values[i, :, width : width + len(new)])
+                 for cached in out.cache.layers]
         if entry.keys:
             entry.keys = [torch.cat([k, f[0]], 1) for k, f in zip(entry.keys, fresh, strict=True)]
             entry.values = [torch.cat([v, f[1]], 1) for v, f in zip(entry.values, fresh, strict=True)]
-        else:
+        elif width == 0:  # views of this pass's own keys and values (nothing else in them): no copy
+            entry.keys = [f[0] for f in fresh]
+            entry.values = [f[1] for f in fresh]
+        else:  # a copy, so that the batch buffer with its padding and other rows is not kept alive
             entry.keys = [f[0].clone() for f in fresh]
             entry.values = [f[1].clone() for f in fresh]
         entry.ids = entry.ids + new
+    if layer is None:
+        return [None] * len(todo)
+    hidden = layer_states(out, layer)
+    return [hidden[i, len(new) - 1] for i, (_, new) in enumerate(todo)]
+
+
+def layer_states(decoder_output, layer: int) -> Tensor:
+    """Layer ``layer``'s hidden states from the output of a decoder (``model.get_decoder()``, no LM head) called
+    with ``output_hidden_states=layer != -1``: the last layer's need no copy of every layer's kept."""
+    return decoder_output.last_hidden_state if layer == -1 else decoder_output.hidden_states[layer]
 
 
 def suffix_starts(rows: Sequence[Tensor]) -> list[int]:
