@@ -112,6 +112,22 @@ def test_the_final_state_of_an_ended_dialogue_reads_only_its_last_lines(lm, read
     assert torch.allclose(final, lm.states([d.view(d.steered) for d in dialogues]), atol=1e-5)
 
 
+def test_a_reply_made_without_a_prefix_is_kept_and_not_read_again(lm, read_lengths):
+    caches = [Cached(), Cached()]
+    steered = [None, torch.randn(2, lm.hidden_size) * 0.05]  # the second row's reply was made beside a prefix
+    replies = lm.generate(OPENING, steered, GREEDY, "before_reply", caches=caches)
+    heads = [len(lm.encode(chat)) for chat in OPENING]
+    assert len(caches[0]) > heads[0] and len(caches[1]) == heads[1] - len(lm._header_ids)
+    later = [grown(chat, reply, "Tell me more.") for chat, reply in zip(OPENING, replies, strict=True)]
+    kept = [shared_length(c.ids, lm.encode(chat)) for c, chat in zip(caches, later, strict=True)]
+    assert kept[0] > heads[0]  # the reply's tokens agree with the next chat's, so they are not read again
+    read_lengths.clear()
+    states = lm.states(later[:1], caches=caches[:1])
+    assert read_lengths == [len(lm.encode(later[0])) - kept[0]]  # the user's new line and the header only
+    assert torch.allclose(states, lm.states(later[:1]), atol=1e-5)
+    assert torch.allclose(lm.states(later[1:], caches=caches[1:]), lm.states(later[1:]), atol=1e-5)
+
+
 def test_a_reserved_layer_writes_into_its_room_and_holds_what_concatenation_would():
     torch.manual_seed(0)
     like = torch.randn(3, 5, 4)  # (kv_heads, T, head_dim) of one cached sequence

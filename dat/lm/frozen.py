@@ -192,7 +192,9 @@ class FrozenLM:
 
         ``caches`` (one per dialogue) are used, and brought up to date, when the prefixes leave the
         chat before the reply header untouched: no prefix, or ``position="before_reply"``. A prefix at
-        ``start`` shifts every token after it, so those calls read the whole chat again. With a vLLM
+        ``start`` shifts every token after it, so those calls read the whole chat again. A reply made
+        without a prefix stays in its cache (with the header before it), so the next turn's chat, which
+        holds that reply, does not read it again. With a vLLM
         engine, vLLM's own prefix cache plays that part and ``caches`` are not used.
         """
         sampling = sampling or SamplingConfig()
@@ -211,8 +213,9 @@ class FrozenLM:
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             if caches is not None and reusable:
                 rows = self._cached_rows(ids, caches, inputs)
+                plain = [i[len(c):] if p is None else None for i, c, p in zip(ids, caches, prefixes, strict=True)]
                 with layerprefix.added(self.model, layers, kvcache.suffix_starts(rows)):
-                    out = kvcache.generate(self.model, caches, rows, config, processors, seed)
+                    out = kvcache.generate(self.model, caches, rows, config, processors, seed, plain)
             else:
                 batch = self._splice(ids, inputs, position)
                 with torch.random.fork_rng(devices=[]), layerprefix.added(self.model, layers, batch.prefix_start):

@@ -249,12 +249,16 @@ def suffix_starts(rows: Sequence[Tensor]) -> list[int]:
 
 @torch.no_grad()
 def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, processors: LogitsProcessorList,
-             seed: int) -> list[list[int]]:
+             seed: int, plain: Sequence[Sequence[int] | None] | None = None) -> list[list[int]]:
     """Sampled or greedy continuations of cache + ``rows``; returns new token ids.
 
     Suffixes of different lengths (rows with and without a prefix) are left-padded inside the suffix
     span, masked, so every row's last token sits in the last column, where generation continues;
     positions follow the mask, so a padded row gets the positions it would have alone.
+
+    ``plain[i]``: the token ids of row ``i``'s suffix when it is those tokens alone (no prefix), else None.
+    Such a row's entry keeps the suffix and its reply (``_keep_replies``), so the next turn, whose chat
+    holds the reply, does not read it again.
     """
     span = max(r.shape[0] for r in rows)
     cache, _, _ = assemble(entries, [span] * len(rows), new_tokens=config.max_new_tokens)
@@ -266,5 +270,29 @@ def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, p
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         out = model.generate(inputs_embeds=embeds, attention_mask=mask, cache=cache,
-                             generation_config=config, logits_processor=processors)
-    return out.tolist()
+                             generation_config=config, logits_processor=processors).tolist()
+    if plain is not None:
+        _keep_replies(cache, entries, plain, out, width + span, set(config.eos_token_id))
+    return out
+
+
+def _keep_replies(cache: DynamicCache, entries: Sequence[Cached], plain: Sequence[Sequence[int] | None],
+                  out: list[list[int]], generated_from: int, end_ids: set[int]) -> None:
+    """Append to each entry with a plain suffix that suffix and the reply tokens the call fed back to the model
+    (every drawn token but the last, up to the first end of turn), with their keys and values.
+
+    The reply is kept as drawn; the next ``extend`` keeps it only as far as the next chat's ids agree."""
+    steps = len(out[0])
+    if cache.layers[0].keys.shape[2] != generated_from + steps - 1:
+        raise RuntimeError("The generation cache does not hold the tokens fed back; cannot keep the replies.")
+    for i, (entry, suffix_ids) in enumerate(zip(entries, plain, strict=True)):
+        if suffix_ids is None:
+            continue
+        reply = out[i][: steps - 1]
+        end = next((k for k, token in enumerate(reply) if token in end_ids), None)
+        reply = reply if end is None else reply[: end + 1]
+        start, stop = generated_from - len(suffix_ids), generated_from + len(reply)
+        fresh = [(layer.keys[i, :, start:stop], layer.values[i, :, start:stop]) for layer in cache.layers]
+        entry.keys = [torch.cat([k, f[0]], 1) for k, f in zip(entry.keys, fresh, strict=True)]
+        entry.values = [torch.cat([v, f[1]], 1) for v, f in zip(entry.values, fresh, strict=True)]
+        entry.ids = entry.ids + list(suffix_ids) + reply
