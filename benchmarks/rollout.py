@@ -1,24 +1,26 @@
-"""Rollout throughput of the default model: dialogues one at a time (batch-1 generation, chats re-read
-every turn, as DAT's code runs them) vs the batched lockstep runner, on the HF backend and on vLLM.
+"""Rollout throughput of the default model: dialogues one at a time (batch-1 generation, chats re-read every
+turn, as DAT's code runs them) vs the batched lockstep runner, on the HF backend and on vLLM.
 
-Every condition plays the same episodes (same seeds, so the same tasks and sides) from the bundled
-scenario set: dialogues of ``--rounds`` rounds, random actions through the PCA up-projection with the
-prefix before the reply header (the default placement, which keeps each chat's cache valid), sampled
-decoding (the collection default) capped at ``--new-tokens`` tokens per utterance. The judge is a
-constant (judging cost is not part of this measurement). The sequential run reads every chat whole at
-every turn; the batched HF runs keep each chat's keys and values between turns; the vLLM runs decode
-through a vLLM server (``model.backend=vllm``, its own prefix cache) while the HF model computes the
-states. Dialogues/hour is a rate, so the sequential run plays fewer dialogues (the first ones of the
-same stream). Reported per condition: wall time, dialogues/hour, generated tokens/s (prefill included in
-the time) and that rate's share of this machine's matmul roofline (measured in the same run, at the
-backend's dtype), and the machine load around it.
+Every condition plays the same episodes (same seeds, so the same tasks and sides) from the bundled scenario
+set: dialogues of ``--rounds`` rounds, random actions through the PCA up-projection with the prefix before
+the reply header (the default placement, which keeps each chat's cache valid), sampled decoding (the
+collection default) capped at ``--new-tokens`` tokens per utterance. The judge is a constant (judging cost
+is not part of this measurement). The sequential run reads every chat whole at every turn; the batched HF
+runs keep each chat's keys and values between turns; the vLLM runs decode through a vLLM server
+(``model.backend=vllm``, its own prefix cache) while the HF model computes the states. The default action
+space (the shipped per-layer behaviour basis, ``prefix.depth=layers``, which only the HF backend can carry)
+gets batched HF rows of its own (``--default-action-batches``), so the figure for the default rollout
+configuration is measured, not inferred. Dialogues/hour is a rate, so the sequential run plays fewer
+dialogues (the first ones of the same stream). Reported per condition: wall time, dialogues/hour, generated
+tokens/s (prefill included in the time) and that rate's share of this machine's matmul roofline (measured in
+the same run, at the backend's dtype), and the machine load around it.
 
 Also reported: the **ceiling** this machine allows, whatever the engine. Every token of an agent's chat has
 to pass through the model at least once for that agent (its own replies are decoded token by token, the
 partner's lines and its system prompt are read), so the batched episodes give a lower bound on the tokens
 read per dialogue; at 2 x (non-embedding parameters) FLOPs per token (attention and the output layer not
-counted, so the bound stays a bound) and the measured matmul roofline, no engine can play more dialogues
-per hour than that ceiling, which is set beside ten times the sequential rate.
+counted, so the bound stays a bound) and the measured matmul roofline, no engine can play more dialogues per
+hour than that ceiling, which is set beside ten times the sequential rate.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from dataclasses import replace  # noqa: E402
 import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
-from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
+from dat.action.basis import PREBUILT  # noqa: E402
+from dat.action.projection import PrefixConfig, UpProjection, build_projection  # noqa: E402
 from dat.dialogue.rollout import collect  # noqa: E402
 from dat.dialogue.rules import EnvConfig, agent_messages  # noqa: E402
 from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
@@ -39,6 +42,8 @@ from dat.lm.loading import ModelConfig, artefact_folder, model_folder  # noqa: E
 from dat.lm.vllmengine import VLLMConfig, VLLMEngine  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.vector_env import collector_envs  # noqa: E402
+
+DEFAULT_ACTION = "behaviours (per-layer, the default)"
 
 
 def constant_judge(records):
@@ -91,7 +96,7 @@ def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: fl
     }
 
 
-def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
+def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str = "pca") -> dict:
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
@@ -99,6 +104,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed) -> dict:
     episodes = collect(envs, "random", n, seed, stats=stats)
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
+        "action": action,
         "batch_size": batch_size,
         "kv_cache": kv_cache,
         "dialogues": len(episodes),
@@ -121,6 +127,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batches", type=int, nargs="*", default=[16, 64],
                         help="batched HF runs (with kv cache): batch size (= dialogues)")
+    parser.add_argument("--default-action-batches", type=int, nargs="*", default=[16],
+                        help="batched HF runs with the default action space (per-layer behaviour basis)")
     parser.add_argument("--vllm-batches", type=int, nargs="*", default=[16, 64],
                         help="vLLM runs: batch size (= dialogues); none skips vLLM")
     parser.add_argument("--vllm-dtype", default="bfloat16", help="vLLM's weights dtype (the HF model stays float32)")
@@ -143,6 +151,11 @@ def main() -> None:
         played += episodes
         rows.append(row)
         print(rows[-1], flush=True)
+    if args.default_action_batches:
+        default = UpProjection.load(PREBUILT / lm.name / "goal_hint_deep", position="before_reply")
+        for batch_size in args.default_action_batches:
+            rows.append(run(lm, default, tasks, cfg, batch_size, batch_size, True, args.seed, action=DEFAULT_ACTION)[1])
+            print(rows[-1], flush=True)
     if args.vllm_batches:
         started = time.perf_counter()
         engine = VLLMEngine.connect(VLLMConfig(), model_folder(model), args.vllm_dtype, lm.max_context)
@@ -165,7 +178,8 @@ def main() -> None:
         "model": lm.name, "dtype": str(lm.dtype), "tasks": "bundled", "n_tasks": len(tasks),
         "rounds": args.rounds, "new_tokens": args.new_tokens, "system_prompt_tokens_task0": prompt,
         "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2",
-        "policy": "random (PCA prefix, before the reply header)", "gflop_per_token": round(gflop_per_token, 3),
+        "policy": "random actions, prefix before the reply header: through the PCA prefix (action pca) or "
+        "the default per-layer behaviour basis", "gflop_per_token": round(gflop_per_token, 3),
         "roofline_gflops": {k: round(v, 1) for k, v in peaks.items()}, "rows": rows,
         "ceiling": ceiling,
         "command": "python benchmarks/rollout.py", "note": "roofline_share: generated tok/s x GFLOP/token over the "

@@ -102,26 +102,41 @@ def throughput() -> str:
                       f"against {states['plain_prefill_tokens_per_s']:.0f} for a plain forward pass over the same "
                       f"tokens ({states['states_cost_vs_prefill']:.2f}x the time)."]
         parts += ["", machine_line(gen), ""]
+    costs = load("decode_costs")
+    if costs:
+        parts += [f"**Decode loop** (`benchmarks/decode_costs.py`; one steered, sampled `generate` call: "
+                  f"{costs['batch']} chats of {costs['chat_tokens']} tokens already in their caches, "
+                  f"{costs['new_tokens']} new tokens each; best of {len(costs['rows'][0].get('seconds_each', [1]))}, "
+                  "the variants taking turns; the first row is what `FrozenLM.generate` does):", "",
+                  "| cache | top-p draw | fast paths | seconds | generated tokens/s |",
+                  "| --- | --- | --- | --- | --- |"]
+        caches = {"reserved": "room kept (`ReservedLayer`)", "concatenating": "transformers' `DynamicCache`"}
+        samplers = {"nucleus": "nucleus only (`dat.lm.nucleus`)", "transformers": "transformers' (whole vocabulary)"}
+        parts += [f"| {caches[r['cache']]} | {samplers[r['sampler']]} | {'on' if r['fastpaths'] else 'off'} | "
+                  f"{r['seconds']:.1f} | {r['generated_tokens_per_s']:.0f} |" for r in costs["rows"]]
+        parts += ["", machine_line(costs), ""]
     roll = load("rollout")
     if roll:
         peaks = roll.get("roofline_gflops", {})
         parts += [f"**Dialogues** (`benchmarks/rollout.py`; {roll.get('rounds')} rounds, {roll.get('new_tokens')} "
-                  "new tokens per utterance, sampled, random actions with the prefix before the reply header; "
+                  "new tokens per utterance, sampled, random actions with the prefix before the reply header, through "
+                  "the PCA prefix or the default per-layer behaviour basis (HF only); "
                   "sequential = one dialogue at a time with batch-1 generation, every chat read whole at every "
                   "turn, as the original DAT code; batched = the lockstep runner with each agent's keys and values "
                   "kept between turns; vLLM = replies decoded by a vLLM server (`model.backend=vllm`), states by "
                   "the HF model; % roofline = generated tokens/s x "
                   f"{roll.get('gflop_per_token', '?')} GFLOP/token over the best matmul rate measured in the same "
                   f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted):", "",
-                  "| mode | backend (dtype) | dialogues | seconds (state pass) | dialogues/hour | generated tokens/s "
-                  "| % roofline | speed-up |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| mode | backend (dtype) | action | dialogues | seconds (state pass) | dialogues/hour "
+                  "| generated tokens/s | % roofline | speed-up |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
             backend = f"{r.get('backend', 'hf')} ({r.get('vllm_dtype', 'float32')})"
             share = f"{100 * r['roofline_share']:.1f}" if "roofline_share" in r else "–"
             states = f" ({r['states_seconds']:.0f})" if "states_seconds" in r else ""
-            parts.append(f"| {mode} | {backend} | {r['dialogues']} | {r['seconds']:.0f}{states} | "
+            action = "PCA, input" if r.get("action", "pca") == "pca" else r["action"]
+            parts.append(f"| {mode} | {backend} | {action} | {r['dialogues']} | {r['seconds']:.0f}{states} | "
                          f"{r['dialogues_per_hour']:.0f} | "
                          f"{r['generated_tokens_per_s']:.1f} | {share} | {r['speedup_vs_sequential']:.2f}x |")
         starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]

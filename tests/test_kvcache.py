@@ -8,7 +8,7 @@ import torch
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.rules import Dialogue, EnvConfig, Lockstep
 from dat.lm.frozen import FrozenLM, SamplingConfig
-from dat.lm.kvcache import Cached, ReservedLayer, extend, read_batches, shared_length
+from dat.lm.kvcache import Cached, ReservedLayer, assemble, extend, read_batches, shared_length
 from dat.lm.loading import ModelConfig
 from tests.dialogue_tasks import NEVER, LengthJudge, make_tasks
 from tests.test_rollout import collect
@@ -155,6 +155,23 @@ def test_a_reserved_layer_writes_into_its_room_and_holds_what_concatenation_woul
     fresh = ReservedLayer(room=2)
     keys, _ = fresh.update(k, k)
     assert torch.equal(keys, k) and fresh.update(k[:, :, :1], k[:, :, :1])[0].data_ptr() == keys.data_ptr()
+
+
+def test_a_batch_masks_left_padded_caches_and_pads_suffixes_on_the_side_asked():
+    def entry(n: int) -> Cached:
+        return Cached(ids=list(range(n)), keys=[torch.randn(2, n, 4)], values=[torch.randn(2, n, 4)])
+
+    entries, suffixes = [entry(3), entry(1)], [1, 3]
+    cache, mask, positions = assemble(entries, suffixes, new_tokens=2)
+    assert mask.tolist() == [[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1]]  # cache width 3, suffix span 3
+    assert positions[0, 0] == 3 and positions[1].tolist() == [1, 2, 3]
+    assert torch.equal(cache.layers[0].keys[0, :, :3], entries[0].keys[0])
+    assert torch.equal(cache.layers[0].keys[1, :, 2:3], entries[1].keys[0])  # right-aligned
+    _, mask, positions = assemble(entries, suffixes, new_tokens=2, suffix_padding="left")
+    assert mask.tolist() == [[1, 1, 1, 0, 0, 1], [0, 0, 1, 1, 1, 1]]  # every last token in the last column
+    assert positions[0, -1] == 3 and positions[1].tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="suffix_padding"):
+        assemble(entries, suffixes, suffix_padding="middle")
 
 
 def test_generation_matches_uncached_with_and_without_prefixes(lm):

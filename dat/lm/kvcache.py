@@ -112,12 +112,15 @@ class ReservedLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int],
-             new_tokens: int = 0) -> tuple[DynamicCache, Tensor, Tensor]:
+def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int], new_tokens: int = 0,
+             suffix_padding: str = "right") -> tuple[DynamicCache, Tensor, Tensor]:
     """A batch cache (rows left-padded), the attention mask over cache + suffix, and suffix position ids.
 
-    Suffixes are right-padded to the longest one; their padding is masked and never attended to by
-    the real tokens before it (the model is causal). The cache has room for the suffix and
+    Suffixes are padded to the longest one, masked: after their tokens (``"right"``: a read, whose
+    padding the real tokens before it never attend to, the model being causal) or before them
+    (``"left"``: generation, which continues from every row's last column). Each real suffix token gets
+    the position it would have alone; a padded one, the positions around it (it is never attended to).
+    The cache has room for the suffix and
     ``new_tokens`` more (``ReservedLayer``); with no entry holding a token yet it is an empty
     ``DynamicCache``, whose first write costs what writing into room would.
     """
@@ -136,12 +139,16 @@ def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int],
                     reserved.values[i, :, width - len(entry):] = entry.values[layer]
             cache.layers.append(reserved)
     device = next((e.keys[0].device for e in entries if e.keys), torch.device("cpu"))
+    if suffix_padding not in ("right", "left"):
+        raise ValueError(f"suffix_padding={suffix_padding!r} must be 'right' or 'left'.")
+    left = suffix_padding == "left"
     mask = torch.tensor([
-        [0] * (width - n) + [1] * n + [1] * s + [0] * (span - s)
+        [0] * (width - n) + [1] * n + ([0] * (span - s) + [1] * s if left else [1] * s + [0] * (span - s))
         for n, s in zip(lengths, suffix_lengths, strict=True)
     ], device=device)
-    positions = torch.stack([torch.arange(span, device=device) + n for n in lengths])
-    return cache, mask, positions
+    shift = [span - s if left else 0 for s in suffix_lengths]
+    positions = torch.stack([torch.arange(span, device=device) + n - k for n, k in zip(lengths, shift, strict=True)])
+    return cache, mask, positions.clamp(min=0)
 
 
 def suffix(model, prefix: Tensor | None, ids: Sequence[int]) -> Tensor:
@@ -260,19 +267,15 @@ def generate(model, entries: Sequence[Cached], rows: Sequence[Tensor], config, p
     Such a row's entry keeps the suffix and its reply (``_keep_replies``), so the next turn, whose chat
     holds the reply, does not read it again.
     """
-    span = max(r.shape[0] for r in rows)
-    cache, _, _ = assemble(entries, [span] * len(rows), new_tokens=config.max_new_tokens)
-    lengths = [len(e) for e in entries]
-    width = max(lengths)
-    mask = torch.tensor([[0] * (width - n) + [1] * n + [0] * (span - r.shape[0]) + [1] * r.shape[0]
-                         for n, r in zip(lengths, rows, strict=True)], device=rows[0].device)
-    embeds = torch.stack([torch.cat([r.new_zeros(width + span - r.shape[0], r.shape[1]), r], 0) for r in rows])
+    cache, mask, _ = assemble(entries, [r.shape[0] for r in rows], config.max_new_tokens, suffix_padding="left")
+    total = mask.shape[1]  # cache width + suffix span: generate takes embeddings for the whole sequence
+    embeds = torch.stack([torch.cat([r.new_zeros(total - r.shape[0], r.shape[1]), r], 0) for r in rows])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         out = model.generate(inputs_embeds=embeds, attention_mask=mask, cache=cache,
                              generation_config=config, logits_processor=processors).tolist()
     if plain is not None:
-        _keep_replies(cache, entries, plain, out, width + span, set(config.eos_token_id))
+        _keep_replies(cache, entries, plain, out, total, set(config.eos_token_id))
     return out
 
 
