@@ -105,6 +105,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
         "action": action,
+        "dtype": str(lm.dtype).removeprefix("torch."),  # the HF model's (vLLM rows add vllm_dtype)
         "batch_size": batch_size,
         "kv_cache": kv_cache,
         "dialogues": len(episodes),
@@ -120,6 +121,21 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
     }
 
 
+def hf_rows(lm, projections, tasks, cfg, args, batches, default_batches) -> tuple[list[dict], list]:
+    """The sequential run, then the batched runs (PCA action, then the default one) of one HF model."""
+    pca, default = projections
+    rows = [run(lm, pca, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)[1]]
+    print(rows[-1], flush=True)
+    played = []
+    for action, projection, sizes in (("pca", pca, batches), (DEFAULT_ACTION, default, default_batches)):
+        for batch_size in sizes:
+            episodes, row = run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed, action)
+            played += episodes if action == "pca" else []
+            rows.append(row)
+            print(rows[-1], flush=True)
+    return rows, played
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sequential-dialogues", type=int, default=8, help="dialogues of the batch-1 run")
@@ -129,6 +145,8 @@ def main() -> None:
                         help="batched HF runs (with kv cache): batch size (= dialogues)")
     parser.add_argument("--default-action-batches", type=int, nargs="*", default=[16],
                         help="batched HF runs with the default action space (per-layer behaviour basis)")
+    parser.add_argument("--bfloat16", action=argparse.BooleanOptionalAction, default=True,
+                        help="the HF rows again with the model in bfloat16 (model.dtype=bfloat16)")
     parser.add_argument("--vllm-batches", type=int, nargs="*", default=[16, 64],
                         help="vLLM runs: batch size (= dialogues); none skips vLLM")
     parser.add_argument("--vllm-dtype", default="bfloat16", help="vLLM's weights dtype (the HF model stays float32)")
@@ -138,24 +156,18 @@ def main() -> None:
     lm = FrozenLM.load(model)
     prefix = PrefixConfig(position="before_reply")
     projection = build_projection(lm.model.get_input_embeddings().weight, prefix, artefact_folder(model))
+    default = UpProjection.load(PREBUILT / lm.name / "goal_hint_deep", position="before_reply")
     tasks = load_scenarios("bundled")
     cfg = EnvConfig(max_turns=args.rounds, sampling=SamplingConfig(max_new_tokens=args.new_tokens))
     lm.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))  # warm-up
     gflop_per_token = 2 * sum(p.numel() for p in lm.model.parameters()) / 1e9
     peaks = {"float32": roofline(torch.float32), "bfloat16": roofline(torch.bfloat16)}
-    rows = [run(lm, projection, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)[1]]
-    print(rows[-1], flush=True)
-    played = []
-    for batch_size in args.batches:
-        episodes, row = run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed)
-        played += episodes
-        rows.append(row)
-        print(rows[-1], flush=True)
-    if args.default_action_batches:
-        default = UpProjection.load(PREBUILT / lm.name / "goal_hint_deep", position="before_reply")
-        for batch_size in args.default_action_batches:
-            rows.append(run(lm, default, tasks, cfg, batch_size, batch_size, True, args.seed, action=DEFAULT_ACTION)[1])
-            print(rows[-1], flush=True)
+    rows, played = hf_rows(lm, (projection, default), tasks, cfg, args, args.batches, args.default_action_batches)
+    if args.bfloat16:
+        half = FrozenLM.load(replace(model, dtype="bfloat16"))
+        half.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
+        rows += hf_rows(half, (projection, default), tasks, cfg, args, args.batches, args.default_action_batches)[0]
+        del half
     if args.vllm_batches:
         started = time.perf_counter()
         engine = VLLMEngine.connect(VLLMConfig(), model_folder(model), args.vllm_dtype, lm.max_context)
@@ -167,10 +179,13 @@ def main() -> None:
                          "vllm_dtype": args.vllm_dtype, "vllm_start_seconds": round(start_s, 1)})
             print(rows[-1], flush=True)
         engine.close()
-    base = rows[0]["dialogues_per_hour"]
+    base = rows[0]["dialogues_per_hour"]  # DAT's loop as the default model runs: float32
+    sequential = {r["dtype"]: r["dialogues_per_hour"] for r in rows if r["batch_size"] == 1}
     for row in rows:
+        dtype = row.get("vllm_dtype", row["dtype"])  # the dtype the replies are decoded in
         row["speedup_vs_sequential"] = round(row["dialogues_per_hour"] / base, 2)
-        dtype = row.get("vllm_dtype", "float32")
+        if dtype in sequential:
+            row["speedup_vs_sequential_same_dtype"] = round(row["dialogues_per_hour"] / sequential[dtype], 2)
         row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
     ceiling = ceiling_of(lm, tasks, played, cfg, peaks, base) if played else None
     prompt = lm.count_tokens([{"role": "system", "content": tasks[0].agent_view(0, cfg.leave_phrase)}])

@@ -382,7 +382,8 @@ def markdown(results: dict) -> str:
         f"K = {results['settings']['actions']} random actions x 2 samples, "
         f"{results['settings']['fresh']} fresh "
         f"samples per selected action, {results['settings']['max_new_tokens']} new tokens, model "
-        f"`{results['model']}`. Gate: correlation >= {st.MIN_CORRELATION} (any reward), best-of-K >= "
+        f"`{results['model']}` in {results['settings'].get('dtype', 'float32')}. Gate: correlation >= "
+        f"{st.MIN_CORRELATION} (any reward), best-of-K >= "
         f"{st.MIN_BEST_OF_K_Z} SE (any reward), degenerate <= {100 * st.MAX_DEGENERATE:.0f} %, "
         "log-prob cost <= "
         f"{st.MAX_LOGPROB_COST} nats/token, in character at most {100 * st.MAX_CHARACTER_DROP:.0f} points below "
@@ -452,6 +453,8 @@ def main() -> None:
     parser.add_argument(
         "--model", default=ModelConfig().name, help="model.name (tiny-random for a smoke test)"
     )
+    parser.add_argument("--dtype", default=ModelConfig().dtype, choices=("float32", "bfloat16"),
+                        help="model.dtype (a bfloat16 run keeps its own baseline, cached results and JSON file)")
     parser.add_argument("--clone-steps", type=int, default=None, help="override selfclone.steps")
     parser.add_argument("--clone-minutes", type=float, default=None, help="stop self-cloning after this long")
     parser.add_argument(
@@ -466,7 +469,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    model_cfg = ModelConfig(name=args.model)
+    model_cfg = ModelConfig(name=args.model, dtype=args.dtype)
     lm = FrozenLM.load(model_cfg)
     artefacts = artefact_folder(model_cfg)
     if args.clone_only:
@@ -493,7 +496,8 @@ def main() -> None:
                 if k not in ("configs", "force", "out", "clone_only", "tried", "believability")}
     settings["prompts"] = len(prompts)
     stem = "steerability" + ("" if args.split == "eval" else f"_{args.split}") + (
-        "" if args.seed == 0 else f"_seed{args.seed}")  # a replication keeps its own baseline and file
+        "" if args.seed == 0 else f"_seed{args.seed}") + (  # a replication keeps its own baseline and file
+        "" if args.dtype == "float32" else f"_{args.dtype}")
     out_path = Path(args.out) / f"{stem}.json"
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     results.update(
@@ -513,7 +517,8 @@ def main() -> None:
     for name in args.tried:  # variants measured earlier whose preset has since changed; kept for the record
         results.setdefault("tried", {})[name] = json.loads((work / f"{name}.json").read_text())
     for name in args.configs:
-        cached = work / (f"{name}.json" if args.seed == 0 else f"{name}@seed{args.seed}.json")
+        cached = work / (name + ("" if args.seed == 0 else f"@seed{args.seed}")
+                         + ("" if args.dtype == "float32" else f"@{args.dtype}") + ".json")
         if cached.is_file() and not args.force:
             res = json.loads(cached.read_text())
         else:

@@ -32,9 +32,12 @@ NOISE = "no prefix (noise)"
 
 
 def run_label(results: dict) -> str:
-    """How a result file is named in the legend: its seed and number of random actions."""
+    """How a result file is named in the legend: its seed and number of random actions (and its dtype when the
+    model ran in another than float32)."""
     settings = results.get("settings", {})
-    return f"seed {settings.get('seed', '?')}, K = {settings.get('actions', '?')}"
+    dtype = settings.get("dtype", "float32")
+    return f"seed {settings.get('seed', '?')}, K = {settings.get('actions', '?')}" + (
+        "" if dtype == "float32" else f", {dtype}")
 
 
 def rows(runs: Sequence[dict]) -> list[str]:

@@ -126,19 +126,24 @@ def throughput() -> str:
                   "kept between turns; vLLM = replies decoded by a vLLM server (`model.backend=vllm`), states by "
                   "the HF model; % roofline = generated tokens/s x "
                   f"{roll.get('gflop_per_token', '?')} GFLOP/token over the best matmul rate measured in the same "
-                  f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted):", "",
+                  f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted; speed-up "
+                  "over the float32 sequential loop, in brackets over the sequential loop in the dtype the replies "
+                  "are decoded in, where that differs):", "",
                   "| mode | backend (dtype) | action | dialogues | seconds (state pass) | dialogues/hour "
                   "| generated tokens/s | % roofline | speed-up |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in roll["rows"]:
             mode = "sequential" if r["batch_size"] == 1 else f"batched, N = {r['batch_size']}"
-            backend = f"{r.get('backend', 'hf')} ({r.get('vllm_dtype', 'float32')})"
+            backend = f"{r.get('backend', 'hf')} ({r.get('vllm_dtype', r.get('dtype', 'float32'))})"
+            same = r.get("speedup_vs_sequential_same_dtype")
+            speedup = f"{r['speedup_vs_sequential']:.2f}x" + (
+                f" ({same:.2f}x)" if same is not None and same != r["speedup_vs_sequential"] else "")
             share = f"{100 * r['roofline_share']:.1f}" if "roofline_share" in r else "–"
             states = f" ({r['states_seconds']:.0f})" if "states_seconds" in r else ""
             action = "PCA, input" if r.get("action", "pca") == "pca" else r["action"]
             parts.append(f"| {mode} | {backend} | {action} | {r['dialogues']} | {r['seconds']:.0f}{states} | "
                          f"{r['dialogues_per_hour']:.0f} | "
-                         f"{r['generated_tokens_per_s']:.1f} | {share} | {r['speedup_vs_sequential']:.2f}x |")
+                         f"{r['generated_tokens_per_s']:.1f} | {share} | {speedup} |")
         starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]
         if starts:
             parts += ["", f"The vLLM server took {starts[0]:.0f} s to start (once per run, not in the times above)."]
