@@ -13,6 +13,7 @@ from __future__ import annotations
 import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,17 @@ from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
 from envs.scenarios import load_scenarios
 from envs.vector_env import DialogueVectorEnv, collector_envs
+
+LOG = logging.getLogger("train")
+"""The run's record in ``<run folder>/train.log`` (Hydra's file handler; ``conf/train.yaml`` keeps INFO off the
+console, where the progress bar is): resumes, checkpoints a killed run left half-written, one line per round
+with its figures, and the end."""
+
+
+def say(message: str) -> None:
+    """A line for the console (above the progress bar) and for train.log."""
+    tqdm.write(message)
+    LOG.info(message)
 
 
 @dataclass
@@ -112,11 +124,11 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
     checkpoints = out / "checkpoints"
     for orphan in clean_staging(checkpoints):
-        tqdm.write(f"removed {orphan.name}, a checkpoint a killed run left half-written")
+        say(f"removed {orphan.name}, a checkpoint a killed run left half-written")
     found = latest_checkpoint(checkpoints) if cfg.resume else None
     if found is not None:
         algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space), cfg.algo.device)
-        tqdm.write(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
+        say(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
         state.settings = identity(cfg)  # the same, or forced (force_resume): later resumes follow this config
     else:
         if not cfg.resume and latest_checkpoint(checkpoints) is not None:
@@ -175,6 +187,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
                         eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
                         unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
     metrics["perf/round_seconds"] = time.perf_counter() - started
+    LOG.info(round_line(rnd, cfg.loop.rounds, state.episodes, metrics))
     run.tracker.log(metrics, step=rnd)
     state.history.append({"round": rnd, **metrics})
     state.round = rnd + 1
@@ -190,6 +203,20 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     run.tracker.artifact(f"{cfg.name}-checkpoint", "checkpoint", run.checkpoints / f"round-{rnd + 1:04d}",
                          aliases=[f"round-{rnd + 1}"])
     return metrics
+
+
+def round_line(rnd: int, rounds: int, episodes: int, metrics: dict[str, float]) -> str:
+    """One round in a line: episodes so far, transitions, time, and the held-out rewards when it evaluated."""
+    line = (f"round {rnd + 1}/{rounds}: {episodes} episodes, {metrics['rollout/buffer_transitions']:.0f} "
+            f"transitions, {metrics['perf/round_seconds']:.0f} s")
+    held_out = {key.split("/")[1]: value for key, value in metrics.items()
+                if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2}
+    if held_out:
+        names = sorted(held_out, key=lambda name: name != "policy")  # the planner first, then the baselines
+        line += "; held-out reward " + ", ".join(f"{name} {held_out[name]:.3f}" for name in names)
+        if "eval/policy/diff" in metrics:
+            line += f" (policy - unsteered {metrics['eval/policy/diff']:+.3f})"
+    return line
 
 
 def _rejudge(run: Run, rnd: int) -> int:
@@ -333,9 +360,11 @@ def _metadata(cfg: TrainConfig, rnd: int, lm: FrozenLM) -> dict:
 
 
 def _print_outro(out: Path) -> None:
+    LOG.info(f"finished: planner exported to {out / 'export'}")
     print(f"\noutputs: {out}\n  export (DATPolicy.from_pretrained): {out / 'export'}\n"
           f"  checkpoints: {out / 'checkpoints'}\n  episodes: {out / 'episodes'}\n"
-          f"  evaluation: {out / 'eval'}\n  learning curves: {out / 'learning_curves.png'}")
+          f"  evaluation: {out / 'eval'}\n  learning curves: {out / 'learning_curves.png'}"
+          + (f"\n  log: {out / 'train.log'}" if (out / "train.log").is_file() else ""))
     reports = sorted((out / "eval").glob("round-*/evaluation.md"))
     if reports:
         print(f"\nheld-out evaluation ({reports[-1].parent.name}):\n")

@@ -151,6 +151,9 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert run_script(tmp_path, killed).wait(timeout=600) == 0
+    log = (straight / "train.log").read_text()  # the run's record: a line per round, evaluations included
+    assert "round 1/2: " in log and "round 2/2: " in log and "held-out reward policy" in log and "finished" in log
+    assert "resuming from" in (killed / "train.log").read_text()  # the re-run appends to the killed run's log
     a = DATPolicy.from_pretrained(straight / "export")
     b = DATPolicy.from_pretrained(killed / "export")
     states = torch.randn(6, 64)
