@@ -15,11 +15,13 @@ the shell wins:
 
 It also holds what every entry point shares about failing well: ``one_line_errors`` (an expected
 error is one line, not a traceback) and ``StartChecks`` (a key or a bad value in the config is refused
-before anything is written).
+before anything is written); and about telling what it did: ``say`` (a line for the console and for the
+run folder's ``<entry point>.log``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -33,6 +35,17 @@ SETTINGS = {
 
 for _name, _value in SETTINGS.items():
     os.environ.setdefault(_name, _value)
+
+
+def say(log: logging.Logger, message: str) -> None:
+    """``message`` on the console (above any progress bar) and in the run's log file.
+
+    Hydra's file handler writes ``log``'s INFO lines to ``<run folder>/<entry point>.log``; each entry
+    point's config raises its console handler to WARNING, so the console shows a line once, from here."""
+    from tqdm import tqdm
+
+    tqdm.write(message)
+    log.info(message)
 
 
 def run_folder_name(overrides: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dat_runtime  # process settings before torch (see dat_runtime.py)
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,6 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from dat.config import SharedConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
@@ -35,6 +35,9 @@ from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
 from envs.scenarios import load_scenarios, per_scenario
 from envs.vector_env import collector_envs
+
+LOG = logging.getLogger("evaluate")
+"""The run's record in ``<run folder>/evaluate.log``: what was measured, how long it took, where the report is."""
 
 CONDITIONS = ("policy", BASELINE, "zero", "random")
 
@@ -103,8 +106,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         wanted = [c for c in wanted if c != "policy"]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.batch_size)
-    tqdm.write(f"evaluate: {len(order)} episodes x {len(wanted)} conditions ({', '.join(wanted)}), "
-               f"{envs.num_envs} dialogues in lockstep")
+    dat_runtime.say(LOG, f"evaluate: {len(order)} episodes x {len(wanted)} conditions ({', '.join(wanted)}), "
+                         f"{envs.num_envs} dialogues in lockstep")
     started = time.perf_counter()
     runs = collect_conditions(envs, {name: policies[name] for name in wanted}, len(order),
                               derive_seed(cfg.seed, "evaluate"), task_order=order)
@@ -129,6 +132,9 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     tracker.table("eval/transcripts", columns, rows, step=0)
     tracker.summary(metrics)
     tracker.finish()
+    LOG.info(f"{seconds:.0f} s; reward " + ", ".join(
+        f"{c} {metrics[f'eval/{c}/mean']:.3f}" for c in wanted if f"eval/{c}/mean" in metrics)
+        + f"; report: {paths['markdown']}")
     print(f"\n{markdown_table(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dat_runtime  # process settings before torch (see dat_runtime.py)
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from dat.seeding import derive_seed, seed_everything
 from dat.stage1 import prepare_projection
 from dat.tracking import make_tracker
 from envs.scenarios import load_scenarios, per_scenario
+
+LOG = logging.getLogger("stability")
+"""The run's record in ``<run folder>/stability.log``: what was measured, how long it took, where the report is."""
 
 
 @dataclass
@@ -91,8 +95,8 @@ def stability(cfg: StabilityConfig, output_dir: Path | None = None) -> dict[str,
     projection = policy.projection if policy is not None else (
         prepare_projection(cfg, lm, tasks, out) if steered else None)
     seeds = [derive_seed(cfg.seed, "stability", k) for k in range(cfg.seeds)]
-    tqdm.write(f"stability: {len(tasks)} tasks x {len(seeds)} seeds x {len(conditions)} conditions "
-               f"({', '.join(c.name for c in conditions)}), {cfg.rounds} rounds")
+    dat_runtime.say(LOG, f"stability: {len(tasks)} tasks x {len(seeds)} seeds x {len(conditions)} conditions "
+                         f"({', '.join(c.name for c in conditions)}), {cfg.rounds} rounds")
     bar = tqdm(desc="stability", dynamic_ncols=True)
     run = measure(lm, projection, tasks, conditions, cfg.env, cfg.rounds, seeds, cfg.batch_size,
                   progress=lambda text: (bar.set_description(text), bar.update(1)))
@@ -121,6 +125,7 @@ def stability(cfg: StabilityConfig, output_dir: Path | None = None) -> dict[str,
                   step=summary["rounds"][-1])
     tracker.summary(metrics)
     tracker.finish()
+    LOG.info(f"{run.seconds:.0f} s; report: {paths['markdown']}")
     print(f"\n{stability_report.markdown(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
 

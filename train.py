@@ -61,12 +61,6 @@ console, where the progress bar is): resumes, checkpoints a killed run left half
 with its figures, and the end."""
 
 
-def say(message: str) -> None:
-    """A line for the console (above the progress bar) and for train.log."""
-    tqdm.write(message)
-    LOG.info(message)
-
-
 @dataclass
 class Run:
     """A training run, built once: what each round reads and updates."""
@@ -124,11 +118,11 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
     checkpoints = out / "checkpoints"
     for orphan in clean_staging(checkpoints):
-        say(f"removed {orphan.name}, a checkpoint a killed run left half-written")
+        dat_runtime.say(LOG, f"removed {orphan.name}, a checkpoint a killed run left half-written")
     found = latest_checkpoint(checkpoints) if cfg.resume else None
     if found is not None:
         algo, state = load_checkpoint(found, TD3BC, OfflineEnv(obs_space, act_space), cfg.algo.device)
-        say(f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
+        dat_runtime.say(LOG, f"resuming from {found} (round {state.round} of {cfg.loop.rounds})")
         state.settings = identity(cfg)  # the same, or forced (force_resume): later resumes follow this config
     else:
         if not cfg.resume and latest_checkpoint(checkpoints) is not None:
