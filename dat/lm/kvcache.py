@@ -120,9 +120,8 @@ def assemble(entries: Sequence[Cached], suffix_lengths: Sequence[int], new_token
     padding the real tokens before it never attend to, the model being causal) or before them
     (``"left"``: generation, which continues from every row's last column). Each real suffix token gets
     the position it would have alone; a padded one, the positions around it (it is never attended to).
-    The cache has room for the suffix and
-    ``new_tokens`` more (``ReservedLayer``); with no entry holding a token yet it is an empty
-    ``DynamicCache``, whose first write costs what writing into room would.
+    The cache has room for the suffix and ``new_tokens`` more (``ReservedLayer``); with no entry holding
+    a token yet it is an empty ``DynamicCache``, whose first write costs what writing into room would.
     """
     lengths = [len(e) for e in entries]
     width, span = max(lengths), max(suffix_lengths)
