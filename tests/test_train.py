@@ -18,7 +18,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 import train as train_module
-from dat.config import TrainConfig, to_config
+from dat.config import TrainConfig, to_config, validate
 from dat.rl.export import DATPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
         train_module.train(config(tmp_path, *clone, "selfclone.lr=0.5", f"output_dir={tmp_path / 'd'}"))
 
 
-@pytest.mark.parametrize("override, message", [
+BAD_VALUES = [
     ("prefix.kind=foo", "prefix.kind='foo' is not one of: pca, learned, anchors, behaviours"),
     ("prefix.position=middle", "prefix.position='middle' is not one of: start, before_reply"),
     ("loop.rounds=-1", "loop.rounds=-1 must be at least 1"),
@@ -197,8 +197,19 @@ def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
     ("logger.mode=offlien", "logger.mode='offlien' is not one of: offline, online, disabled"),
     ("model.device=gpu0", "model.device='gpu0' is not a torch device"),
     ("env.sampling.top_p=1.5", "env.sampling.top_p=1.5 must be in (0, 1]"),
-])
-def test_bad_values_fail_in_one_line_before_the_model_loads(tmp_path, override, message):
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_VALUES)
+def test_bad_values_are_refused_with_a_message_that_names_them(tmp_path, override, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as refused:
+        validate(config(tmp_path, override))  # what the start check runs before Hydra writes anything
+    assert message in str(refused.value)
+
+
+def test_a_bad_value_fails_in_one_line_before_the_model_loads(tmp_path):
+    """The command-line path of every refusal above: the start check's one line, and nothing written."""
+    override, message = BAD_VALUES[3]
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "debug=tiny", "logger=none", f"model.cache_dir={tmp_path / 'cache'}",
          override], capture_output=True, text=True, cwd=tmp_path, timeout=120)  # Hydra's folder would be here
