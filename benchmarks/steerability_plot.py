@@ -119,7 +119,7 @@ def steerability_figure(runs: Sequence[dict]) -> Figure:
     handles += [Line2D([], [], ls="", marker=MARKERS[j % len(MARKERS)], color="0.3", label=run_label(r))
                 for j, r in enumerate(runs)]
     split = runs[0].get("settings", {}).get("split", "?")
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)  # wraps
     fig.suptitle(f"Steerability of each action space ({split} split, model {runs[0].get('model', '?')})")
     return fig
 
