@@ -5,6 +5,8 @@ PIP     := $(PY) -m pip
 STAMP   := .venv/.installed
 VLLM    := .venv-vllm/.installed
 LOCKS   := requirements/lock.txt requirements/models.txt
+# The two environments build side by side (`make test` needs both; each pip is mostly single-threaded).
+MAKEFLAGS += --jobs=2
 export OMP_WAIT_POLICY := PASSIVE
 export HF_HUB_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
