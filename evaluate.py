@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from dat.config import SharedConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect_conditions
-from dat.eval.conditions import BASELINE, eval_metrics, eval_order, summarize, transcript_rows
+from dat.eval.conditions import BASELINE, eval_metrics, eval_order, reward_line, summarize, transcript_rows
 from dat.eval.report import markdown_table, write_report
 from dat.judges import make_judge
 from dat.judges.reward import reward as judged_reward
@@ -132,9 +132,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     tracker.table("eval/transcripts", columns, rows, step=0)
     tracker.summary(metrics)
     tracker.finish()
-    LOG.info(f"{seconds:.0f} s; reward " + ", ".join(
-        f"{c} {metrics[f'eval/{c}/mean']:.3f}" for c in wanted if f"eval/{c}/mean" in metrics)
-        + f"; report: {paths['markdown']}")
+    LOG.info(f"{seconds:.0f} s; reward {reward_line(metrics)}; report: {paths['markdown']}")
     print(f"\n{markdown_table(summary)}\nreport: {paths['markdown']}  chart: {paths['png']}")
     return metrics
 

@@ -32,7 +32,7 @@ from dat.action.projection import UpProjection
 from dat.config import TrainConfig, identity, register_configs, to_config, validate
 from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import JudgeOutage, collect, outage
-from dat.eval.conditions import eval_metrics, evaluate_conditions, transcript_rows
+from dat.eval.conditions import eval_metrics, evaluate_conditions, reward_line, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
 from dat.judges.rejudge import FailedJudgements, Rejudged, run_cache_dir
@@ -203,14 +203,8 @@ def round_line(rnd: int, rounds: int, episodes: int, metrics: dict[str, float]) 
     """One round in a line: episodes so far, transitions, time, and the held-out rewards when it evaluated."""
     line = (f"round {rnd + 1}/{rounds}: {episodes} episodes, {metrics['rollout/buffer_transitions']:.0f} "
             f"transitions, {metrics['perf/round_seconds']:.0f} s")
-    held_out = {key.split("/")[1]: value for key, value in metrics.items()
-                if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2}
-    if held_out:
-        names = sorted(held_out, key=lambda name: name != "policy")  # the planner first, then the baselines
-        line += "; held-out reward " + ", ".join(f"{name} {held_out[name]:.3f}" for name in names)
-        if "eval/policy/diff" in metrics:
-            line += f" (policy - unsteered {metrics['eval/policy/diff']:+.3f})"
-    return line
+    rewards = reward_line(metrics)
+    return line + (f"; held-out reward {rewards}" if rewards else "")
 
 
 def _rejudge(run: Run, rnd: int) -> int:

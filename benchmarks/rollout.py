@@ -96,7 +96,7 @@ def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: fl
     }
 
 
-def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str = "pca") -> dict:
+def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str = "pca") -> tuple[list, dict]:
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,

@@ -96,3 +96,14 @@ def eval_order(n_tasks: int, per_task: int) -> list[int]:
 def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """Flat ``eval/<condition>/<dimension>/<stat>`` scalars, with the reward as the headline."""
     return flat_metrics(summary, prefix="eval", headline="reward")
+
+
+def reward_line(metrics: Mapping[str, float]) -> str:
+    """The mean reward of each condition in ``eval_metrics``, the planner first, and its paired difference
+    to the unsteered model where there is one: "policy 0.150, unsteered 0.246 (policy - unsteered -0.094)"."""
+    means = {key.split("/")[1]: value for key, value in metrics.items()
+             if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2}
+    line = ", ".join(f"{name} {means[name]:.3f}" for name in sorted(means, key=lambda name: name != "policy"))
+    if "eval/policy/diff" in metrics:
+        line += f" (policy - {BASELINE} {metrics['eval/policy/diff']:+.3f})"
+    return line
