@@ -21,6 +21,15 @@ partner's lines and its system prompt are read), so the batched episodes give a 
 read per dialogue; at 2 x (non-embedding parameters) FLOPs per token (attention and the output layer not
 counted, so the bound stays a bound) and the measured matmul roofline, no engine can play more dialogues per
 hour than that ceiling, which is set beside ten times the sequential rate.
+
+That bound counts FLOPs only. Decoding is bound by memory instead: every step of a batch multiplies one
+row per dialogue by every weight of the model, and a 135M model's weights do not fit in any cache, so each
+step streams all of them from memory. The **floor at batch N** adds the two parts of the work: the tokens
+read (system prompts, partner lines, reply headers) at the matmul roofline, and the tokens decoded, in at
+least (decoded tokens / N) steps, each costing at least the measured time of the model's matrix products
+at N rows (``weight_step_seconds``: every linear layer and the LM head, in the model's order, cold as in
+a real step; attention, norms and sampling not counted). It is a floor for torch's matrix products on this
+machine, not for every conceivable kernel.
 """
 
 from __future__ import annotations
@@ -61,11 +70,13 @@ def roofline(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def tokens_read(lm, tasks, episodes, cfg) -> float:
+def tokens_read(lm, tasks, episodes, cfg) -> tuple[float, float]:
     """Mean tokens per dialogue that some forward pass must read: per agent, its chat up to its own last
-    reply, less that reply's last token (sampled, never read back). A lower bound on the work."""
+    reply, less that reply's last token (sampled, never read back). A lower bound on the work. Returned
+    in two parts: the tokens an agent reads (its system text, the partner's lines, the chat template) and
+    those it decodes (its own replies, one step each)."""
     by_id = {t.id: t for t in tasks}
-    total = 0
+    total = decoded = 0
     for e in episodes:
         turns = e.record.turns
         for agent in (0, 1):
@@ -75,23 +86,51 @@ def tokens_read(lm, tasks, episodes, cfg) -> float:
             last = own[-1]
             system = by_id[e.task_id].agent_view(agent, leave_phrase=cfg.leave_phrase)
             before = agent_messages(system, turns[:last], agent, cfg.opening_cue)
-            reply = lm.tokenizer(turns[last].text, add_special_tokens=False)["input_ids"]
-            total += lm.count_tokens(before) + max(len(reply) - 1, 0)
-    return total / len(episodes)
+            replies = [lm.tokenizer(turns[i].text, add_special_tokens=False)["input_ids"] for i in own]
+            total += lm.count_tokens(before) + max(len(replies[-1]) - 1, 0)
+            decoded += sum(len(r) for r in replies[:-1]) + max(len(replies[-1]) - 1, 0)
+    return (total - decoded) / len(episodes), decoded / len(episodes)
 
 
-def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: float) -> dict:
-    """The most dialogues/hour any engine could play here: the work floor of ``episodes`` at the roofline."""
-    per_dialogue = tokens_read(lm, tasks, episodes, cfg)
+def weight_step_seconds(model, batch: int, dtype: torch.dtype, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of one decode step's matrix products at ``batch`` rows: a ``(batch, in)``
+    input times every linear layer's weight (the LM head included), in the model's order, in ``dtype``.
+    Together the weights are far larger than any cache, so each product reads its weight from memory, as
+    in a real step."""
+    weights = [m.weight.detach().to(dtype) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=dtype) for w in weights}
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first pass warms the kernels up
+            start = time.perf_counter()
+            for w in weights:
+                torch.nn.functional.linear(inputs[w.shape[1]], w)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: float,
+               batches: tuple[int, ...] = (16, 64)) -> dict:
+    """The most dialogues/hour any engine could play here (the FLOPs of ``episodes`` at the roofline), and
+    the floor at each of ``batches`` once decoding's memory traffic is counted (module docstring)."""
+    read, decoded = tokens_read(lm, tasks, episodes, cfg)
+    per_dialogue = read + decoded
     body = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n and "lm_head" not in n)
-    floor_gflop = 2 * body / 1e9 * per_dialogue
+    gflop_per_token = 2 * body / 1e9
+    floor_gflop = gflop_per_token * per_dialogue
+    step = {k: {n: weight_step_seconds(lm.model, n, getattr(torch, k)) for n in batches} for k in peaks}
+    at_batch = {k: {str(n): round(3600 / (read * gflop_per_token / peaks[k] + decoded / n * step[k][n]))
+                    for n in batches} for k in peaks}
     return {
         "tokens_read_per_dialogue": round(per_dialogue, 1),
-        "gflop_per_token_lower_bound": round(2 * body / 1e9, 3),
+        "tokens_decoded_per_dialogue": round(decoded, 1),
+        "gflop_per_token_lower_bound": round(gflop_per_token, 3),
         "dialogues_per_hour": {k: round(3600 * v / floor_gflop) for k, v in peaks.items()},
         "ten_times_sequential": round(10 * sequential),
         "roofline_share_needed_for_ten_times": {k: round(10 * sequential * floor_gflop / 3600 / v, 3)
                                                 for k, v in peaks.items()},
+        "weight_step_ms": {k: {str(n): round(1e3 * s, 1) for n, s in v.items()} for k, v in step.items()},
+        "dialogues_per_hour_at_batch": at_batch,
         "from": f"the batched HF episodes ({len(episodes)})",
     }
 
@@ -187,7 +226,7 @@ def main() -> None:
         if dtype in sequential:
             row["speedup_vs_sequential_same_dtype"] = round(row["dialogues_per_hour"] / sequential[dtype], 2)
         row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
-    ceiling = ceiling_of(lm, tasks, played, cfg, peaks, base) if played else None
+    ceiling = ceiling_of(lm, tasks, played, cfg, peaks, base, tuple(args.batches)) if played else None
     prompt = lm.count_tokens([{"role": "system", "content": tasks[0].agent_view(0, cfg.leave_phrase)}])
     common.write_result("rollout", {
         "model": lm.name, "dtype": str(lm.dtype), "tasks": "bundled", "n_tasks": len(tasks),

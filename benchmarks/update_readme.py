@@ -160,6 +160,21 @@ def throughput() -> str:
                       + " or ".join(f"{100 * v:.0f}% of the {k} roofline" for k, v in
                                     ceiling["roofline_share_needed_for_ten_times"].items())
                       + ", where decoding reaches a few per cent."]
+            floor = ceiling.get("dialogues_per_hour_at_batch")
+            if floor:
+                sequential = ceiling["ten_times_sequential"] / 10
+                steps = ceiling["weight_step_ms"]
+                parts += ["", "**Floor with memory counted**: decoding is bound by memory, not FLOPs: each step "
+                          "multiplies every weight of the model, too large for any cache, by one row per dialogue. "
+                          "One step's matrix products take " + "; ".join(
+                              f"{k} " + ", ".join(f"{ms} ms at {n} rows" for n, ms in v.items())
+                              for k, v in steps.items())
+                          + f" here. With the {ceiling['tokens_decoded_per_dialogue']:.0f} tokens each dialogue "
+                          "decodes in steps of that cost and the rest read at the roofline, no engine built on "
+                          "these matrix products plays more than " + "; ".join(
+                              f"{k} " + ", ".join(f"{d} dialogues/hour at N = {n} ({d / sequential:.1f}x the "
+                                                  "sequential loop)" for n, d in v.items())
+                              for k, v in floor.items()) + "."]
         parts += ["", machine_line(roll), ""]
     td3 = load("td3bc_pendulum")
     if td3 and "updates_per_s" in json.dumps(td3):
