@@ -42,7 +42,8 @@ from dataclasses import replace  # noqa: E402
 import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
-from dat.action.basis import PREBUILT  # noqa: E402
+from dat.action.basis import PREBUILT, basis_name, dtype_name  # noqa: E402
+from dat.action.behaviours import BehaviourConfig  # noqa: E402
 from dat.action.projection import PrefixConfig, UpProjection, build_projection  # noqa: E402
 from dat.dialogue.rollout import collect  # noqa: E402
 from dat.dialogue.rules import EnvConfig, agent_messages  # noqa: E402
@@ -53,6 +54,12 @@ from envs.scenarios import load_scenarios  # noqa: E402
 from envs.vector_env import collector_envs  # noqa: E402
 
 DEFAULT_ACTION = "behaviours (per-layer, the default)"
+
+
+def default_basis(lm) -> UpProjection:
+    """The default action space's basis as shipped for ``lm``'s dtype (each dtype has its own)."""
+    name = basis_name(BehaviourConfig(name="goal_hint_deep"), dtype_name(lm))
+    return UpProjection.load(PREBUILT / lm.name / name, position="before_reply")
 
 
 def constant_judge(records):
@@ -195,7 +202,7 @@ def main() -> None:
     lm = FrozenLM.load(model)
     prefix = PrefixConfig(position="before_reply")
     projection = build_projection(lm.model.get_input_embeddings().weight, prefix, artefact_folder(model))
-    default = UpProjection.load(PREBUILT / lm.name / "goal_hint_deep", position="before_reply")
+    default = default_basis(lm)
     tasks = load_scenarios("bundled")
     cfg = EnvConfig(max_turns=args.rounds, sampling=SamplingConfig(max_new_tokens=args.new_tokens))
     lm.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))  # warm-up
@@ -205,7 +212,8 @@ def main() -> None:
     if args.bfloat16:
         half = FrozenLM.load(replace(model, dtype="bfloat16"))
         half.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
-        rows += hf_rows(half, (projection, default), tasks, cfg, args, args.batches, args.default_action_batches)[0]
+        rows += hf_rows(half, (projection, default_basis(half)), tasks, cfg, args, args.batches,
+                        args.default_action_batches)[0]
         del half
     if args.vllm_batches:
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dat.action.basis import basis_folder, ensure_basis
+from dat.action.basis import basis_folder, dtype_name, ensure_basis
 from dat.action.projection import UpProjection, build_projection
 from dat.action.selfclone import ensure_projection, projection_folder
 from dat.dialogue.openings import behaviour_prompts, opening_chats
@@ -37,7 +37,7 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
         seed = derive_seed(cfg.behaviours.seed, "behaviour-prompts")  # the basis must not depend on the run seed
         projection = ensure_basis(lm, lambda: behaviour_prompts(lm, tasks, cfg.env, seed), cfg.prefix,
                                   cfg.behaviours, artefacts, embedder)
-        folder = basis_folder(artefacts, cfg.behaviours)
+        folder = basis_folder(artefacts, cfg.behaviours, dtype_name(lm))
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     else:
         # Trained once per model and setting, then reused by every run whose settings match (checked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import replace
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dat.action.basis import PREBUILT, BasisTrainer, ensure_basis, prebuilt_folder
+from dat.action.basis import PREBUILT, BasisTrainer, basis_folder, ensure_basis, prebuilt_folder
 from dat.action.behaviours import Behaviour, BehaviourConfig, PromptInfo, Scorers, contrastive_loss, select_pairs
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.dialogue.openings import prompt_info
@@ -146,9 +147,41 @@ def test_a_prebuilt_basis_with_the_same_settings_is_copied_into_the_cache_instea
     assert prebuilt_folder(str(tmp_path), config(), shelf) is None  # a model given as a path has no shipped copy
 
 
+def test_each_dtype_gets_its_own_basis_side_by_side(lm, tmp_path):
+    """A basis trained against the float32 model is not used by the bfloat16 one: each dtype's is made (or
+    found shipped) in that dtype and cached beside the other, the dtype in its settings. A float32 basis
+    records no dtype, so those made before the dtype was recorded still match."""
+    half = FrozenLM(copy.deepcopy(lm.model).to(torch.bfloat16), lm.tokenizer, name=lm.name)
+    calls = []
+
+    def prompts():
+        calls.append(1)
+        return DIALOGUES, INFOS
+
+    full = ensure_basis(lm, prompts, PREFIX, config(steps=2), tmp_path, progress=False)
+    made = ensure_basis(half, prompts, PREFIX, config(steps=2), tmp_path, progress=False)
+    again = ensure_basis(half, prompts, PREFIX, config(steps=2), tmp_path, progress=False)
+    assert calls == [1, 1] and torch.equal(made.basis, again.basis)
+    assert not torch.equal(full.basis, made.basis)
+    assert basis_folder(tmp_path, config(), "bfloat16") == tmp_path / "behaviours" / "sentiment@bfloat16"
+    assert "dtype" not in UpProjection.record_of(basis_folder(tmp_path, config()))["settings"]
+    assert UpProjection.record_of(basis_folder(tmp_path, config(), "bfloat16"))["settings"]["dtype"] == "bfloat16"
+    # A shipped copy is found per dtype too.
+    named = FrozenLM(half.model, lm.tokenizer, name="tiny-random")
+    made = ensure_basis(named, prompts, PREFIX, config(steps=2), tmp_path / "maker", progress=False)
+    shipped = tmp_path / "shelf" / "tiny-random" / "sentiment@bfloat16"
+    shutil.copytree(basis_folder(tmp_path / "maker", config(), "bfloat16"), shipped)
+    assert prebuilt_folder("tiny-random", config(), tmp_path / "shelf") is None
+    assert prebuilt_folder("tiny-random", config(), tmp_path / "shelf", "bfloat16") == shipped
+    taken = ensure_basis(named, prompts, PREFIX, config(steps=2), tmp_path / "user", progress=False,
+                         prebuilt=tmp_path / "shelf")
+    assert calls == [1, 1, 1] and torch.equal(taken.basis, made.basis)
+
+
 def test_the_default_run_finds_its_basis_shipped_with_the_package():
-    """The default config's basis ships prebuilt, made with exactly the default settings: a config change that
-    would silently make every first run train it again (ten minutes here) fails this test instead."""
+    """The default config's basis ships prebuilt in float32 and in bfloat16, made with exactly the default
+    settings: a config change that would silently make every first run train it again (ten minutes here)
+    fails this test instead."""
     from hydra import compose, initialize_config_dir
 
     from dat.action.behaviours import basis_settings
@@ -157,13 +190,14 @@ def test_the_default_run_finds_its_basis_shipped_with_the_package():
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("train"))
-    shipped = prebuilt_folder(cfg.model.name, cfg.behaviours)
-    assert shipped is not None and shipped.is_relative_to(PREBUILT), f"no prebuilt basis {cfg.behaviours.name!r}"
-    record = UpProjection.record_of(shipped)
-    wanted = basis_settings(cfg.model.name, cfg.prefix, cfg.behaviours)
-    assert {k: record["settings"][k] for k in wanted} == wanted
-    projection = UpProjection.load(shipped)
-    assert projection.basis.shape == (cfg.prefix.action_dim, 30, cfg.prefix.tokens, 576)  # SmolLM2-135M's shape
+    for dtype in ("float32", "bfloat16"):  # the default model.dtype, and the one that runs faster where supported
+        shipped = prebuilt_folder(cfg.model.name, cfg.behaviours, dtype=dtype)
+        assert shipped is not None and shipped.is_relative_to(PREBUILT), f"no prebuilt {cfg.behaviours.name!r}@{dtype}"
+        record = UpProjection.record_of(shipped)
+        wanted = basis_settings(cfg.model.name, cfg.prefix, cfg.behaviours, dtype)
+        assert {k: record["settings"].get(k) for k in [*wanted, "dtype"]} == {"dtype": None, **wanted}
+        projection = UpProjection.load(shipped)
+        assert projection.basis.shape == (cfg.prefix.action_dim, 30, cfg.prefix.tokens, 576)  # SmolLM2-135M's
 
 
 def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):

@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dat.action.behaviours import (
+    MADE_IN,
     Behaviour,
     BehaviourConfig,
     PromptInfo,
@@ -149,7 +150,7 @@ class BasisTrainer:
 
     def settings(self) -> dict:
         """Everything the basis depends on (compared before a cached basis is reused)."""
-        return {**basis_settings(self.lm.name, self.prefix, self.cfg), "prompts": len(self.chats)}
+        return {**basis_settings(self.lm.name, self.prefix, self.cfg, dtype_name(self.lm)), "prompts": len(self.chats)}
 
     def pool(self) -> Pool:
         """The model's own replies (sampled once, then read from ``pool.json``)."""
@@ -323,43 +324,58 @@ def _save_torch(path: Path, data: dict) -> None:
 
 
 PREBUILT = Path(__file__).parent / "prebuilt"
-"""Bases shipped with the package, ``<model>/<behaviours.name>/projection.{json,safetensors}``: the default
-model's default basis, so that a first ``python train.py`` does not spend ten minutes of a 2-core CPU making
-it. Each is what this module makes from the settings in its record (on the reference machine a fresh build
-was byte for byte the shipped one); ``behaviours.prebuilt=false`` makes it here instead."""
+"""Bases shipped with the package, ``<model>/<behaviours.name>[@<dtype>]/projection.{json,safetensors}``: the
+default model's default basis in float32 and in bfloat16, so that a first ``python train.py`` does not spend
+ten minutes of a 2-core CPU making it. Each is what this module makes from the settings in its record (on
+the reference machine a fresh build was byte for byte the shipped one); ``behaviours.prebuilt=false`` makes
+it here instead."""
 
 
-def basis_folder(artefacts: str | Path, cfg: BehaviourConfig) -> Path:
-    """Where the basis made with ``cfg`` is cached: ``<model artefacts>/behaviours/<name>``."""
-    return Path(artefacts) / "behaviours" / cfg.name
+def dtype_name(lm: FrozenLM) -> str:
+    """The model's dtype as configs spell it (``float32``, ``bfloat16``)."""
+    return str(lm.dtype).removeprefix("torch.")
 
 
-def prebuilt_folder(model: str, cfg: BehaviourConfig, root: Path = PREBUILT) -> Path | None:
-    """The shipped copy of the basis ``cfg.name`` for ``model``, if the package has one (a model given as a
-    path has none)."""
-    if not cfg.prebuilt or Path(model).name != model or not _complete(root / model / cfg.name):
+def basis_name(cfg: BehaviourConfig, dtype: str = MADE_IN) -> str:
+    """The folder name of the basis ``cfg.name`` made in ``dtype``: the name itself in float32, else
+    ``<name>@<dtype>``, so that the bases of one setting in two dtypes live side by side."""
+    return cfg.name if dtype == MADE_IN else f"{cfg.name}@{dtype}"
+
+
+def basis_folder(artefacts: str | Path, cfg: BehaviourConfig, dtype: str = MADE_IN) -> Path:
+    """Where the basis made with ``cfg`` in ``dtype`` is cached: ``<model artefacts>/behaviours/<basis_name>``."""
+    return Path(artefacts) / "behaviours" / basis_name(cfg, dtype)
+
+
+def prebuilt_folder(model: str, cfg: BehaviourConfig, root: Path = PREBUILT, dtype: str = MADE_IN) -> Path | None:
+    """The shipped copy of the basis ``cfg.name`` in ``dtype`` for ``model``, if the package has one (a model
+    given as a path has none)."""
+    folder = root / model / basis_name(cfg, dtype)
+    if not cfg.prebuilt or Path(model).name != model or not _complete(folder):
         return None
-    return root / model / cfg.name
+    return folder
 
 
 def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[PromptInfo]]], prefix: PrefixConfig,
                  cfg: BehaviourConfig, artefacts: str | Path, embedder=None, progress: bool = True,
                  prebuilt: Path = PREBUILT) -> UpProjection:
-    """The behaviour basis for ``cfg``: loaded when a complete one with the same settings is cached, else
-    copied into the cache from the package's prebuilt copy (``PREBUILT``) when that one's settings match,
-    else made.
+    """The behaviour basis for ``cfg`` in the dtype of ``lm``: loaded when a complete one with the same settings
+    is cached, else copied into the cache from the package's prebuilt copy (``PREBUILT``) when that one's
+    settings match, else made (in that dtype).
 
     ``prompts`` is called only when training is needed; it returns the train chats and their
     ``PromptInfo``. A cached basis made with other settings is refused with the settings that differ; a
     prebuilt one with other settings is passed over (the basis is then made here).
     """
     check_config(prefix, cfg)
-    folder = basis_folder(artefacts, cfg)
-    wanted = basis_settings(lm.name, prefix, cfg)
-    shipped = prebuilt_folder(lm.name, cfg, prebuilt)
+    dtype = dtype_name(lm)
+    folder = basis_folder(artefacts, cfg, dtype)
+    wanted = basis_settings(lm.name, prefix, cfg, dtype)
+    shipped = prebuilt_folder(lm.name, cfg, prebuilt, dtype)
+    model = lm.name if dtype == MADE_IN else f"{lm.name} in {dtype}"
     if not _complete(folder) and shipped is not None and not _changed(shipped, wanted):
         _copy_projection(shipped, folder)
-        _say(progress, f"stage 1: behaviour basis {cfg.name!r} for {lm.name}: the copy shipped with the package "
+        _say(progress, f"stage 1: behaviour basis {cfg.name!r} for {model}: the copy shipped with the package "
                        f"(same settings), now cached at {folder}. behaviours.prebuilt=false makes your own.")
     if _complete(folder):
         changed = _changed(folder, wanted)
@@ -368,8 +384,8 @@ def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[Pr
                              f"({', '.join(changed)}). Give this setting its own behaviours.name, or delete "
                              "that folder to retrain.")
         return _with_run_settings(UpProjection.load(folder), prefix)
-    _say(progress, f"stage 1: making the behaviour basis {cfg.name!r} for {lm.name} (once per model and settings; "
-                   f"resumable, cached at {folder}).")
+    _say(progress, f"stage 1: making the behaviour basis {cfg.name!r} for {model} (once per model, dtype and "
+                   f"settings; resumable, cached at {folder}).")
     chats, infos = prompts()
     projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder).train(progress)
     return _with_run_settings(projection, prefix)
@@ -382,7 +398,8 @@ def _complete(folder: Path) -> bool:
 def _changed(folder: Path, wanted: dict) -> list[str]:
     """The top-level settings (model, behaviours, prefix) in which the basis at ``folder`` differs from ``wanted``."""
     saved = UpProjection.record_of(folder)["settings"]
-    return [k for k in wanted if saved.get(k) != wanted[k]]
+    keys = [*wanted, *(["dtype"] if "dtype" not in wanted else [])]  # a float32 request records no dtype
+    return [k for k in keys if saved.get(k) != wanted.get(k)]
 
 
 def _copy_projection(source: Path, folder: Path) -> None:

@@ -232,12 +232,21 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
         raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
 
 
-def basis_settings(model: str, prefix: PrefixConfig, cfg: BehaviourConfig) -> dict:
-    """The settings a basis depends on: the model, how it is made, and the prefix shape it fills."""
+MADE_IN = "float32"
+"""The dtype every basis was made in before the dtype became part of its settings (recorded only when it
+differs, so those bases still match)."""
+
+
+def basis_settings(model: str, prefix: PrefixConfig, cfg: BehaviourConfig, dtype: str = MADE_IN) -> dict:
+    """The settings a basis depends on: the model and the dtype it runs in, how it is made, and the prefix
+    shape it fills.
+
+    The dtype belongs to the basis: a prefix trained against the float32 model steers the bfloat16 one
+    less reliably (``benchmarks/results/steerability_seed1_bfloat16.json``), so each dtype gets its own."""
     made = {k: v for k, v in asdict(cfg).items() if k not in RUN_FIELDS}
     made["behaviours"] = [{k: v for k, v in b.items() if v is not None or k not in LATER_FIELDS}
                           for b in made["behaviours"]]
     shape = {k: asdict(prefix)[k] for k in ("kind", "position", "tokens", "action_dim")}
     if prefix.depth != "input":  # recorded only when deep, so input bases made before the field still match
         shape["depth"] = prefix.depth
-    return {"model": model, "behaviours": made, "prefix": shape}
+    return {"model": model, "behaviours": made, "prefix": shape, **({"dtype": dtype} if dtype != MADE_IN else {})}
