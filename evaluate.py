@@ -105,7 +105,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     if policy is None:
         wanted = [c for c in wanted if c != "policy"]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
-    envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order), cfg.batch_size)
+    # the conditions share one lockstep stream: sized for all of them, it runs batch_size dialogues wide
+    envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order) * len(wanted), cfg.batch_size)
     dat_runtime.say(LOG, f"evaluate: {len(order)} episodes x {len(wanted)} conditions ({', '.join(wanted)}), "
                          f"{envs.num_envs} dialogues in lockstep")
     started = time.perf_counter()

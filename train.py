@@ -32,7 +32,7 @@ from dat.action.projection import UpProjection
 from dat.config import TrainConfig, identity, register_configs, to_config, validate
 from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import JudgeOutage, collect, outage
-from dat.eval.conditions import eval_metrics, evaluate_conditions, reward_line, transcript_rows
+from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
 from dat.judges.rejudge import FailedJudgements, Rejudged, run_cache_dir
@@ -109,11 +109,12 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     def reward_fn(judgement, steered: int) -> float | None:
         return judged_reward(judgement, steered, cfg.judge.weights)
 
-    # Collection and evaluation are loops over Gymnasium vector envs (loop.batch_size dialogues in lockstep).
+    # Collection and evaluation are loops over Gymnasium vector envs (loop.batch_size dialogues in lockstep);
+    # evaluation plays all its conditions in one stream, so its env is sized for all of them.
     train_envs = collector_envs(lm, projection, train_tasks, judge, cfg.env, reward_fn, cfg.loop.episodes_per_round,
                                 cfg.loop.batch_size)
     eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
-                               len(eval_tasks) * cfg.loop.eval_per_task, cfg.loop.batch_size)
+                               len(eval_tasks) * cfg.loop.eval_per_task * len(EVALUATED), cfg.loop.batch_size)
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
     checkpoints = out / "checkpoints"

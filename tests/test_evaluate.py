@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ def export_policy(tmp_path: Path, state_layer: int = -1, state_pool: str = "last
     return tmp_path / "export"
 
 
-def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
+def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="evaluate")
     export = export_policy(tmp_path, state_layer=-2, state_pool="mean")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
@@ -62,6 +64,8 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path):
         seeds[condition] = [(line["task_id"], line["seed"]) for line in lines]
     assert seeds["policy"] == seeds["unsteered"] == seeds["zero"] == seeds["random"]  # paired episodes
     assert len({task for task, _ in seeds["policy"]}) == 4  # K=1 episode on each of the 4 tasks
+    # The 4 conditions' 16 episodes share one stream, as wide as batch_size allows (not one condition's 4).
+    assert "16 dialogues in lockstep" in caplog.text
 
 
 def test_a_policy_that_is_no_export_is_explained_before_any_work(tmp_path):

@@ -23,6 +23,10 @@ from dat.judges.dimensions import DIMENSIONS
 BASELINE = "unsteered"
 
 
+EVALUATED = ("policy", BASELINE, "zero")
+"""The conditions ``evaluate_conditions`` plays (``random`` is left to ``evaluate.py``)."""
+
+
 def condition_policies(policy: Callable | None) -> dict[str, Any]:
     """The policies of each condition (the planner's only when there is one)."""
     policies: dict[str, Any] = {BASELINE: None, "zero": "zero", "random": "random"}
@@ -80,7 +84,7 @@ def evaluate_conditions(
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
-    wanted = {name: chosen for name, chosen in condition_policies(policy).items() if name != "random"}
+    wanted = {name: chosen for name, chosen in condition_policies(policy).items() if name in EVALUATED}
     played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
                                 task_order=order)  # the conditions still to play, in one lockstep stream
     runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
