@@ -100,7 +100,7 @@ def steerability_figure(runs: Sequence[dict]) -> Figure:
                     bok_ax.plot(best["z"], y, marker, color=colour, ms=5)
     for ax, threshold, title in (
         (corr_ax, MIN_CORRELATION, "same-action correlation (± SE)"),
-        (bok_ax, MIN_BEST_OF_K_Z, "best-of-K advantage on fresh samples (SE)"),
+        (bok_ax, MIN_BEST_OF_K_Z, "best-of-K advantage (SE, fresh samples)"),
     ):
         ax.axvline(threshold, color="crimson", ls="--", lw=1.2)
         ax.axvline(0, color="grey", lw=0.8)
