@@ -8,7 +8,8 @@ that instruction added to the prompt (a targeted pool), and learns to do without
 what the model does with it. ``rounds > 1`` iterates: the next round adds replies sampled *with* the
 behaviour's current prefix to its pool, re-selects the pairs and trains on.
 
-Everything is saved as it is made, under ``<model artefacts>/behaviours/<name>``: the pool
+Everything is saved as it is made, under ``<model artefacts>/behaviours/<name>`` (``<name>@bfloat16`` for a
+basis made against the model in bfloat16: a basis belongs to the dtype it was trained in): the pool
 (``pool.json``), each behaviour's prefix when trained (``<behaviour>.safetensors``, with a
 checkpoint every few steps), then the projection (safetensors) beside a JSON record of every setting.
 A re-run resumes where it stopped; a finished basis is reused only when every setting matches.
