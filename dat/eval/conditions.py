@@ -2,9 +2,11 @@
 
 Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at all, the
 baseline), ``zero`` (a zero action: the prefix slots without content) and ``random`` (uniform
-random actions). Because episode ``i`` of every condition has the same seed, its task, sides and
-sampling stream match across conditions, and differences are paired per episode and clustered by
-scenario (``dat.eval.stats``). Failed judgements become NaN: counted, never averaged in.
+random actions). Because episode ``i`` of every condition has the same seed, its task and sides match
+across conditions, and differences are paired per episode and clustered by scenario (``dat.eval.stats``).
+The sampled replies are not common random numbers: each batched generation call draws for all its rows
+from one seed, so a row's draws depend on its place in the batch. Failed judgements become NaN: counted,
+never averaged in.
 """
 
 from __future__ import annotations
