@@ -111,12 +111,13 @@ class DialogueEnv(gym.Env):
         super().reset(seed=seed)
         options = dict(options or {})
         index, steered, opens = draw_setup(self.np_random, len(self.tasks), self.cfg)
+        stream = int(self.np_random.integers(2**31))  # the dialogue's own sampling stream, as a vector env's
         task = self._task(options, index)
         steered = int(options.get("steered", steered))
         opens = bool(options.get("partner_opens", opens))
         if steered not in (0, 1):
             raise ValueError(f"options['steered']={steered!r} must be 0 or 1.")
-        self.dialogue = Dialogue.open(task, steered, opens, self.cfg)
+        self.dialogue = Dialogue.open(task, steered, opens, self.cfg, seed=stream)
         self._lockstep.start([self.dialogue], self._seed())
         return self._observe(), self._info()
 

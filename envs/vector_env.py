@@ -6,9 +6,12 @@ batched ``lm.generate`` call per half-round for all sub-environments together (e
 with its own prefix; the partners' replies without), one batched ``lm.states`` call for the next
 observations, one batched judge call for the dialogues that end in a step; each dialogue keeps
 its KV caches between rounds. The rules are :class:`dat.dialogue.rules.Lockstep`'s, the same that
-:class:`envs.dialogue_env.DialogueEnv` runs with a batch of one, so with greedy decoding sub-env i
-after ``reset(seed=s)`` plays exactly the dialogue ``DialogueEnv`` plays after ``reset(seed=s + i)``
-with the same actions (``tests/test_vector_env.py``).
+:class:`envs.dialogue_env.DialogueEnv` runs with a batch of one, and each dialogue samples its lines
+from a stream of its own (``Dialogue.seed``, drawn from its sub-env's seed), so sub-env i after
+``reset(seed=s)`` plays the dialogue ``DialogueEnv`` plays after ``reset(seed=s + i)`` with the same
+actions, greedy or sampled, whatever the batch around it (``tests/test_vector_env.py``; up to the float
+rounding by which a batched row differs from the same row alone, which moves a sampled token only when
+the draw falls within it of a boundary).
 
 Autoreset follows Gymnasium's modes (``metadata["autoreset_mode"]``):
 
@@ -188,6 +191,7 @@ class DialogueVectorEnv(VectorEnv):
         opened = []
         for i in envs:
             index, steered, opens = draw_setup(self._rngs[i], len(self.tasks), self.cfg)
+            stream = int(self._rngs[i].integers(2**31))  # the dialogue's own sampling stream
             fixed = {k: self._option(options, k, i) for k in SETUP_OPTIONS}
             if fixed["task_id"] is not None:
                 if fixed["task_id"] not in self._by_id:
@@ -202,7 +206,7 @@ class DialogueVectorEnv(VectorEnv):
             if steered not in (0, 1):
                 raise ValueError(f"options['steered']={steered!r} must be 0 or 1.")
             opens = opens if fixed["partner_opens"] is None else bool(fixed["partner_opens"])
-            self.dialogues[i] = Dialogue.open(self.tasks[index], steered, opens, self.cfg)
+            self.dialogues[i] = Dialogue.open(self.tasks[index], steered, opens, self.cfg, seed=stream)
             self._ended[i] = False
             opened.append(self.dialogues[i])
         if opened:

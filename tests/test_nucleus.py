@@ -53,6 +53,22 @@ def test_temperature_sharpens_and_the_draw_is_seeded():
     assert 0 < (draws(1.0, 5) == 3).float().mean() < 0.1  # top_p 1.0 keeps every token
 
 
+def test_row_seeds_give_each_row_its_own_draws_whatever_the_batch():
+    torch.manual_seed(0)
+    logits = [torch.randn(3, 50) for _ in range(6)]  # six decoding steps of a 3-row batch
+
+    def tokens(seeds, rows):
+        sampler = NucleusSampler(1.0, 0.95, seeds)
+        return torch.stack([sampler(None, step[rows].clone()).argmax(-1) for step in logits], 1)
+
+    batch = tokens([7, 8, 9], [0, 1, 2])
+    torch.manual_seed(123)  # the global generator plays no part
+    assert torch.equal(tokens([8], [1]), batch[1:2]) and torch.equal(tokens([9, 7], [2, 0]), batch[[2, 0]])
+    assert not torch.equal(tokens([1, 2, 3], [0, 1, 2]), batch)
+    with pytest.raises(ValueError, match="3 row seeds for a batch of 2"):
+        NucleusSampler(1.0, 0.9, [1, 2, 3])(None, torch.randn(2, 50))
+
+
 def test_impossible_settings_are_refused():
     with pytest.raises(ValueError, match="temperature > 0"):
         NucleusSampler(0.0, 0.9)

@@ -49,6 +49,17 @@ def test_batched_transcripts_equal_each_dialogue_alone(lm, proj, per_turn):
         assert e.reward == pytest.approx(said / 100)
 
 
+def test_sampled_episodes_do_not_depend_on_the_batch_size(lm, proj):
+    """Each dialogue samples from its own stream: loop.batch_size changes the speed, not the dialogues."""
+    cfg = EnvConfig(max_turns=2, sampling=SamplingConfig(max_new_tokens=8, temperature=1.0), leave_phrase=NEVER)
+    wide, narrow = (collect(lm, proj, make_tasks(), "random", 5, cfg, LengthJudge(), seed=3, batch_size=b)
+                    for b in (5, 2))
+    assert [e.record.turns for e in wide] == [e.record.turns for e in narrow]
+    assert len({e.record.turns[-1].text for e in wide}) == 5  # sampled, different dialogues
+    np.testing.assert_allclose(np.stack([e.next_states for e in wide]), np.stack([e.next_states for e in narrow]),
+                               atol=1e-4)
+
+
 def test_batched_equals_alone_with_repetition_penalty(lm, proj):
     greedy = SamplingConfig(do_sample=False, max_new_tokens=8)  # the default repetition penalty (1.2)
     cfg = EnvConfig(max_turns=2, sampling=greedy, leave_phrase=NEVER)

@@ -9,6 +9,7 @@ from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers dat/Dialogue-v0)
 from dat.dialogue.rules import EnvConfig
+from dat.lm.frozen import SamplingConfig
 from envs.dialogue_env import DialogueEnv
 from envs.vector_env import DialogueVectorEnv
 from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
@@ -35,9 +36,13 @@ def test_make_vec_returns_the_lockstep_env_with_batched_spaces(lm, proj):
     np.testing.assert_array_equal(obs, again)
 
 
-@pytest.mark.parametrize("per_turn", [False, True])
-def test_sub_envs_equal_single_envs_with_the_same_seeds(lm, proj, per_turn):
-    cfg = config(leave_phrase="Dea", reward_per_turn=per_turn)
+SAMPLED = SamplingConfig(max_new_tokens=8, temperature=1.0, top_p=0.95)
+
+
+@pytest.mark.parametrize(("per_turn", "sampling"), [(False, GREEDY), (True, GREEDY), (False, SAMPLED)])
+def test_sub_envs_equal_single_envs_with_the_same_seeds(lm, proj, per_turn, sampling):
+    """Sampled too: each dialogue draws its lines from a stream of its own, so its batch does not matter."""
+    cfg = config(leave_phrase="Dea", reward_per_turn=per_turn, sampling=sampling)
     n, seed = 4, 21
     vec = make_vec(lm, proj, n, cfg=cfg, autoreset_mode="Disabled")
     rng = np.random.default_rng(0)

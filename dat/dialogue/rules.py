@@ -36,6 +36,7 @@ from dat.action.projection import UpProjection
 from dat.lm.frozen import ContextOverflowError, FrozenLM, SamplingConfig
 from dat.lm.kvcache import Cached
 from dat.records import DialogueRecord, Utterance, clean_utterance
+from dat.seeding import derive_seed
 
 
 class DialogueTask(Protocol):
@@ -150,13 +151,21 @@ class Dialogue:
     steered agent's once its final state is read)."""
     scripted: dict[int, str] = field(default_factory=dict)
     """Partner lines fixed in advance, by their index in ``turns`` (an opening topic, a probe question)."""
+    seed: int | None = None
+    """The dialogue's own sampling stream: its line number ``k`` is drawn with ``derive_seed(seed, "line", k)``
+    alone, so the dialogue is the same in any batch. None: its lines draw from the batched call's seed."""
 
     @classmethod
-    def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig) -> Dialogue:
+    def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig,
+             seed: int | None = None) -> Dialogue:
         systems = (task.agent_view(0, leave_phrase=cfg.leave_phrase),
                    task.agent_view(1, leave_phrase=cfg.leave_phrase))
         return cls(task, steered, partner_opens, systems, cfg.opening_cue, scripted=script(task, steered,
-                                                                                       partner_opens, cfg))
+                                                                                       partner_opens, cfg), seed=seed)
+
+    def line_seed(self) -> int | None:
+        """The seed of the line this dialogue generates next (None without a stream of its own)."""
+        return None if self.seed is None else derive_seed(self.seed, "line", len(self.turns))
 
     @property
     def partner(self) -> int:
@@ -209,7 +218,8 @@ class Lockstep:
     def start(self, dialogues: Sequence[Dialogue], seed: int) -> None:
         """Generate the partner's opening lines (one call); fail early if a task cannot fit at all.
 
-        The opening line is never read as leaving: the steered agent always gets its first turn.
+        The opening line is never read as leaving: the steered agent always gets its first turn. ``seed``
+        (like ``step``'s ``seeds``) is the call's, for dialogues without a stream of their own (``Dialogue.seed``).
         """
         budget = self.cfg.sampling.max_new_tokens
         openers = [d for d in dialogues if d.partner_opens]
@@ -302,9 +312,10 @@ class Lockstep:
             return []
         sampling = replace(self.cfg.sampling, seed=int(seed))
         chats = [d.view(agent) for d, agent in zip(dialogues, agents, strict=True)]
+        own = [d.line_seed() for d in dialogues]  # every dialogue with its own stream: draws that ignore the batch
         began = time.perf_counter()
         raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
-                               caches=self._caches(dialogues, agents))
+                               seed=own if None not in own else None, caches=self._caches(dialogues, agents))
         self.counts["generate_seconds"] += time.perf_counter() - began
         self.counts["generate_calls"] += 1
         self.counts["utterances"] += len(raw)

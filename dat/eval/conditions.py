@@ -4,8 +4,9 @@ Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at
 baseline), ``zero`` (a zero action: the prefix slots without content) and ``random`` (uniform
 random actions). Because episode ``i`` of every condition has the same seed, its task and sides match
 across conditions, and differences are paired per episode and clustered by scenario (``dat.eval.stats``).
-The sampled replies are not common random numbers: each batched generation call draws for all its rows
-from one seed, so a row's draws depend on its place in the batch. Failed judgements become NaN: counted,
+Each dialogue samples from a stream of its own, drawn from its seed, so episode ``i`` draws the same
+random numbers line by line under every condition (common random numbers: its replies agree until the
+conditions make them differ), whatever the batch it is played in. Failed judgements become NaN: counted,
 never averaged in.
 """
 

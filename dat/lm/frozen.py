@@ -35,6 +35,7 @@ from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model
 from dat.lm.nucleus import NucleusSampler
 from dat.lm.penalty import RepetitionPenalty
 from dat.lm.vllmengine import VLLMEngine
+from dat.seeding import derive_seed
 
 Message = Mapping[str, str]
 Dialogue = Sequence[Message]
@@ -185,10 +186,14 @@ class FrozenLM:
         prefix_embeds: Sequence[Tensor | None] | Tensor | None = None,
         sampling: SamplingConfig | None = None,
         position: str = "start",
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         caches: Sequence[Cached] | None = None,
     ) -> list[str]:
         """Generate the next utterance for each dialogue, each steered by its own prefix (or none).
+
+        ``seed``: one seed for the call (``sampling.seed`` when None), from which all rows draw, so a row's
+        sample depends on its place in the batch; or one seed per row, from which that row alone draws, so
+        its sample is the one it would get in any batch (up to the float rounding of batched matmuls).
 
         ``caches`` (one per dialogue) are used, and brought up to date, when the prefixes leave the
         chat before the reply header untouched: no prefix, or ``position="before_reply"``. A prefix at
@@ -205,9 +210,13 @@ class FrozenLM:
             for d, p in zip(dialogues, prefixes, strict=True)
         ]
         seed = sampling.seed if seed is None else seed
+        rows = None if isinstance(seed, int) else [int(x) for x in seed]
+        if rows is not None and len(rows) != len(dialogues):
+            raise ValueError(f"generate got {len(rows)} row seeds for {len(dialogues)} dialogues.")
         if self.engine is not None:
-            return self._engine_generate(ids, prefixes, position, sampling, seed)
-        config, processors = self._generation_config(sampling), self._processors(sampling)
+            return self._engine_generate(ids, prefixes, position, sampling, seed if rows is None else rows)
+        config, processors = self._generation_config(sampling), self._processors(sampling, rows)
+        seed = seed if rows is None else derive_seed(0, *rows)  # seeds the global stream; rows draw from their own
         reusable = position == "before_reply" or all(p is None for p in prefixes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
@@ -226,7 +235,8 @@ class FrozenLM:
                     ).tolist()
         return [self._decode(row) for row in out]
 
-    def _engine_generate(self, ids, prefixes, position: str, sampling: SamplingConfig, seed: int) -> list[str]:
+    def _engine_generate(self, ids, prefixes, position: str, sampling: SamplingConfig,
+                         seed: int | list[int]) -> list[str]:
         if any(p is not None and p.dim() == 3 for p in prefixes):
             raise ValueError("model.backend=vllm takes input prefixes only: a per-layer prefix (prefix.depth=layers) "
                              "acts inside the decoder layers, which prompt embeddings cannot express. Use "
@@ -384,20 +394,21 @@ class FrozenLM:
         )
 
     @staticmethod
-    def _processors(s: SamplingConfig) -> LogitsProcessorList:
+    def _processors(s: SamplingConfig, rows: Sequence[int] | None = None) -> LogitsProcessorList:
         """The repetition penalty over generated tokens, then (when sampling) the top-p draw.
 
         transformers' built-in penalty, given ``inputs_embeds``, skips each row's first
         pad-length generated tokens, so a padded row would decode differently in a batch than
         alone; these processors see only generated ids (the embeds path passes no prompt ids).
         ``RepetitionPenalty`` applies transformers' rule in place; ``NucleusSampler`` draws with
-        transformers' top-p law without sorting the vocabulary.
+        transformers' top-p law without sorting the vocabulary (from one generator per row given ``rows``,
+        their seeds).
         """
         processors = LogitsProcessorList()
         if s.repetition_penalty != 1.0:
             processors.append(RepetitionPenalty(s.repetition_penalty))
         if s.do_sample and s.temperature > 0:
-            processors.append(NucleusSampler(s.temperature, s.top_p))
+            processors.append(NucleusSampler(s.temperature, s.top_p, rows))
         return processors
 
     def _decode(self, tokens: Sequence[int]) -> str:

@@ -17,6 +17,8 @@ the vocabulary, differ from transformers' sampler for the same seed (``tests/tes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from transformers import LogitsProcessor
@@ -43,13 +45,37 @@ def nucleus(probs: Tensor, top_p: float, look: int = FIRST_LOOK) -> tuple[Tensor
 
 class NucleusSampler(LogitsProcessor):
     """Draw each row's next token from its top-p nucleus at ``temperature``; return scores whose only finite
-    entry is that token, so greedy decoding takes it. Uses the global torch generator (seed it as for
-    transformers' sampling). Float32 ``scores`` are overwritten with the result."""
+    entry is that token, so greedy decoding takes it. Float32 ``scores`` are overwritten with the result.
 
-    def __init__(self, temperature: float, top_p: float):
+    Without ``seeds`` the draws come from the global torch generator (seed it as for transformers'
+    sampling), so a row's tokens depend on the rows beside it. With one seed per row each row draws from
+    a generator of its own, once per step: its tokens are those it would draw alone, whatever the batch.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int] | None = None):
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"Sampling needs temperature > 0 and 0 < top_p <= 1; got {temperature}, {top_p}.")
         self.temperature, self.top_p = temperature, top_p
+        self.seeds = None if seeds is None else [int(s) for s in seeds]
+        self._generators: list[torch.Generator] | None = None
+
+    def _draw(self, kept: Tensor) -> Tensor:
+        """One token index per row of ``kept`` ``(batch, k)``, from the row generators when there are seeds.
+
+        A row with a generator draws by inverting its cumulative distribution with one uniform variate per
+        step: the draw does not depend on how many columns the batch's widest nucleus needed, and the float
+        rounding by which a batched row's probabilities differ from the same row alone moves it only when
+        the variate falls within that rounding of a boundary."""
+        if self.seeds is None:
+            return torch.multinomial(kept, 1)
+        if len(self.seeds) != kept.shape[0]:
+            raise ValueError(f"NucleusSampler has {len(self.seeds)} row seeds for a batch of {kept.shape[0]}.")
+        if self._generators is None:  # made at the first step, on the device the scores are on
+            self._generators = [torch.Generator(device=kept.device).manual_seed(s) for s in self.seeds]
+        uniform = torch.cat([torch.rand(1, generator=g, device=kept.device) for g in self._generators])
+        cdf = kept.double().cumsum(-1)
+        index = torch.searchsorted(cdf, (uniform.double() * cdf[:, -1])[:, None], right=True)
+        return index.clamp(max=kept.shape[-1] - 1)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         # In place on the float32 scores generate hands over as its own copy: at a 49k vocabulary each
@@ -57,5 +83,5 @@ class NucleusSampler(LogitsProcessor):
         probs = scores.float().div_(self.temperature)
         probs = probs.sub_(probs.logsumexp(-1, keepdim=True)).exp_()
         ids, kept = nucleus(probs, self.top_p)
-        token = ids.gather(-1, torch.multinomial(kept, 1))
+        token = ids.gather(-1, self._draw(kept))
         return probs.fill_(-torch.inf).scatter_(-1, token, 0.0)

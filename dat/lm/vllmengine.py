@@ -15,7 +15,7 @@ connects to one already running (``model.vllm.url``, e.g. on a GPU node), starte
 Contract, checked by tests against the HF backend in float32: greedy replies are token for token those
 of ``FrozenLM.generate`` with the HF backend, with or without a prefix, with the repetition penalty
 (applied to generated tokens only, by :mod:`dat.lm.vllmpenalty` inside the server). Sampled replies use
-one seed per row (``derive_seed(seed, row)``), so a row's reply does not depend on its batch; they are
+one seed per row (the caller's, or ``derive_seed(seed, row)`` from a call's seed); they are
 not the HF backend's samples. Per-layer (deep) prefixes cannot be expressed as prompt embeddings and
 are refused. Automatic prefix caching is on: a chat's unchanged head is not read again next turn.
 """
@@ -158,8 +158,11 @@ class VLLMEngine:
                                     f"({self.log}):\n{self.log_tail()}") from err
                 time.sleep(1.0)
 
-    def generate(self, prompts: Sequence[Tensor], sampling, seed: int, stop_ids: Sequence[int]) -> list[list[int]]:
-        """Generated token ids for each prompt, given as its ``(tokens, hidden)`` input embeddings."""
+    def generate(self, prompts: Sequence[Tensor], sampling, seed: int | Sequence[int],
+                 stop_ids: Sequence[int]) -> list[list[int]]:
+        """Generated token ids for each prompt, given as its ``(tokens, hidden)`` input embeddings; ``seed`` is
+        the call's (each row then draws from ``derive_seed(seed, row)``) or one per row."""
+        seeds = [derive_seed(seed, row) for row in range(len(prompts))] if isinstance(seed, int) else list(seed)
         sample = sampling.do_sample and sampling.temperature > 0
         common = {
             "model": SERVED_NAME, "max_tokens": sampling.max_new_tokens, "temperature": sampling.temperature if sample
@@ -167,8 +170,7 @@ class VLLMEngine:
             "stop_token_ids": sorted(stop_ids), "return_token_ids": True, "skip_special_tokens": True,
             "vllm_xargs": {PENALTY_ARGUMENT: float(sampling.repetition_penalty)},
         }
-        bodies = [{**common, "prompt_embeds": _encode(p), "seed": derive_seed(seed, row)}
-                  for row, p in enumerate(prompts)]
+        bodies = [{**common, "prompt_embeds": _encode(p), "seed": int(s)} for p, s in zip(prompts, seeds, strict=True)]
         if not bodies:
             return []
         with ThreadPoolExecutor(max_workers=min(len(bodies), 64)) as pool:
