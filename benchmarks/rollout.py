@@ -151,7 +151,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
         "action": action,
-        "dtype": str(lm.dtype).removeprefix("torch."),  # the HF model's (vLLM rows add vllm_dtype)
+        "dtype": dtype_name(lm),  # the HF model's (vLLM rows add vllm_dtype)
         "batch_size": batch_size,
         "kv_cache": kv_cache,
         "dialogues": len(episodes),

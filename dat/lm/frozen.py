@@ -35,7 +35,6 @@ from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model
 from dat.lm.nucleus import NucleusSampler
 from dat.lm.penalty import RepetitionPenalty
 from dat.lm.vllmengine import VLLMEngine
-from dat.seeding import derive_seed
 
 Message = Mapping[str, str]
 Dialogue = Sequence[Message]
@@ -216,7 +215,7 @@ class FrozenLM:
         if self.engine is not None:
             return self._engine_generate(ids, prefixes, position, sampling, seed if rows is None else rows)
         config, processors = self._generation_config(sampling), self._processors(sampling, rows)
-        seed = seed if rows is None else derive_seed(0, *rows)  # seeds the global stream; rows draw from their own
+        seed = seed if rows is None else sampling.seed  # the global stream's; with row seeds nothing draws from it
         reusable = position == "before_reply" or all(p is None for p in prefixes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
