@@ -196,6 +196,7 @@ BAD_VALUES = [
     ("prefix.path=/no/such/projection", "prefix.path='/no/such/projection' holds no up-projection"),
     ("logger.mode=offlien", "logger.mode='offlien' is not one of: offline, online, disabled"),
     ("model.device=gpu0", "model.device='gpu0' is not a torch device"),
+    ("model.kv_store_mib=-1", "model.kv_store_mib=-1 must be >= 0"),
     ("env.sampling.top_p=1.5", "env.sampling.top_p=1.5 must be in (0, 1]"),
 ]
 

@@ -32,8 +32,8 @@ def test_make_vec_returns_the_lockstep_env_with_batched_spaces(lm, proj):
     assert vec.observation_space.shape == (3, lm.hidden_size)
     obs, infos = vec.reset(seed=5)
     assert obs.shape == (3, lm.hidden_size) and obs.dtype == np.float32 and infos["_task_id"].all()
-    again, _ = vec.reset(seed=5)
-    np.testing.assert_array_equal(obs, again)
+    again, _ = vec.reset(seed=5)  # read again on top of the stored system text: equal up to float rounding
+    np.testing.assert_allclose(obs, again, atol=1e-5)
 
 
 SAMPLED = SamplingConfig(max_new_tokens=8, temperature=1.0, top_p=0.95)

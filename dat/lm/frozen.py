@@ -31,6 +31,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 
 from dat.lm import fastpaths, kvcache, layerprefix
 from dat.lm.kvcache import Cached
+from dat.lm.kvstore import KVStore
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
 from dat.lm.nucleus import NucleusSampler
 from dat.lm.penalty import RepetitionPenalty
@@ -97,10 +98,13 @@ class FrozenLM:
     ['...']
     """
 
-    def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL, engine: VLLMEngine | None = None):
+    def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL, engine: VLLMEngine | None = None,
+                 kv_store_mib: int = ModelConfig.kv_store_mib):
         self.model = fastpaths.apply(model)
         self.engine = engine
         """The vLLM engine that decodes replies (model.backend=vllm), or None for HF ``generate``."""
+        self.kv_store = KVStore(kv_store_mib)
+        """Keys and values of text already read, for the calls with ``caches`` (model.kv_store_mib)."""
         self.tokenizer = tokenizer
         self.name = name
         self.hidden_size: int = model.get_input_embeddings().weight.shape[1]
@@ -118,7 +122,7 @@ class FrozenLM:
     @classmethod
     def load(cls, cfg: ModelConfig) -> FrozenLM:
         model, tokenizer = load_model(cfg)
-        lm = cls(model, tokenizer, name=cfg.name)
+        lm = cls(model, tokenizer, name=cfg.name, kv_store_mib=cfg.kv_store_mib)
         if cfg.backend == "vllm":
             dtype = str(DTYPES[cfg.vllm.dtype or cfg.dtype]).removeprefix("torch.")
             lm.engine = VLLMEngine.connect(cfg.vllm, model_folder(cfg), dtype, lm.max_context)
@@ -164,7 +168,7 @@ class FrozenLM:
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
         if caches is not None:  # one pass reads the chat's new tokens and the header; the header is then dropped
             self._check_caches(caches, ids)
-            hidden = kvcache.extend(self.model, caches, ids, layer=layer)
+            hidden = kvcache.extend(self.model, caches, ids, layer=layer, store=self.kv_store)
             for cache, sample in zip(caches, ids, strict=True):
                 cache.crop(self.insert_index(sample, "before_reply"))
             return hidden.float().cpu()
@@ -251,7 +255,7 @@ class FrozenLM:
         """
         self._check_caches(caches, ids)
         cut = [self.insert_index(i, "before_reply") for i in ids]
-        kvcache.extend(self.model, caches, [i[:c] for i, c in zip(ids, cut, strict=True)])
+        kvcache.extend(self.model, caches, [i[:c] for i, c in zip(ids, cut, strict=True)], store=self.kv_store)
         return [kvcache.suffix(self.model, p, i[c:]) for i, c, p in zip(ids, cut, prefixes, strict=True)]
 
     @staticmethod

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
+
+if TYPE_CHECKING:
+    from dat.lm.kvstore import KVStore
 
 
 @dataclass
@@ -190,13 +194,52 @@ def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[
 
 
 @torch.no_grad()
-def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None = None) -> Tensor | None:
+def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None = None,
+           store: KVStore | None = None) -> Tensor | None:
     """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call per
     group of similar lengths, ``read_batches``).
 
     With ``layer``, also return the hidden state of each sequence's last token at that layer ``(batch, hidden)``,
     read in the same pass: an entry that already holds all of ``ids[i]`` then reads its last token again.
+
+    With a ``store`` (``dat.lm.kvstore``), an empty entry first takes the stored blocks its ids begin with,
+    and what it then holds is stored for the chats to come. Empty entries that begin with a block another one
+    of this call begins with (the same task under several evaluation conditions, the scenario lines both
+    agents read) wait for that one to be read and stored, then take it over and read only the rest.
     """
+    if store is None:
+        return _extend(model, entries, ids, layer)
+    first = [i for i, entry in enumerate(entries) if not len(entry)]
+    waiting = set(_repeats(first, ids, store.block))
+    passes = [[i for i in range(len(entries)) if i not in waiting], sorted(waiting)]
+    last: list[Tensor | None] = [None] * len(entries)
+    for now in passes:
+        if not now:
+            continue
+        fresh = [i for i in now if not len(entries[i])]
+        for i in fresh:
+            store.seed(entries[i], ids[i])
+        states = _extend(model, [entries[i] for i in now], [ids[i] for i in now], layer)
+        for i in fresh:
+            store.add(entries[i])
+        for k, i in enumerate(now):
+            last[i] = None if states is None else states[k]
+    return None if layer is None else torch.stack(last)
+
+
+def _repeats(first: Sequence[int], ids: Sequence[Sequence[int]], block: int) -> list[int]:
+    """Those of ``first`` whose ids begin with at least one ``block`` of an earlier one's."""
+    leaders: list[Sequence[int]] = []
+    repeats = []
+    for i in first:
+        if any(shared_length(ids[i][:block], lead[:block]) == block for lead in leaders):
+            repeats.append(i)
+        else:
+            leaders.append(ids[i])
+    return repeats
+
+
+def _extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None) -> Tensor | None:
     todo: list[tuple[Cached, list[int]]] = []
     for entry, target in zip(entries, ids, strict=True):
         keep = shared_length(entry.ids, target)

@@ -55,6 +55,11 @@ class ModelConfig:
     """What decodes replies: hf (transformers ``generate``, the reference) or vllm (a vLLM server fed the
     prompt embeddings, model.vllm; input-depth prefixes only). States always come from the HF model."""
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    kv_store_mib: int = 1024
+    """MiB for the keys and values of text already read (system prompts, opening lines), taken over by every
+    later chat that begins with it (``dat.lm.kvstore``): a task's system text is read once per round (train.py
+    empties the store at each round's start, so a resumed run replays exactly), not once per dialogue and
+    evaluation condition. 0 turns it off."""
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
