@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dat.config import SharedConfig, register_configs, to_config, validate
+from dat.config import LoopConfig, SharedConfig, register_configs, to_config, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect_conditions
 from dat.eval.conditions import BASELINE, eval_metrics, eval_order, reward_line, summarize, transcript_rows
@@ -47,8 +47,8 @@ class EvaluateConfig(SharedConfig):
     """What to evaluate and how much, over the groups evaluation shares with training (model, prefix and
     how it is made, env, judge, logger). Nothing of training's own (algorithm, rounds, resume) is read."""
 
-    batch_size: int = 16
-    """Dialogues advanced together in one batched generation call."""
+    batch_size: int = LoopConfig.batch_size
+    """Dialogues advanced together in one batched generation call (training's default, loop.batch_size)."""
     algo: Any = None
     """Ignored: set by shared presets (debug=tiny, experiment=...) for training."""
     loop: Any = None

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from dat.action.basis import PREBUILT, basis_name, dtype_name  # noqa: E402
 from dat.action.behaviours import BehaviourConfig  # noqa: E402
 from dat.action.projection import PrefixConfig, UpProjection, build_projection  # noqa: E402
-from dat.dialogue.rollout import collect  # noqa: E402
+from dat.dialogue.rollout import collect, collect_conditions  # noqa: E402
 from dat.dialogue.rules import EnvConfig, agent_messages  # noqa: E402
 from dat.lm.frozen import FrozenLM, SamplingConfig  # noqa: E402
 from dat.lm.loading import ModelConfig, artefact_folder, model_folder  # noqa: E402
@@ -143,10 +143,14 @@ def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: fl
 
 
 def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str = "pca") -> tuple[list, dict]:
+    """One row: ``n`` episodes of random actions, ``batch_size`` in lockstep, from an empty key/value store (as a
+    training round starts), so a row shares only what its own dialogues have in common."""
     load_before = os.getloadavg()[0]
     stats: dict[str, float] = {}
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
                           batch_size=batch_size)
+    lm.kv_store.clear()
+    reused = lm.kv_store.reused_tokens
     episodes = collect(envs, "random", n, seed, stats=stats)
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
@@ -163,8 +167,28 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
         "states_seconds": round(stats["perf/states_seconds"], 1),  # the RL state pass (HF, on either backend)
         "generate_seconds": round(stats["perf/generate_seconds"], 1),
         "utterances": int(stats["perf/utterances"]),
+        "kv_store_reused_tokens": lm.kv_store.reused_tokens - reused,  # read once, taken over by other chats
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+
+
+def evaluation_row(lm, projection, tasks, cfg, seed) -> dict:
+    """An evaluation as train.py plays it: every task once under each condition (random actions standing for
+    the planner, unsteered, zero action), all in one lockstep stream as wide as its dialogues, from an empty
+    store; the conditions of a task begin with the same text, which is read once."""
+    policies = {"policy": "random", "unsteered": None, "zero": "zero"}
+    n = len(tasks) * len(policies)
+    envs = collector_envs(lm, projection, tasks, constant_judge, cfg, episodes=n, batch_size=n)
+    lm.kv_store.clear()
+    reused, load_before = lm.kv_store.reused_tokens, os.getloadavg()[0]
+    started = time.perf_counter()
+    collect_conditions(envs, policies, len(tasks), seed, task_order=list(range(len(tasks))))
+    seconds = time.perf_counter() - started
+    return {"backend": "hf", "action": f"evaluation: {len(tasks)} tasks x {len(policies)} conditions, "
+            "default action space", "dtype": dtype_name(lm), "batch_size": n, "kv_cache": True, "dialogues": n,
+            "seconds": round(seconds, 1), "dialogues_per_hour": round(3600 * n / seconds, 1),
+            "kv_store_reused_tokens": lm.kv_store.reused_tokens - reused,
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def hf_rows(lm, projections, tasks, cfg, args, batches, default_batches) -> tuple[list[dict], list]:
@@ -196,6 +220,8 @@ def main() -> None:
     parser.add_argument("--vllm-batches", type=int, nargs="*", default=[16, 64],
                         help="vLLM runs: batch size (= dialogues); none skips vLLM")
     parser.add_argument("--vllm-dtype", default="bfloat16", help="vLLM's weights dtype (the HF model stays float32)")
+    parser.add_argument("--eval-tasks", type=int, default=8,
+                        help="an evaluation row as train.py plays it on this many held-out tasks (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = ModelConfig()
@@ -209,6 +235,9 @@ def main() -> None:
     gflop_per_token = 2 * sum(p.numel() for p in lm.model.parameters()) / 1e9
     peaks = {"float32": roofline(torch.float32), "bfloat16": roofline(torch.bfloat16)}
     rows, played = hf_rows(lm, (projection, default), tasks, cfg, args, args.batches, args.default_action_batches)
+    if args.eval_tasks:
+        rows.append(evaluation_row(lm, default, load_scenarios("bundled:eval")[: args.eval_tasks], cfg, args.seed))
+        print(rows[-1], flush=True)
     if args.bfloat16:
         half = FrozenLM.load(replace(model, dtype="bfloat16"))
         half.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
@@ -233,7 +262,8 @@ def main() -> None:
         row["speedup_vs_sequential"] = round(row["dialogues_per_hour"] / base, 2)
         if dtype in sequential:
             row["speedup_vs_sequential_same_dtype"] = round(row["dialogues_per_hour"] / sequential[dtype], 2)
-        row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
+        if "generated_tokens_per_s" in row:
+            row["roofline_share"] = round(row["generated_tokens_per_s"] * gflop_per_token / peaks[dtype], 4)
     ceiling = ceiling_of(lm, tasks, played, cfg, peaks, base, tuple(args.batches)) if played else None
     prompt = lm.count_tokens([{"role": "system", "content": tasks[0].agent_view(0, cfg.leave_phrase)}])
     common.write_result("rollout", {

@@ -141,9 +141,9 @@ def throughput() -> str:
             share = f"{100 * r['roofline_share']:.1f}" if "roofline_share" in r else "–"
             states = f" ({r['states_seconds']:.0f})" if "states_seconds" in r else ""
             action = "PCA, input" if r.get("action", "pca") == "pca" else r["action"]
+            made = f"{r['generated_tokens_per_s']:.1f}" if "generated_tokens_per_s" in r else "–"
             parts.append(f"| {mode} | {backend} | {action} | {r['dialogues']} | {r['seconds']:.0f}{states} | "
-                         f"{r['dialogues_per_hour']:.0f} | "
-                         f"{r['generated_tokens_per_s']:.1f} | {share} | {speedup} |")
+                         f"{r['dialogues_per_hour']:.0f} | {made} | {share} | {speedup} |")
         starts = [r["vllm_start_seconds"] for r in roll["rows"] if "vllm_start_seconds" in r]
         if starts:
             parts += ["", f"The vLLM server took {starts[0]:.0f} s to start (once per run, not in the times above)."]
@@ -152,7 +152,8 @@ def throughput() -> str:
             best = ceiling["dialogues_per_hour"]
             parts += ["", f"**Ceiling**: each dialogue above makes the model read at least "
                       f"{ceiling['tokens_read_per_dialogue']:.0f} tokens (each agent's chat up to its last reply, "
-                      f"{ceiling['from']}); at {ceiling['gflop_per_token_lower_bound']} GFLOP per token (matmuls "
+                      f"{ceiling['from']}), unless chats share text (the key/value store reads what they begin "
+                      f"with alike once); at {ceiling['gflop_per_token_lower_bound']} GFLOP per token (matmuls "
                       "of the transformer body only) and the full matmul roofline, no engine could play more than "
                       + ", ".join(f"{v} dialogues/hour in {k}" for k, v in best.items())
                       + f" on this machine. Ten times the sequential loop ({ceiling['ten_times_sequential']}) "

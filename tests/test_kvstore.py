@@ -90,6 +90,7 @@ def test_lockstep_dialogues_equal_those_played_without_a_store(tiny_model_dir):
         for turn in range(2):
             lockstep.step(dialogues, torch.full((4, 4), 0.3 * turn), (1 + turn, 5 + turn))
             states.append(lockstep.observe(dialogues))
+        assert lockstep.counts["kv_store_reused_tokens"] == lm.kv_store.reused_tokens  # perf/ in W&B
         played.append(([[u.text for u in d.turns] for d in dialogues], torch.stack(states), lm.kv_store))
     (texts, states, store), (plain_texts, plain_states, off) = played
     assert texts == plain_texts and torch.allclose(states, plain_states, atol=1e-5)

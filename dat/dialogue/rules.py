@@ -212,8 +212,10 @@ class Lockstep:
         self.prefix_tokens = projection.cfg.tokens if projection is not None else 0
         self.position = projection.cfg.position if projection is not None else "start"
         self.counts: dict[str, float] = {"generate_calls": 0, "states_calls": 0, "generated_tokens": 0,
-                                         "utterances": 0, "states_seconds": 0.0, "generate_seconds": 0.0}
-        """LM calls, utterances, generated tokens, and the seconds spent reading states and generating."""
+                                         "utterances": 0, "states_seconds": 0.0, "generate_seconds": 0.0,
+                                         "kv_store_reused_tokens": 0}
+        """LM calls, utterances, generated tokens, the seconds spent reading states and generating, and the
+        tokens a first read took over from the key/value store instead of reading them."""
 
     def start(self, dialogues: Sequence[Dialogue], seed: int) -> None:
         """Generate the partner's opening lines (one call); fail early if a task cannot fit at all.
@@ -237,11 +239,12 @@ class Lockstep:
         if fit:
             self.counts["states_calls"] += 1
             mean = self.cfg.state_pool == "mean"  # a mean over the whole chat cannot come from a cache's new tokens
-            began = time.perf_counter()
+            began, reused = time.perf_counter(), self.lm.kv_store.reused_tokens
             states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
                                     caches=None if mean else self._caches(fit, [d.steered for d in fit]),
                                     pool=self.cfg.state_pool)
             self.counts["states_seconds"] += time.perf_counter() - began
+            self.counts["kv_store_reused_tokens"] += self.lm.kv_store.reused_tokens - reused
             for d, s in zip(fit, states, strict=True):
                 d.state = s
         for d in dialogues:
@@ -313,10 +316,11 @@ class Lockstep:
         sampling = replace(self.cfg.sampling, seed=int(seed))
         chats = [d.view(agent) for d, agent in zip(dialogues, agents, strict=True)]
         own = [d.line_seed() for d in dialogues]  # every dialogue with its own stream: draws that ignore the batch
-        began = time.perf_counter()
+        began, reused = time.perf_counter(), self.lm.kv_store.reused_tokens
         raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
                                seed=own if None not in own else None, caches=self._caches(dialogues, agents))
         self.counts["generate_seconds"] += time.perf_counter() - began
+        self.counts["kv_store_reused_tokens"] += self.lm.kv_store.reused_tokens - reused
         self.counts["generate_calls"] += 1
         self.counts["utterances"] += len(raw)
         lengths = [len(ids) for ids in self.lm.tokenizer(raw, add_special_tokens=False)["input_ids"]]
