@@ -24,7 +24,8 @@ def summary() -> dict:
         "prompted": {"goal": np.full(16, np.nan), "relationship": rng.normal(0.5, 1.0, 16)},
     }
     scores["steered"]["goal"][3] = np.nan
-    return summarize_conditions(scores, groups=[f"s{i % 4}" for i in range(16)], n_boot=1000, n_perm=1000)
+    return summarize_conditions(scores, groups=[f"s{i % 4}" for i in range(16)], n_boot=1000, n_perm=1000,
+                                versus=("steered", "prompted"))
 
 
 def _cell(e: dict) -> str:
@@ -90,3 +91,19 @@ def test_learning_curves_png(tmp_path: Path) -> None:
     assert img.shape[1] > img.shape[0] > 100 and img.std() > 0.01  # two panels side by side
     learning_curves([], tmp_path / "empty.png")  # nothing to plot yet is not an error
     assert mpimg.imread(tmp_path / "empty.png").ndim == 3
+
+
+def test_a_second_comparison_is_shown_and_flattened(summary: dict) -> None:
+    versus = summary["versus"]
+    assert (versus["treated"], versus["control"]) == ("steered", "prompted")
+    assert set(versus["results"]) == {"relationship", "goal"}  # goal: every control judgement failed
+    r = versus["results"]["relationship"]
+    md = markdown_table(summary)
+    assert "`steered` against `prompted`" in md
+    assert f"{r['mean_diff']:+.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (p={r['p_value']:.3f})" in md
+    flat = flat_metrics(summary, headline="relationship")
+    assert flat["eval/steered_vs_prompted/diff"] == pytest.approx(r["mean_diff"])
+    assert math.isnan(flat["eval/steered_vs_prompted/goal/diff"])
+    no_control = summarize_conditions({"unsteered": {"goal": np.ones(4)}, "steered": {"goal": np.ones(4)}},
+                                      versus=("steered", "zero"))
+    assert "versus" not in no_control and "against" not in markdown_table(no_control)

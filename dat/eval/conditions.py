@@ -54,13 +54,15 @@ def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
 
 
 def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0) -> dict[str, Any]:
-    """Means, intervals and paired differences to the unsteered baseline, clustered by scenario."""
+    """Means, intervals and paired differences to the unsteered baseline, clustered by scenario; and the planner
+    against the zero action (what its state-dependent actions add to the prefix slots), when both were played."""
     first = next(iter(runs.values()))
     for name, episodes in runs.items():
         if [e.seed for e in episodes] != [e.seed for e in first]:
             raise ValueError(f"condition {name!r} did not play the same episodes; pairing is impossible.")
     scores = {name: episode_scores(episodes) for name, episodes in runs.items()}
-    return summarize_conditions(scores, baseline=BASELINE, groups=[e.task_id for e in first], seed=seed)
+    return summarize_conditions(scores, baseline=BASELINE, groups=[e.task_id for e in first], seed=seed,
+                                versus=("policy", "zero"))
 
 
 def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tuple[list[str], list[list[Any]]]:
@@ -106,11 +108,15 @@ def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 def reward_line(metrics: Mapping[str, float]) -> str:
-    """The mean reward of each condition in ``eval_metrics``, the planner first, and its paired difference
-    to the unsteered model where there is one: "policy 0.150, unsteered 0.246 (policy - unsteered -0.094)"."""
+    """The mean reward of each condition in ``eval_metrics``, the planner first, and its paired differences
+    to the unsteered model and the zero action where there are some:
+    "policy 0.150, unsteered 0.246, zero 0.2 (policy - unsteered -0.094, policy - zero -0.050)"."""
     means = {key.split("/")[1]: value for key, value in metrics.items()
              if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2}
     line = ", ".join(f"{name} {means[name]:.3f}" for name in sorted(means, key=lambda name: name != "policy"))
     if "eval/policy/diff" in metrics:
-        line += f" (policy - {BASELINE} {metrics['eval/policy/diff']:+.3f})"
+        line += f" (policy - {BASELINE} {metrics['eval/policy/diff']:+.3f}"
+        if "eval/policy_vs_zero/diff" in metrics:
+            line += f", policy - zero {metrics['eval/policy_vs_zero/diff']:+.3f}"
+        line += ")"
     return line

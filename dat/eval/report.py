@@ -82,14 +82,24 @@ def markdown_table(summary: Mapping[str, Any], dimensions: Sequence[str] | None 
             if r is None:
                 row.append("–")
                 continue
-            sign = "+" if r["mean_diff"] >= 0 else ""
-            row.append(f"{sign}{_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] "
-                       f"({_fmt_p(r['p_value'])})")
+            row.append(_diff_cell(r))
         diff_rows.append(row)
     if diff_rows:
         out += ["", f"Paired difference to `{base}`, Δ [{pct} interval] (sign-flip p), resampling by "
                 f"{summary['unit']}:", "", _table(["condition", *[f"Δ {d}" for d in dims]], diff_rows)]
+    versus = summary.get("versus")
+    if versus:
+        row = [_diff_cell(versus["results"][d]) if d in versus["results"] else "–" for d in dims]
+        out += ["", f"`{versus['treated']}` against `{versus['control']}` (what a state-dependent action adds to "
+                f"the prefix slots themselves), Δ [{pct} interval] (sign-flip p):", "",
+                _table(["comparison", *[f"Δ {d}" for d in dims]],
+                       [[f"{versus['treated']} − {versus['control']}", *row]])]
     return "\n".join(out) + "\n"
+
+
+def _diff_cell(r: Mapping[str, Any]) -> str:
+    sign = "+" if r["mean_diff"] >= 0 else ""
+    return f"{sign}{_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] ({_fmt_p(r['p_value'])})"
 
 
 def _jsonable(x: Any) -> Any:
@@ -238,7 +248,7 @@ def flat_metrics(
 
     Paired results become ``…/diff``, ``…/diff_low``, ``…/diff_high``, ``…/p_value``. The ``headline``
     dimension (the reward, say) is repeated without its name, ``eval/steered/mean``, which is the key
-    :func:`learning_curves` plots.
+    :func:`learning_curves` plots. A ``versus`` comparison becomes ``eval/<treated>_vs_<control>/…``.
     """
     out: dict[str, float] = {}
     for c, per_dim in summary["results"].items():
@@ -253,4 +263,12 @@ def flat_metrics(
                 out[f"{prefix}/{c}/{d}/{k}"] = float(v)
                 if d == headline:
                     out[f"{prefix}/{c}/{k}"] = float(v)
+    versus = summary.get("versus")
+    for d, r in (versus["results"].items() if versus else ()):
+        name = f"{prefix}/{versus['treated']}_vs_{versus['control']}"
+        vals = {"diff": r["mean_diff"], "diff_low": r["ci_low"], "diff_high": r["ci_high"], "p_value": r["p_value"]}
+        for k, v in vals.items():
+            out[f"{name}/{d}/{k}"] = float(v)
+            if d == headline:
+                out[f"{name}/{k}"] = float(v)
     return out

@@ -200,6 +200,7 @@ def summarize_conditions(
     n_boot: int = 10_000,
     seed: int = 0,
     n_perm: int = 10_000,
+    versus: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Per condition and dimension: mean, interval, counts, and the paired difference to ``baseline``.
 
@@ -214,6 +215,10 @@ def summarize_conditions(
                                              "diff": PairedResult.to_dict() | None}}}}
 
     ``diff`` is None for the baseline itself and for dimensions the baseline does not have.
+
+    ``versus=(treated, control)`` adds one more paired comparison when both conditions were played,
+    ``"versus": {"treated", "control", "results": {dimension: PairedResult.to_dict()}}``: the planner against
+    the zero action, say, which tells what a state-dependent action adds to the prefix slots themselves.
     """
     if baseline not in scores:
         raise ValueError(f"baseline condition {baseline!r} not in scores; conditions are {sorted(scores)}")
@@ -243,7 +248,15 @@ def summarize_conditions(
                 entry["diff"] = paired_difference(arr, base, codes, level, n_boot, seed, n_perm).to_dict()
             results[c][d] = entry
     unit = "episode" if groups is None else "scenario"
-    return {
+    summary = {
         "baseline": baseline, "level": level, "n_boot": n_boot, "n_perm": n_perm, "unit": unit,
         "conditions": conditions, "dimensions": dimensions, "results": results,
     }
+    if versus is not None and all(c in scores for c in versus):
+        treated, control = versus
+        pairs = {d: (_as_1d(scores[treated][d], d), _as_1d(scores[control][d], d))
+                 for d in scores[treated] if d in scores[control]}
+        summary["versus"] = {"treated": treated, "control": control, "results": {
+            d: paired_difference(t, c, _group_codes(groups, len(t), "groups"), level, n_boot, seed, n_perm).to_dict()
+            for d, (t, c) in pairs.items()}}
+    return summary
