@@ -207,7 +207,7 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer
     of this call begins with (the same task under several evaluation conditions, the scenario lines both
     agents read) wait for that one to be read and stored, then take it over and read only the rest.
     """
-    if store is None:
+    if store is None or not store.budget:
         return _extend(model, entries, ids, layer)
     first = [i for i, entry in enumerate(entries) if not len(entry)]
     waiting = set(_repeats(first, ids, store.block))
