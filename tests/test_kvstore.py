@@ -64,7 +64,8 @@ def test_a_chat_that_begins_with_stored_text_reads_only_the_rest(lm, reads):
 
 
 def test_chats_of_one_call_that_begin_alike_read_their_common_text_once(lm, reads):
-    chats = [CHATS[0], CHATS[2], CHATS[0], CHATS[1]]  # the same task under two conditions, a relative, another
+    # A chat, an unrelated one, the first again (its task under a second condition), one with its system text.
+    chats = [CHATS[0], CHATS[2], CHATS[0], CHATS[1]]
     states = lm.states(chats, caches=[Cached() for _ in chats])
     lengths = [len(lm.encode(c)) for c in chats]
     tails = [lengths[0] - lengths[0] // BLOCK * BLOCK, lengths[3] - shared_blocks(lm, chats[0], chats[3])]
