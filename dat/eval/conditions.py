@@ -1,9 +1,10 @@
 """Paired evaluation: every condition plays the same held-out episodes (same tasks, sides and seeds).
 
 Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at all, the
-baseline), ``zero`` (a zero action: the prefix slots without content) and ``random`` (uniform
-random actions). Because episode ``i`` of every condition has the same seed, its task and sides match
-across conditions, and differences are paired per episode and clustered by scenario (``dat.eval.stats``).
+baseline), ``zero`` (a zero action: one constant prefix, empty slots for a linear action space, the
+equal mix of the behaviours for a behaviour basis) and ``random`` (uniform random actions). Because
+episode ``i`` of every condition has the same seed, its task and sides match across conditions, and
+differences are paired per episode and clustered by scenario (``dat.eval.stats``).
 Each dialogue samples from a stream of its own, drawn from its seed, so episode ``i`` draws the same
 random numbers line by line under every condition (common random numbers: its replies agree until the
 conditions make them differ), whatever the batch it is played in. Failed judgements become NaN: counted,
@@ -55,7 +56,8 @@ def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
 
 def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0) -> dict[str, Any]:
     """Means, intervals and paired differences to the unsteered baseline, clustered by scenario; and the planner
-    against the zero action (what its state-dependent actions add to the prefix slots), when both were played."""
+    against the zero action (what choosing actions from the state adds to one constant action), when both
+    were played."""
     first = next(iter(runs.values()))
     for name, episodes in runs.items():
         if [e.seed for e in episodes] != [e.seed for e in first]:

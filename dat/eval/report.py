@@ -90,8 +90,8 @@ def markdown_table(summary: Mapping[str, Any], dimensions: Sequence[str] | None 
     versus = summary.get("versus")
     if versus:
         row = [_diff_cell(versus["results"][d]) if d in versus["results"] else "–" for d in dims]
-        out += ["", f"`{versus['treated']}` against `{versus['control']}` (what a state-dependent action adds to "
-                f"the prefix slots themselves), Δ [{pct} interval] (sign-flip p):", "",
+        out += ["", f"`{versus['treated']}` against `{versus['control']}` (what choosing the action from the state "
+                f"adds to one constant action), Δ [{pct} interval] (sign-flip p):", "",
                 _table(["comparison", *[f"Δ {d}" for d in dims]],
                        [[f"{versus['treated']} − {versus['control']}", *row]])]
     return "\n".join(out) + "\n"

@@ -218,7 +218,7 @@ def summarize_conditions(
 
     ``versus=(treated, control)`` adds one more paired comparison when both conditions were played,
     ``"versus": {"treated", "control", "results": {dimension: PairedResult.to_dict()}}``: the planner against
-    the zero action, say, which tells what a state-dependent action adds to the prefix slots themselves.
+    the zero action, say, which tells what choosing the action from the state adds to one constant action.
     """
     if baseline not in scores:
         raise ValueError(f"baseline condition {baseline!r} not in scores; conditions are {sorted(scores)}")
