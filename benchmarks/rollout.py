@@ -150,7 +150,6 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
                           batch_size=batch_size)
     lm.kv_store.clear()
-    reused = lm.kv_store.reused_tokens
     episodes = collect(envs, "random", n, seed, stats=stats)
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
@@ -167,7 +166,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
         "states_seconds": round(stats["perf/states_seconds"], 1),  # the RL state pass (HF, on either backend)
         "generate_seconds": round(stats["perf/generate_seconds"], 1),
         "utterances": int(stats["perf/utterances"]),
-        "kv_store_reused_tokens": lm.kv_store.reused_tokens - reused,  # read once, taken over by other chats
+        "kv_store_reused_tokens": int(stats["perf/kv_store_reused_tokens"]),  # read once, taken over by other chats
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 

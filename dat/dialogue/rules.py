@@ -24,7 +24,8 @@ keep the first line: small models tend to continue with the partner's lines or s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -239,12 +240,10 @@ class Lockstep:
         if fit:
             self.counts["states_calls"] += 1
             mean = self.cfg.state_pool == "mean"  # a mean over the whole chat cannot come from a cache's new tokens
-            began, reused = time.perf_counter(), self.lm.kv_store.reused_tokens
-            states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
-                                    caches=None if mean else self._caches(fit, [d.steered for d in fit]),
-                                    pool=self.cfg.state_pool)
-            self.counts["states_seconds"] += time.perf_counter() - began
-            self.counts["kv_store_reused_tokens"] += self.lm.kv_store.reused_tokens - reused
+            with self._counted("states_seconds"):
+                states = self.lm.states([d.view(d.steered) for d in fit], layer=self.cfg.state_layer,
+                                        caches=None if mean else self._caches(fit, [d.steered for d in fit]),
+                                        pool=self.cfg.state_pool)
             for d, s in zip(fit, states, strict=True):
                 d.state = s
         for d in dialogues:
@@ -304,6 +303,14 @@ class Lockstep:
         made = iter(self._generate(free, [d.partner for d in free], None, seed))
         return [d.scripted[len(d.turns)] if len(d.turns) in d.scripted else next(made) for d in dialogues]
 
+    @contextmanager
+    def _counted(self, seconds: str) -> Iterator[None]:
+        """Add an LM call's seconds to ``counts[seconds]`` and the tokens it took from the key/value store."""
+        began, reused = time.perf_counter(), self.lm.kv_store.reused_tokens
+        yield
+        self.counts[seconds] += time.perf_counter() - began
+        self.counts["kv_store_reused_tokens"] += self.lm.kv_store.reused_tokens - reused
+
     def _caches(self, dialogues: Sequence[Dialogue], agents: Sequence[int]) -> list[Cached] | None:
         if not self.cfg.kv_cache:
             return None
@@ -316,11 +323,9 @@ class Lockstep:
         sampling = replace(self.cfg.sampling, seed=int(seed))
         chats = [d.view(agent) for d, agent in zip(dialogues, agents, strict=True)]
         own = [d.line_seed() for d in dialogues]  # every dialogue with its own stream: draws that ignore the batch
-        began, reused = time.perf_counter(), self.lm.kv_store.reused_tokens
-        raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
-                               seed=own if None not in own else None, caches=self._caches(dialogues, agents))
-        self.counts["generate_seconds"] += time.perf_counter() - began
-        self.counts["kv_store_reused_tokens"] += self.lm.kv_store.reused_tokens - reused
+        with self._counted("generate_seconds"):
+            raw = self.lm.generate(chats, prefixes, sampling, position=self.position,
+                                   seed=own if None not in own else None, caches=self._caches(dialogues, agents))
         self.counts["generate_calls"] += 1
         self.counts["utterances"] += len(raw)
         lengths = [len(ids) for ids in self.lm.tokenizer(raw, add_special_tokens=False)["input_ids"]]

@@ -255,10 +255,7 @@ def flat_metrics(
         for d, e in per_dim.items():
             vals = {k: e[k] for k in ("mean", "low", "high", "n", "n_failed")}
             if e["diff"] is not None:
-                r = e["diff"]
-                vals.update(
-                    diff=r["mean_diff"], diff_low=r["ci_low"], diff_high=r["ci_high"], p_value=r["p_value"]
-                )
+                vals.update(_diff_values(e["diff"]))
             for k, v in vals.items():
                 out[f"{prefix}/{c}/{d}/{k}"] = float(v)
                 if d == headline:
@@ -266,9 +263,13 @@ def flat_metrics(
     versus = summary.get("versus")
     for d, r in (versus["results"].items() if versus else ()):
         name = f"{prefix}/{versus['treated']}_vs_{versus['control']}"
-        vals = {"diff": r["mean_diff"], "diff_low": r["ci_low"], "diff_high": r["ci_high"], "p_value": r["p_value"]}
-        for k, v in vals.items():
+        for k, v in _diff_values(r).items():
             out[f"{name}/{d}/{k}"] = float(v)
             if d == headline:
                 out[f"{name}/{k}"] = float(v)
     return out
+
+
+def _diff_values(r: Mapping[str, Any]) -> dict[str, float]:
+    """A paired result's scalars under their metric names."""
+    return {"diff": r["mean_diff"], "diff_low": r["ci_low"], "diff_high": r["ci_high"], "p_value": r["p_value"]}

@@ -228,14 +228,14 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer
 
 
 def _repeats(first: Sequence[int], ids: Sequence[Sequence[int]], block: int) -> list[int]:
-    """Those of ``first`` whose ids begin with at least one ``block`` of an earlier one's."""
-    leaders: list[Sequence[int]] = []
+    """Those of ``first`` whose ids begin with the same whole ``block`` as an earlier one's."""
+    seen: set[tuple[int, ...]] = set()
     repeats = []
     for i in first:
-        if any(shared_length(ids[i][:block], lead[:block]) == block for lead in leaders):
+        head = tuple(ids[i][:block])
+        if len(head) == block and head in seen:
             repeats.append(i)
-        else:
-            leaders.append(ids[i])
+        seen.add(head)
     return repeats
 
 
