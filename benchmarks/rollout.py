@@ -11,9 +11,12 @@ runs keep each chat's keys and values between turns; the vLLM runs decode throug
 space (the shipped per-layer behaviour basis, ``prefix.depth=layers``, which only the HF backend can carry)
 gets batched HF rows of its own (``--default-action-batches``), so the figure for the default rollout
 configuration is measured, not inferred. Dialogues/hour is a rate, so the sequential run plays fewer
-dialogues (the first ones of the same stream). Reported per condition: wall time, dialogues/hour, generated
-tokens/s (prefill included in the time) and that rate's share of this machine's matmul roofline (measured in
-the same run, at the backend's dtype), and the machine load around it.
+dialogues (the first ones of the same stream). Every row is played ``--runs`` times, in turns (all rows,
+then all of them again), and the fastest run counts, for the sequential loop as for the batched ones: the
+machine's speed drifts by 10-30 % within an hour, and one slow spell would move a ratio as much. Reported
+per condition: wall time, dialogues/hour, generated tokens/s (prefill included in the time) and that rate's
+share of this machine's matmul roofline (measured in the same run, at the backend's dtype), the machine load
+around it, and where the time went (``ForwardClock``: decoding steps, reads, the rest).
 
 Also reported: the **ceiling** this machine allows, whatever the engine. Every token of an agent's chat has
 to pass through the model at least once for that agent (its own replies are decoded token by token, the
@@ -142,6 +145,62 @@ def ceiling_of(lm, tasks, episodes, cfg, peaks: dict[str, float], sequential: fl
     }
 
 
+class ForwardClock:
+    """Every forward pass of the HF model during a row, timed and told apart: a **decode step** reads one
+    token per row; a **read** several (system prompts, partner lines, the prefix and reply header, a state
+    pass). A pass is the whole model's when generating (the LM head included) or the decoder's alone (a
+    state pass); a decoder call inside the model's is part of the model's pass. The row's time outside
+    all passes is spent outside the model (sampling, assembling batch caches, tokenising, the runner).
+
+    It says where a row's time goes, set against the floor: the floor counts the tokens a dialogue decodes,
+    the clock the steps the lockstep runner takes (a wave of replies lasts as long as its longest one)."""
+
+    def __init__(self, lm: FrozenLM):
+        self.modules = (lm.model, lm.model.get_decoder())
+        self.steps = self.step_rows = self.reads = self.read_tokens = 0
+        self.step_seconds = self.read_seconds = 0.0
+        self._shape, self._began, self._depth, self._hooks = (0, 0), 0.0, 0, []
+
+    def __enter__(self) -> ForwardClock:
+        for module in self.modules:
+            self._hooks += [module.register_forward_pre_hook(self._start, with_kwargs=True),
+                            module.register_forward_hook(self._stop, with_kwargs=True)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _start(self, module, args, kwargs) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            x = next((kwargs[k] for k in ("input_ids", "inputs_embeds") if kwargs.get(k) is not None), None)
+            self._shape, self._began = tuple((args[0] if x is None else x).shape[:2]), time.perf_counter()
+
+    def _stop(self, module, args, kwargs, output) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        seconds, (rows, tokens) = time.perf_counter() - self._began, self._shape
+        if tokens == 1:
+            self.steps, self.step_rows, self.step_seconds = self.steps + 1, self.step_rows + rows, \
+                self.step_seconds + seconds
+        else:
+            self.reads, self.read_tokens, self.read_seconds = self.reads + 1, self.read_tokens + rows * tokens, \
+                self.read_seconds + seconds
+
+    def row(self, seconds: float) -> dict:
+        """The clock's figures for a row that took ``seconds`` in all."""
+        return {"decode_steps": self.steps, "decode_rows_per_step": round(self.step_rows / max(self.steps, 1), 1),
+                "decode_seconds": round(self.step_seconds, 1),
+                "decode_ms_per_step": round(1e3 * self.step_seconds / max(self.steps, 1), 1),
+                "read_forwards": self.reads, "read_tokens_padded": self.read_tokens,
+                "read_seconds": round(self.read_seconds, 1),
+                "read_tokens_per_s": round(self.read_tokens / max(self.read_seconds, 1e-9)),
+                "outside_model_seconds": round(seconds - self.step_seconds - self.read_seconds, 1)}
+
+
 def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str = "pca") -> tuple[list, dict]:
     """One row: ``n`` episodes of random actions, ``batch_size`` in lockstep, from an empty key/value store (as a
     training round starts), so a row shares only what its own dialogues have in common."""
@@ -150,7 +209,9 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
     envs = collector_envs(lm, projection, tasks, constant_judge, replace(cfg, kv_cache=kv_cache), episodes=n,
                           batch_size=batch_size)
     lm.kv_store.clear()
-    episodes = collect(envs, "random", n, seed, stats=stats)
+    with ForwardClock(lm) as clock:
+        episodes = collect(envs, "random", n, seed, stats=stats)
+    timed = clock.row(stats["perf/rollout_seconds"]) if lm.engine is None else {}  # vLLM: HF reads states only
     return episodes, {
         "backend": "vllm" if lm.engine is not None else "hf",
         "action": action,
@@ -168,6 +229,7 @@ def run(lm, projection, tasks, cfg, n, batch_size, kv_cache, seed, action: str =
         "utterances": int(stats["perf/utterances"]),
         "kv_store_reused_tokens": int(stats["perf/kv_store_reused_tokens"]),  # read once, taken over by other chats
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **timed,
     }
 
 
@@ -181,28 +243,38 @@ def evaluation_row(lm, projection, tasks, cfg, seed) -> dict:
     lm.kv_store.clear()
     reused, load_before = lm.kv_store.reused_tokens, os.getloadavg()[0]
     started = time.perf_counter()
-    collect_conditions(envs, policies, len(tasks), seed, task_order=list(range(len(tasks))))
+    with ForwardClock(lm) as clock:
+        collect_conditions(envs, policies, len(tasks), seed, task_order=list(range(len(tasks))))
     seconds = time.perf_counter() - started
     return {"backend": "hf", "action": f"evaluation: {len(tasks)} tasks x {len(policies)} conditions, "
             "default action space", "dtype": dtype_name(lm), "batch_size": n, "kv_cache": True, "dialogues": n,
             "seconds": round(seconds, 1), "dialogues_per_hour": round(3600 * n / seconds, 1),
             "kv_store_reused_tokens": lm.kv_store.reused_tokens - reused,
-            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)], **clock.row(seconds)}
+
+
+def best_of(runs: list[dict]) -> dict:
+    """The fastest of a row's runs, with every run's rate kept (``dialogues_per_hour_each_run``)."""
+    best = max(runs, key=lambda r: r["dialogues_per_hour"])
+    return {**best, "dialogues_per_hour_each_run": [r["dialogues_per_hour"] for r in runs]}
 
 
 def hf_rows(lm, projections, tasks, cfg, args, batches, default_batches) -> tuple[list[dict], list]:
-    """The sequential run, then the batched runs (PCA action, then the default one) of one HF model."""
+    """The sequential run, then the batched runs (PCA action, then the default one) of one HF model, all of
+    them ``args.runs`` times over; each row is the fastest of its runs (``best_of``)."""
     pca, default = projections
-    rows = [run(lm, pca, tasks, cfg, args.sequential_dialogues, 1, False, args.seed)[1]]
-    print(rows[-1], flush=True)
+    plan = [("pca", pca, 1, False)] + [("pca", pca, n, True) for n in batches] + [
+        (DEFAULT_ACTION, default, n, True) for n in default_batches]
+    runs: list[list[dict]] = [[] for _ in plan]
     played = []
-    for action, projection, sizes in (("pca", pca, batches), (DEFAULT_ACTION, default, default_batches)):
-        for batch_size in sizes:
-            episodes, row = run(lm, projection, tasks, cfg, batch_size, batch_size, True, args.seed, action)
-            played += episodes if action == "pca" else []
-            rows.append(row)
-            print(rows[-1], flush=True)
-    return rows, played
+    for attempt in range(args.runs):
+        for k, (action, projection, batch_size, kv_cache) in enumerate(plan):
+            n = args.sequential_dialogues if batch_size == 1 else batch_size
+            episodes, row = run(lm, projection, tasks, cfg, n, batch_size, kv_cache, args.seed, action)
+            played += episodes if attempt == 0 and kv_cache and action == "pca" else []
+            runs[k].append(row)
+            print(row, flush=True)
+    return [best_of(r) for r in runs], played
 
 
 def main() -> None:
@@ -221,6 +293,9 @@ def main() -> None:
     parser.add_argument("--vllm-dtype", default="bfloat16", help="vLLM's weights dtype (the HF model stays float32)")
     parser.add_argument("--eval-tasks", type=int, default=8,
                         help="an evaluation row as train.py plays it on this many held-out tasks (0: none)")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="times each row is played, in turns (all rows, then all again); the fastest counts: "
+                        "this machine's speed drifts by 10-30 %% within an hour")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = ModelConfig()
@@ -235,7 +310,8 @@ def main() -> None:
     peaks = {"float32": roofline(torch.float32), "bfloat16": roofline(torch.bfloat16)}
     rows, played = hf_rows(lm, (projection, default), tasks, cfg, args, args.batches, args.default_action_batches)
     if args.eval_tasks:
-        rows.append(evaluation_row(lm, default, load_scenarios("bundled:eval")[: args.eval_tasks], cfg, args.seed))
+        held_out = load_scenarios("bundled:eval")[: args.eval_tasks]
+        rows.append(best_of([evaluation_row(lm, default, held_out, cfg, args.seed) for _ in range(args.runs)]))
         print(rows[-1], flush=True)
     if args.bfloat16:
         half = FrozenLM.load(replace(model, dtype="bfloat16"))
@@ -249,10 +325,14 @@ def main() -> None:
         start_s = time.perf_counter() - started
         steered = FrozenLM(lm.model, lm.tokenizer, lm.name, engine=engine)
         steered.generate([[{"role": "user", "content": "Hi"}]], sampling=SamplingConfig(max_new_tokens=2))
-        for batch_size in args.vllm_batches:
-            rows.append({**run(steered, projection, tasks, cfg, batch_size, batch_size, True, args.seed)[1],
-                         "vllm_dtype": args.vllm_dtype, "vllm_start_seconds": round(start_s, 1)})
-            print(rows[-1], flush=True)
+        runs: dict[int, list[dict]] = {n: [] for n in args.vllm_batches}
+        for _ in range(args.runs):
+            for batch_size in args.vllm_batches:
+                runs[batch_size].append(run(steered, projection, tasks, cfg, batch_size, batch_size, True,
+                                            args.seed)[1])
+                print(runs[batch_size][-1], flush=True)
+        rows += [{**best_of(r), "vllm_dtype": args.vllm_dtype, "vllm_start_seconds": round(start_s, 1)}
+                 for r in runs.values()]
         engine.close()
     base = rows[0]["dialogues_per_hour"]  # DAT's loop as the default model runs: float32
     sequential = {r["dtype"]: r["dialogues_per_hour"] for r in rows if r["batch_size"] == 1}

@@ -128,7 +128,8 @@ def throughput() -> str:
                   f"{roll.get('gflop_per_token', '?')} GFLOP/token over the best matmul rate measured in the same "
                   f"run, {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items())}, prefill not counted; speed-up "
                   "over the float32 sequential loop, in brackets over the sequential loop in the dtype the replies "
-                  "are decoded in, where that differs):", "",
+                  "are decoded in, where that differs; every row the fastest of "
+                  f"{len(roll['rows'][0].get('dialogues_per_hour_each_run', [1]))} runs, played in turns):", "",
                   "| mode | backend (dtype) | action | dialogues | seconds (state pass) | dialogues/hour "
                   "| generated tokens/s | % roofline | speed-up |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -176,6 +177,7 @@ def throughput() -> str:
                               f"{k} " + ", ".join(f"{d} dialogues/hour at N = {n} ({d / sequential:.1f}x the "
                                                   "sequential loop)" for n, d in v.items())
                               for k, v in floor.items()) + "."]
+        parts += time_spent(roll)
         parts += ["", machine_line(roll), ""]
     td3 = load("td3bc_pendulum")
     if td3 and "updates_per_s" in json.dumps(td3):
@@ -190,6 +192,37 @@ def throughput() -> str:
                 parts.append(f"| {label} | {judges[key]['calls_per_s']:.2f} |")
         parts += ["", machine_line(judges)]
     return "\n".join(parts) if parts else "_Not measured yet: run `make bench`._"
+
+
+def time_spent(roll: dict) -> list[str]:
+    """Where each batched row of the default action space spent its time (``ForwardClock`` in rollout.py),
+    set against the floor and against ten times the sequential loop."""
+    rows = [r for r in roll["rows"] if r["batch_size"] > 1 and "decode_steps" in r
+            and r.get("action", "").startswith("behaviours")]
+    ceiling, sequential = roll.get("ceiling") or {}, roll["rows"][0]["dialogues_per_hour"]
+    if not rows:
+        return []
+    steps = ceiling.get("weight_step_ms", {})
+    lines = []
+    for r in rows:
+        floor_ms = steps.get(r["dtype"], {}).get(str(r["batch_size"]))
+        lines.append(
+            f"{r['dtype']}, N = {r['batch_size']}: {r['seconds']:.0f} s = decoding {r['decode_seconds']:.1f} s "
+            f"({r['decode_steps']} steps of {r['decode_ms_per_step']:.0f} ms at {r['decode_rows_per_step']:.0f} "
+            f"rows on average" + (f"; the matrix products alone take {floor_ms} ms at {r['batch_size']} rows"
+                                  if floor_ms else "")
+            + f") + reading {r['read_seconds']:.1f} s ({r['read_tokens_padded']:,} tokens with padding in "
+            f"{r['read_forwards']} passes, {r['read_tokens_per_s']} tokens/s) + {r['outside_model_seconds']:.1f} s "
+            f"outside the model; ten times the sequential loop would play these {r['dialogues']} dialogues in "
+            f"{3600 * r['dialogues'] / (10 * sequential):.0f} s")
+    decoded = ceiling.get("tokens_decoded_per_dialogue")
+    return ["", "**Where the time goes** (each forward pass of the decoder timed in the row: a decoding step "
+            "reads one token per dialogue, a read several): " + "; ".join(lines) + "."
+            + (f" The floor counts {decoded:.0f} decoding steps for a batch of dialogues (the tokens one "
+               "dialogue decodes); the runner takes more, because each of its waves of replies (one generation "
+               "call) lasts as long as its longest reply, and the waves of opening lines and of last replies "
+               "hold only the dialogues whose partner opens, or whose partner has the last word."
+               if decoded else "")]
 
 
 def td3_updates(data: dict) -> str:
