@@ -216,7 +216,7 @@ def time_spent(roll: dict) -> list[str]:
             f"outside the model; ten times the sequential loop would play these {r['dialogues']} dialogues in "
             f"{3600 * r['dialogues'] / (10 * sequential):.0f} s")
     decoded = ceiling.get("tokens_decoded_per_dialogue")
-    return ["", "**Where the time goes** (each forward pass of the decoder timed in the row: a decoding step "
+    return ["", "**Where the time goes** (each forward pass of the model timed in the row: a decoding step "
             "reads one token per dialogue, a read several): " + "; ".join(lines) + "."
             + (f" The floor counts {decoded:.0f} decoding steps for a batch of dialogues (the tokens one "
                "dialogue decodes); the runner takes more, because each of its waves of replies (one generation "
