@@ -82,7 +82,9 @@ def test_a_state_of_a_chat_its_cache_holds_whole_reads_only_the_last_token_again
 
 
 def test_rows_of_very_different_lengths_are_read_apart_with_the_same_states(lm, read_lengths):
-    assert read_batches([10, 300, 280, 12, 11]) == [[1, 2], [3, 4, 0]]  # padding within 25 % of each read
+    assert read_batches([10, 300, 280, 12, 11]) == [[1, 2], [3, 4, 0]]  # padding within 10 % of each read
+    assert read_batches([100, 80], padding=0.25) == [[0, 1]]  # 20 % padding: one read at 25 %
+    assert read_batches([100, 80]) == [[0], [1]]  # ...two at the default 10 %
     assert read_batches([]) == []
     caches = [Cached(), Cached()]
     lm.states(OPENING[:1], caches=caches[:1])  # the first chat was read before, the second never
