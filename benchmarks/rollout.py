@@ -184,11 +184,13 @@ class ForwardClock:
             return
         seconds, (rows, tokens) = time.perf_counter() - self._began, self._shape
         if tokens == 1:
-            self.steps, self.step_rows, self.step_seconds = self.steps + 1, self.step_rows + rows, \
-                self.step_seconds + seconds
+            self.steps += 1
+            self.step_rows += rows
+            self.step_seconds += seconds
         else:
-            self.reads, self.read_tokens, self.read_seconds = self.reads + 1, self.read_tokens + rows * tokens, \
-                self.read_seconds + seconds
+            self.reads += 1
+            self.read_tokens += rows * tokens
+            self.read_seconds += seconds
 
     def row(self, seconds: float) -> dict:
         """The clock's figures for a row that took ``seconds`` in all."""
