@@ -63,6 +63,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="dialogues in lockstep")
     parser.add_argument("--out", default=str(common.RESULTS / "gpu_check.json"))
     args = parser.parse_args()
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device here; run it where one is, or at toy size on the CPU: "
+                         "python benchmarks/gpu_check.py --size tiny --device cpu")
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, on "
+          f"{torch.cuda.get_device_name(0) if torch.device(args.device).type == 'cuda' else args.device}", flush=True)
     work = Path(args.work)
     shutil.rmtree(work / "run", ignore_errors=True)  # the check's own scratch run: a re-run starts afresh
     started = time.perf_counter()

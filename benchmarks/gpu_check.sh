@@ -2,20 +2,27 @@
 # The GPU check: one short DAT training round and an evaluation on CUDA with a random-weight model the
 # shape of Llama-3-8B (benchmarks/gpu_check.py), printing rollout throughput and peak memory.
 #
-# On a machine whose Python has torch (CUDA build), transformers, peft and accelerate but no internet:
-# bring the other dependencies as wheels (`pip download --no-deps -d wheels/ stable-baselines3 gymnasium
-# hydra-core omegaconf antlr4-python3-runtime vaderSentiment gguf` on a connected machine; wandb and
-# matplotlib are imported lazily or not at all with logger=none) and set DAT_WHEELS to that folder.
+# For a machine whose Python has torch (CUDA build), transformers, peft and accelerate but no internet:
+# fetch the rest as wheels on a connected machine first (`bash benchmarks/gpu_wheels.sh` writes .whl/,
+# which then travels with the checkout; DAT_WHEELS names another folder). They are installed into a
+# folder of their own put first on PYTHONPATH, so the machine's own packages stay as they are while the
+# lock's versions (transformers included) take precedence. The checkout itself runs in place.
+#
+#   bash benchmarks/gpu_check.sh                                     # on a CUDA machine, about 10 minutes
+#   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --size tiny --device cpu   # the same path, anywhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -n "${DAT_WHEELS:-}" ]]; then
-  python -m pip install --quiet --no-index --no-deps --find-links "$DAT_WHEELS" "$DAT_WHEELS"/*.whl
+PYTHON=${PYTHON:-python3}
+WHEELS=${DAT_WHEELS:-.whl}
+SITE=${DAT_SITE:-/tmp/dat-gpu-site}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout, in place
+if compgen -G "$WHEELS/*.whl" > /dev/null; then
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    "$WHEELS"/*.whl
+  export PYTHONPATH="$SITE:$PYTHONPATH"
+else
+  echo "gpu_check.sh: no wheels in $WHEELS/, so $PYTHON must hold every dependency (where it lacks them, run" \
+       "bash benchmarks/gpu_wheels.sh on a connected machine first)" >&2
 fi
-python -m pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null || true
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-python - <<'PY'
-import torch
-assert torch.cuda.is_available(), "no CUDA device: run python benchmarks/gpu_check.py --size tiny --device cpu instead"
-print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
-PY
-timeout 600 python benchmarks/gpu_check.py "$@"
+timeout 600 "$PYTHON" benchmarks/gpu_check.py "$@"
