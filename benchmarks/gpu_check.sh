@@ -2,13 +2,14 @@
 # The GPU check: one short DAT training round and an evaluation on CUDA with a random-weight model the
 # shape of Llama-3-8B (benchmarks/gpu_check.py), printing rollout throughput and peak memory.
 #
-# For a machine whose Python has torch (CUDA build), transformers, peft and accelerate but no internet:
+# For a machine without internet whose Python has torch (CUDA build), peft and accelerate (its own
+# transformers too, which may be older than the project runs with):
 # fetch the rest as wheels on a connected machine first (`bash benchmarks/gpu_wheels.sh` writes .whl/,
 # which then travels with the checkout; DAT_WHEELS names another folder). They are installed into a
 # folder of their own put first on PYTHONPATH, so the machine's own packages stay as they are while the
 # lock's versions (transformers included) take precedence. The checkout itself runs in place.
 #
-#   bash benchmarks/gpu_check.sh                                     # on a CUDA machine, about 10 minutes
+#   bash benchmarks/gpu_check.sh                                     # on a CUDA machine (600 s at most)
 #   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --size tiny --device cpu   # the same path, anywhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
