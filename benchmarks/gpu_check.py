@@ -63,13 +63,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="dialogues in lockstep")
     parser.add_argument("--out", default=str(common.RESULTS / "gpu_check.json"))
     args = parser.parse_args()
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+    cuda = torch.device(args.device).type == "cuda"
+    device_name = torch.cuda.get_device_name(0) if cuda and torch.cuda.is_available() else args.device
+    if cuda and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; run it where one is, or at toy size on the CPU: "
                          "python benchmarks/gpu_check.py --size tiny --device cpu")
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, on "
-          f"{torch.cuda.get_device_name(0) if torch.device(args.device).type == 'cuda' else args.device}", flush=True)
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, on {device_name}", flush=True)
     work = Path(args.work)
     shutil.rmtree(work / "run", ignore_errors=True)  # the check's own scratch run: a re-run starts afresh
     started = time.perf_counter()
@@ -84,13 +85,12 @@ def main() -> None:
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = to_config(compose("train", overrides=overrides))
-    cuda = torch.device(args.device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     metrics = train_module.train(cfg, output_dir=work / "run")
     result = {
         "machine": common.machine(),
-        "device": torch.cuda.get_device_name(0) if cuda else args.device,
+        "device": device_name,
         "model": f"random-weight {args.size} (bf16)",
         "settings": {"episodes": args.episodes, "batch": args.batch, "max_turns": cfg.env.max_turns,
                      "max_new_tokens": cfg.env.sampling.max_new_tokens},
