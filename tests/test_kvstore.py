@@ -121,3 +121,33 @@ def test_clear_empties_the_store(lm):
     assert len(lm.kv_store) and lm.kv_store.bytes
     lm.kv_store.clear()
     assert len(lm.kv_store) == 0 and lm.kv_store.bytes == 0
+
+
+def test_a_mean_pooled_state_reads_only_what_the_store_and_the_cache_do_not_cover(lm, reads):
+    """A pooled read keeps the layer's hidden rows with the cache and the stored blocks: the next chat that
+    begins alike, and the next turn of the same chat, read only their new tokens; the mean stays a full read's."""
+    lm.states(CHATS[:1], layer=1, caches=[Cached()], pool="mean")
+    shared = shared_blocks(lm, CHATS[0], CHATS[1])
+    reads.clear()
+    cache = Cached()
+    pooled = lm.states(CHATS[1:2], layer=1, caches=[cache], pool="mean")
+    assert reads == [(1, len(lm.encode(CHATS[1])) - shared)]
+    assert torch.allclose(pooled, lm.states(CHATS[1:2], layer=1, pool="mean"), atol=1e-5)
+    longer = CHATS[1] + [{"role": "assistant", "content": "Yes, new tyres."}, {"role": "user", "content": "Good."}]
+    reads.clear()
+    pooled = lm.states([longer], layer=1, caches=[cache], pool="mean")
+    assert len(reads) == 1 and reads[0][1] < len(lm.encode(longer)) - shared
+    assert torch.allclose(pooled, lm.states([longer], layer=1, pool="mean"), atol=1e-5)
+
+
+def test_a_last_token_read_does_not_lend_its_blocks_to_a_pooled_one(lm, reads):
+    """Blocks stored without hidden rows cannot make a mean: the pooled read reads them (and then keeps them)."""
+    lm.states(CHATS[:1], caches=[Cached()])
+    reads.clear()
+    pooled = lm.states(CHATS[:1], layer=1, caches=[Cached()], pool="mean")
+    assert reads == [(1, len(lm.encode(CHATS[0])))]
+    assert torch.allclose(pooled, lm.states(CHATS[:1], layer=1, pool="mean"), atol=1e-5)
+    reads.clear()
+    lm.states(CHATS[:1], layer=1, caches=[Cached()], pool="mean")
+    tail = len(lm.encode(CHATS[0])) % BLOCK
+    assert reads == ([(1, tail)] if tail else [])

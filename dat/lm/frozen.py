@@ -157,18 +157,19 @@ class FrozenLM:
         """Hidden states ``(batch, hidden)`` of layer ``layer`` in float32, without any prefix (the RL state).
 
         ``pool="last"``: the last token's vector (DAT's state). ``pool="mean"``: the mean over every
-        token of the chat (it needs the whole chat, so it takes no ``caches``).
+        token of the chat.
         With ``caches`` (one per dialogue, kept by the caller between calls) only the tokens each chat
         gained since its cache was filled are computed; the cache then holds the chat up to its reply header.
+        A mean keeps the layer's hidden rows in the cache (and in the key/value store), so it too reads only
+        new tokens, in the pass that also fills the cache for generation: equal to a full read up to float
+        rounding (``tests/test_llm.py``).
         """
         if pool not in ("last", "mean"):
             raise ValueError(f"pool={pool!r} is not one of: last, mean.")
-        if pool == "mean" and caches is not None:
-            raise ValueError("states(pool='mean') reads the whole chat; pass caches=None.")
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
         if caches is not None:  # one pass reads the chat's new tokens and the header; the header is then dropped
             self._check_caches(caches, ids)
-            hidden = kvcache.extend(self.model, caches, ids, layer=layer, store=self.kv_store)
+            hidden = kvcache.extend(self.model, caches, ids, layer=layer, store=self.kv_store, pool=pool)
             for cache, sample in zip(caches, ids, strict=True):
                 cache.crop(self.insert_index(sample, "before_reply"))
             return hidden.float().cpu()

@@ -29,14 +29,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class Cached:
-    """One sequence's token ids with the keys and values of every layer, ``(kv_heads, T, head_dim)``."""
+    """One sequence's token ids with the keys and values of every layer, ``(kv_heads, T, head_dim)``.
+
+    ``hidden`` optionally holds the hidden states ``(H, hidden)`` of one layer (``hidden_layer``) for the first
+    ``H <= T`` tokens: what a pooled read (``extend(..., pool="mean")``) needs to average over the whole
+    sequence without reading it again. Reads that ask for no layer (generation) leave the rows they add
+    uncovered; the next pooled read reads those tokens again (a turn or two, not the chat)."""
 
     ids: list[int] = field(default_factory=list)
     keys: list[Tensor] = field(default_factory=list)
     values: list[Tensor] = field(default_factory=list)
+    hidden: Tensor | None = None
+    hidden_layer: int | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def covered(self, layer: int) -> int:
+        """How many leading tokens have their hidden state at ``layer`` kept."""
+        return 0 if self.hidden is None or self.hidden_layer != layer else min(len(self.hidden), len(self.ids))
 
     def crop(self, n: int) -> None:
         """Keep the first ``n`` tokens."""
@@ -44,6 +55,8 @@ class Cached:
             self.ids = self.ids[:n]
             self.keys = [k[:, :n] for k in self.keys]
             self.values = [v[:, :n] for v in self.values]
+        if self.hidden is not None and len(self.hidden) > n:
+            self.hidden = self.hidden[:n]
 
 
 def shared_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -196,22 +209,31 @@ def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[
     return batches
 
 
+POOLS = ("last", "mean")
+
+
 @torch.no_grad()
 def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None = None,
-           store: KVStore | None = None) -> Tensor | None:
+           store: KVStore | None = None, pool: str = "last") -> Tensor | None:
     """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call per
     group of similar lengths, ``read_batches``).
 
-    With ``layer``, also return the hidden state of each sequence's last token at that layer ``(batch, hidden)``,
-    read in the same pass: an entry that already holds all of ``ids[i]`` then reads its last token again.
+    With ``layer``, also return a state of each sequence at that layer ``(batch, hidden)``, read in the same
+    pass. ``pool="last"``: its last token's hidden state (an entry that already holds all of ``ids[i]`` reads
+    its last token again). ``pool="mean"``: the mean over all its tokens; the entry keeps the hidden rows
+    (``Cached.hidden``), so the next read averages over the old rows and reads only the tokens they miss.
 
     With a ``store`` (``dat.lm.kvstore``), an empty entry first takes the stored blocks its ids begin with,
     and what it then holds is stored for the chats to come. Empty entries that begin with a block another one
     of this call begins with (the same task under several evaluation conditions, the scenario lines both
     agents read) wait for that one to be read and stored, then take it over and read only the rest.
     """
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r} is not one of: {', '.join(POOLS)}.")
+    if pool == "mean" and layer is None:
+        raise ValueError("extend(pool='mean') needs the layer to average.")
     if store is None or not store.budget:
-        return _extend(model, entries, ids, layer)
+        return _extend(model, entries, ids, layer, pool)
     first = [i for i, entry in enumerate(entries) if not len(entry)]
     waiting = set(_repeats(first, ids, store.block))
     passes = [[i for i in range(len(entries)) if i not in waiting], sorted(waiting)]
@@ -221,8 +243,8 @@ def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer
             continue
         fresh = [i for i in now if not len(entries[i])]
         for i in fresh:
-            store.seed(entries[i], ids[i])
-        states = _extend(model, [entries[i] for i in now], [ids[i] for i in now], layer)
+            store.seed(entries[i], ids[i], layer if pool == "mean" else None)
+        states = _extend(model, [entries[i] for i in now], [ids[i] for i in now], layer, pool)
         for i in fresh:
             store.add(entries[i])
         for k, i in enumerate(now):
@@ -242,23 +264,38 @@ def _repeats(first: Sequence[int], ids: Sequence[Sequence[int]], block: int) -> 
     return repeats
 
 
-def _extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None) -> Tensor | None:
+def _extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None,
+            pool: str = "last") -> Tensor | None:
     todo: list[tuple[Cached, list[int]]] = []
+    mean = pool == "mean"
     for entry, target in zip(entries, ids, strict=True):
         keep = shared_length(entry.ids, target)
-        entry.crop(keep if layer is None else min(keep, len(target) - 1))
+        if layer is None:
+            entry.crop(keep)
+        elif mean:  # tokens without their kept hidden rows are read again
+            entry.crop(min(keep, entry.covered(layer)))
+            if entry.covered(layer) == 0:
+                entry.hidden, entry.hidden_layer = None, layer
+        else:
+            entry.crop(min(keep, len(target) - 1))
         if len(target) > len(entry):
             todo.append((entry, list(target[len(entry):])))
     last: list[Tensor | None] = [None] * len(todo)
     for batch in read_batches([len(new) for _, new in todo]):
-        states = _read(model, [todo[i] for i in batch], layer)
+        states = _read(model, [todo[i] for i in batch], layer, keep_hidden=mean)
         for i, state in zip(batch, states, strict=True):
             last[i] = state
-    return None if layer is None else torch.stack(last)
+    if layer is None:
+        return None
+    if mean:
+        return torch.stack([entry.hidden.float().mean(0) for entry in entries])
+    return torch.stack(last)
 
 
-def _read(model, todo: Sequence[tuple[Cached, list[int]]], layer: int | None) -> list[Tensor | None]:
-    """One forward pass over each entry's new ids on top of its cache; the new keys and values are appended.
+def _read(model, todo: Sequence[tuple[Cached, list[int]]], layer: int | None,
+          keep_hidden: bool = False) -> list[Tensor | None]:
+    """One forward pass over each entry's new ids on top of its cache; the new keys and values are appended
+    (and, with ``keep_hidden``, the new tokens' hidden states at ``layer`` to ``Cached.hidden``).
     Returns each entry's last new token's hidden state at ``layer`` (None without a layer)."""
     embedding = model.get_input_embeddings()
     rows = [embedding(torch.tensor(new, dtype=torch.long, device=embedding.weight.device)) for _, new in todo]
@@ -283,6 +320,11 @@ def _read(model, todo: Sequence[tuple[Cached, list[int]]], layer: int | None) ->
     if layer is None:
         return [None] * len(todo)
     hidden = layer_states(out, layer)
+    if keep_hidden:
+        for i, (entry, new) in enumerate(todo):
+            rows = hidden[i, : len(new)].clone()
+            entry.hidden = rows if entry.hidden is None else torch.cat([entry.hidden, rows], 0)
+            entry.hidden_layer = layer
     return [hidden[i, len(new) - 1] for i, (_, new) in enumerate(todo)]
 
 

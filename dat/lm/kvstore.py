@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -47,7 +48,7 @@ class KVStore:
         """Bytes the stored keys and values take."""
         self.reused_tokens = 0
         """Tokens whose keys and values a first read took from the store instead of computing them."""
-        self._blocks: OrderedDict[tuple[int, ...], tuple[list[Tensor], list[Tensor]]] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, ...], Block] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -56,8 +57,11 @@ class KVStore:
         self._blocks.clear()
         self.bytes = 0
 
-    def seed(self, entry: Cached, ids: Sequence[int]) -> int:
-        """Give the empty ``entry`` the longest run of stored blocks that ``ids`` begins with; return its length."""
+    def seed(self, entry: Cached, ids: Sequence[int], layer: int | None = None) -> int:
+        """Give the empty ``entry`` the longest run of stored blocks that ``ids`` begins with; return its length.
+
+        With ``layer`` (a pooled read), the entry also takes the hidden rows at that layer of the leading blocks
+        that kept them (``Cached.hidden``); the read that follows reads again only what they do not cover."""
         if len(entry):
             raise ValueError("KVStore.seed fills empty entries only.")
         found = []
@@ -71,9 +75,16 @@ class KVStore:
         for key in reversed(found):  # a run's first block stays the most recent: it is evicted last
             self._blocks.move_to_end(key)
         blocks = [self._blocks[key] for key in found]
+        if layer is not None:  # a pooled read uses the run of blocks whose hidden rows were kept
+            rows = [b.hidden for b in blocks if b.hidden is not None and b.layer == layer]
+            n = next((k for k, b in enumerate(blocks) if b.hidden is None or b.layer != layer), len(blocks))
+            if n == 0:
+                return 0
+            blocks, found, rows = blocks[:n], found[:n], rows[:n]
+            entry.hidden, entry.hidden_layer = torch.cat(rows, 0), layer
         entry.ids = list(found[-1])
-        entry.keys = [torch.cat([keys[layer] for keys, _ in blocks], 1) for layer in range(len(blocks[0][0]))]
-        entry.values = [torch.cat([values[layer] for _, values in blocks], 1) for layer in range(len(blocks[0][1]))]
+        entry.keys = [torch.cat([b.keys[i] for b in blocks], 1) for i in range(len(blocks[0].keys))]
+        entry.values = [torch.cat([b.values[i] for b in blocks], 1) for i in range(len(blocks[0].values))]
         self.reused_tokens += len(entry)
         return len(entry)
 
@@ -85,17 +96,33 @@ class KVStore:
         for end in range(self.block, len(entry) + 1, self.block):
             key = tuple(entry.ids[:end])
             keys.append(key)
-            if key in self._blocks:
-                continue
             start = end - self.block
-            block = ([k[:, start:end].clone() for k in entry.keys], [v[:, start:end].clone() for v in entry.values])
+            rows = entry.hidden[start:end].clone() if entry.covered(entry.hidden_layer) >= end else None
+            known = self._blocks.get(key)
+            if known is not None and (rows is None or known.hidden is not None):
+                continue
+            if known is not None:  # the same keys and values, now with the hidden rows a pooled read kept
+                self.bytes -= known.nbytes()
+            block = Block([k[:, start:end].clone() for k in entry.keys], [v[:, start:end].clone() for v in entry.values],
+                          rows, entry.hidden_layer if rows is not None else None)
             self._blocks[key] = block
-            self.bytes += _nbytes(block)
+            self.bytes += block.nbytes()
         for key in reversed(keys):
             self._blocks.move_to_end(key)
         while self.bytes > self.budget and self._blocks:
-            self.bytes -= _nbytes(self._blocks.popitem(last=False)[1])
+            self.bytes -= self._blocks.popitem(last=False)[1].nbytes()
 
 
-def _nbytes(block: tuple[list[Tensor], list[Tensor]]) -> int:
-    return sum(t.numel() * t.element_size() for part in block for t in part)
+@dataclass
+class Block:
+    """One stored block: per-layer keys and values ``(kv_heads, BLOCK, head_dim)``, and the hidden rows
+    ``(BLOCK, hidden)`` of one layer when a pooled read kept them."""
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    hidden: Tensor | None = None
+    layer: int | None = None
+
+    def nbytes(self) -> int:
+        tensors = [*self.keys, *self.values, *([self.hidden] if self.hidden is not None else [])]
+        return sum(t.numel() * t.element_size() for t in tensors)
