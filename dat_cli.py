@@ -170,7 +170,7 @@ def _interactive(lm: FrozenLM, policy, dialogue: Dialogue, cfg: EnvConfig, names
         view = dialogue.view(dialogue.steered)
         prefix = None
         if policy is not None:
-            prefix = list(policy(lm.states([view], layer=policy.state_layer, pool=policy.state_pool)))
+            prefix = policy.prefixes(lm.states([view], layer=policy.state_layer, pool=policy.state_pool))
         position = policy.position if policy is not None else "start"
         text = lm.generate([view], prefix, replace(cfg.sampling, seed=derive_seed(seed, rnd)), position=position)
         line = clean_utterance(text[0])

@@ -116,7 +116,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
                                len(eval_tasks) * cfg.loop.eval_per_task * len(EVALUATED), cfg.loop.batch_size)
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
-    act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.action_dim,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.planner_dim,), np.float32)
     checkpoints = out / "checkpoints"
     for orphan in clean_staging(checkpoints):
         dat_runtime.say(LOG, f"removed {orphan.name}, a checkpoint a killed run left half-written")

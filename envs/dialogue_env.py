@@ -36,7 +36,7 @@ class DialogueEnv(gym.Env):
 
     ## Action Space
 
-    ``Box(-1, 1, (d,), float32)`` with ``d = projection.cfg.action_dim``; actions are clipped to the
+    ``Box(-1, 1, (d,), float32)`` with ``d = projection.cfg.planner_dim``; actions are clipped to the
     box. The up-projection maps an action to ``L = projection.cfg.tokens`` prefix embeddings placed at
     ``projection.cfg.position`` ("start": after BOS; "before_reply": before the reply header).
 
@@ -103,7 +103,7 @@ class DialogueEnv(gym.Env):
         self.reward_fn, self.render_mode = reward_fn, render_mode
         self._lockstep = Lockstep(lm, projection, self.cfg)
         self._by_id = {t.id: t for t in self.tasks}
-        self.action_space = spaces.Box(-1.0, 1.0, (projection.cfg.action_dim,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (projection.cfg.planner_dim,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
         self.dialogue: Dialogue | None = None
 

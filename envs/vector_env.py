@@ -94,7 +94,7 @@ class DialogueVectorEnv(VectorEnv):
         self.reward_fn, self.render_mode, self.num_envs = reward_fn, render_mode, num_envs
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.lockstep = Lockstep(lm, projection, self.cfg)
-        self.action_dim = projection.cfg.action_dim if projection is not None else 0
+        self.action_dim = projection.cfg.planner_dim if projection is not None else 0
         self.single_action_space = spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)

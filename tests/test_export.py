@@ -82,3 +82,22 @@ def test_the_model_card_names_a_loadable_base_model_and_the_evaluation(tmp_path)
     assert "- judge: embedding" in card and "| policy | 0.5 [0.4, 0.6] |" in card
     local = model_card(DATPolicy.from_trained(trained_algo(True), projection, base_model="/models/mine"), {})
     assert "base_model:" not in local and "Not evaluated." in local  # a local folder is no Hub reference
+
+
+def test_the_do_not_steer_point_and_the_state_settings_survive_the_export(tmp_path):
+    """A null logit (prefix.null) is one more action entry: the export keeps it, and the rows whose null logit
+    is the largest get no prefix from ``prefixes``, as the unsteered model; the state layer and pooling travel."""
+    cfg = PrefixConfig(kind="behaviours", action_dim=3, tokens=2, sharpness=30.0, null=True)
+    projection = UpProjection(cfg, 16, 1.0, torch.randn(3, 2, 16))
+    algo = trained_algo(True)  # a 4-d action: three behaviours and the null logit
+    DATPolicy.from_trained(algo, projection, base_model="m", state_layer=2, state_pool="mean").save_pretrained(tmp_path)
+    loaded = DATPolicy.from_pretrained(tmp_path)
+    assert loaded.projection.cfg.null and loaded.projection.cfg.planner_dim == 4
+    assert (loaded.state_layer, loaded.state_pool) == (2, "mean")
+    states = torch.from_numpy(np.random.default_rng(3).normal(3.0, 2.0, (64, 16)).astype(np.float32))
+    actions = loaded.act(states)
+    null = actions.argmax(-1) == 3
+    made = loaded.prefixes(states)
+    assert [p is None for p in made] == null.tolist()
+    steered = [i for i, p in enumerate(made) if p is not None]
+    assert steered and torch.allclose(torch.stack([made[i] for i in steered]), loaded(states)[steered])

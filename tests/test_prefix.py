@@ -111,3 +111,18 @@ def test_anchor_settings_are_checked(embedding):
         build_projection(embedding, PrefixConfig(kind="anchors", anchors=["a"], action_dim=1))
     with pytest.raises(ValueError, match="one of: pca, learned, anchors"):
         UpProjection(PrefixConfig(kind="words"), 32, 1.0)
+
+
+def test_a_null_logit_is_the_do_not_steer_point_of_a_behaviour_basis():
+    basis = torch.randn(2, 2, 16)
+    cfg = PrefixConfig(kind="behaviours", action_dim=2, tokens=2, sharpness=30.0, null=True)
+    projection = UpProjection(cfg, 16, 1.0, basis)
+    actions = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [0.2, 0.9, 0.5]])
+    assert projection.unsteered(actions).tolist() == [False, True, False]
+    assert torch.allclose(projection(actions[:1]), basis[0][None], atol=1e-6)  # the null logit adds no vector
+    with pytest.raises(ValueError, match=r"expected \(batch, 3\) \(prefix.action_dim \+ 1"):
+        projection(torch.zeros(1, 2))
+    plain = UpProjection(PrefixConfig(kind="behaviours", action_dim=2, tokens=2), 16, 1.0, basis)
+    assert not plain.unsteered(torch.zeros(4, 2)).any()
+    with pytest.raises(ValueError, match="prefix.null=true needs prefix.kind=behaviours"):
+        PrefixConfig(kind="pca", null=True).validate()

@@ -118,6 +118,29 @@ def test_nan_actions_play_without_a_prefix(lm, proj):
     assert steered[:2] == [False, True]  # the steered lines: row 0 without a prefix, row 1 with one
 
 
+def test_actions_at_the_null_point_play_as_the_unsteered_model(lm):
+    """With prefix.null the action has one more entry; a row whose null logit is the largest gets no prefix,
+    and its line is the one a NaN (unsteered) action gives."""
+    import torch
+
+    from dat.action.projection import PrefixConfig, UpProjection
+
+    basis = torch.randn(2, 2, lm.hidden_size, generator=torch.Generator().manual_seed(0)) * 3
+    proj = UpProjection(PrefixConfig(kind="behaviours", action_dim=2, tokens=2, position="before_reply", null=True),
+                        lm.hidden_size, 1.0, basis)
+    vec = make_vec(lm, proj, 3, cfg=config(max_turns=1))
+    assert vec.single_action_space.shape == (3,)
+    lines = []
+    for actions in ([[-1, -1, 1], [1, -1, -1], [np.nan] * 3], [[np.nan] * 3, [1, -1, -1], [-1, -1, 1]]):
+        vec.reset(seed=0, options={"task_index": 0, "steered": 0, "partner_opens": True})
+        lm.seen.clear()
+        _, _, _, _, infos = vec.step(np.array(actions, np.float32))
+        assert [prefixed for kind, _, prefixed in lm.seen if kind == "generate"][:3] == [
+            not (np.isnan(a).all() or np.argmax(a) == 2) for a in np.array(actions)]
+        lines.append([r.turns[1].text for r in infos["record"]])
+    assert lines[0][0] == lines[1][0] and lines[0][2] == lines[1][2]  # null == unsteered, in either row
+
+
 def test_bad_arguments_are_explained(lm, proj):
     with pytest.raises(ValueError, match="autoreset_mode"):
         DialogueVectorEnv(lm, proj, make_tasks(), LengthJudge(), 2, autoreset_mode="SameStep")

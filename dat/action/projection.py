@@ -63,6 +63,15 @@ class PrefixConfig:
     depth: str = "input"
     """kind=behaviours: input (L input embeddings) or layers (also a trained vector added at the prefix
     positions in every decoder layer, as in prefix-tuning; see dat.lm.layerprefix)."""
+    null: bool = False
+    """kind=behaviours: give the action a "do not steer" point, one more logit beside the behaviours'. Where it
+    has the largest weight the line is generated with no prefix at all, exactly as the unsteered model, so a
+    planner can always choose not to steer."""
+
+    @property
+    def planner_dim(self) -> int:
+        """The planner's action dimension: one logit per behaviour (``action_dim``), plus the null one."""
+        return self.action_dim + int(self.null)
 
     def validate(self) -> PrefixConfig:
         """Raise a ValueError naming the field and its valid values when a setting is unusable."""
@@ -77,6 +86,9 @@ class PrefixConfig:
             raise ValueError(f"prefix.norm={self.norm} and prefix.sharpness={self.sharpness} must be positive.")
         if self.depth == "layers" and self.kind != "behaviours":
             raise ValueError("prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained).")
+        if self.null and self.kind != "behaviours":
+            raise ValueError(f"prefix.null=true needs prefix.kind=behaviours (a null logit beside the behaviours'); "
+                             f"prefix.kind={self.kind} has no behaviours to weigh it against.")
         if self.path and not (Path(self.path) / "projection.json").is_file():
             raise ValueError(f"prefix.path={self.path!r} holds no up-projection (projection.json missing); give a "
                              "folder written by UpProjection.save (a run's projection/ folder), or prefix.path=null.")
@@ -191,14 +203,18 @@ class UpProjection(nn.Module):
         factor = 1.0 if self.cfg.tied else self.cfg.tokens ** 0.5
         return self.cfg.norm * self.token_norm * factor
 
+    def unsteered(self, action: Tensor) -> Tensor:
+        """Which rows of ``action`` choose not to steer (``prefix.null``: the null logit is the largest); such
+        a row is generated with no prefix at all. All False without a null point."""
+        self._check(action)
+        if not self.cfg.null:
+            return torch.zeros(action.shape[0], dtype=torch.bool, device=action.device)
+        return action.argmax(dim=-1) == self.cfg.action_dim
+
     def forward(self, action: Tensor) -> Tensor:
-        if action.dim() != 2 or action.shape[1] != self.cfg.action_dim:
-            raise ValueError(
-                f"Action has shape {tuple(action.shape)}; expected (batch, {self.cfg.action_dim}) "
-                "(prefix.action_dim)."
-            )
-        if self.cfg.kind == "behaviours":
-            weights = torch.softmax(action.float() * self.cfg.sharpness, dim=-1)
+        self._check(action)
+        if self.cfg.kind == "behaviours":  # a null logit takes its share of the weight and adds no vector
+            weights = torch.softmax(action.float() * self.cfg.sharpness, dim=-1)[:, : self.cfg.action_dim]
             return torch.einsum("bk,k...->b...", weights, self.basis) * self.scale
         chunks = action.float()[:, None, :] if self.cfg.tied else action.float().view(
             action.shape[0], self.cfg.tokens, -1)
@@ -212,6 +228,12 @@ class UpProjection(nn.Module):
         if self.cfg.tied:
             tokens = tokens.expand(-1, self.cfg.tokens, -1)
         return tokens
+
+    def _check(self, action: Tensor) -> None:
+        if action.dim() != 2 or action.shape[1] != self.cfg.planner_dim:
+            null = " + 1 (prefix.null)" if self.cfg.null else ""
+            raise ValueError(f"Action has shape {tuple(action.shape)}; expected (batch, {self.cfg.planner_dim}) "
+                             f"(prefix.action_dim{null}).")
 
     def save(self, folder: str | Path, record: dict | None = None) -> Path:
         """Write ``projection.safetensors`` + ``projection.json`` (config and how it was made)."""

@@ -259,6 +259,8 @@ class Lockstep:
             raise RuntimeError("A finished dialogue was stepped; reset it first.")
         prefixes = None
         unsteered = torch.isnan(actions).all(dim=-1) if actions is not None else None
+        if actions is not None and self.projection is not None:  # rows at the null point: no prefix either
+            unsteered = unsteered | self.projection.unsteered(torch.nan_to_num(actions.float()))
         if actions is not None and not bool(unsteered.all()):
             if self.projection is None:
                 raise ValueError("Actions were given but there is no up-projection to make prefixes of them.")

@@ -153,7 +153,7 @@ def measure(lm: FrozenLM, projection: UpProjection | None, tasks: Sequence[Any],
     if rounds < 1:
         raise ValueError(f"rounds={rounds} must be at least 1.")
     cfg = replace(env, max_turns=rounds, partner_opens=True, steered=0, probe=False).validate()
-    dim = projection.cfg.action_dim if projection is not None else 0
+    dim = projection.cfg.planner_dim if projection is not None else 0
     if dim == 0 and any(c.policy is not None for c in conditions):
         raise ValueError("Steered conditions (policy, zero, random) need an up-projection.")
     mains = list(dict.fromkeys(c.main for c in conditions))

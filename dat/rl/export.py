@@ -7,8 +7,8 @@ through huggingface_hub's ``PyTorchModelHubMixin`` (``save_pretrained`` / ``from
 belong to the resumable training checkpoint (``dat.rl.checkpoint``), not here.
 
 >>> policy = DATPolicy.from_pretrained("outputs/train/default/export")   # doctest: +SKIP
->>> prefix = policy(lm.states([chat]))                                   # doctest: +SKIP
->>> lm.generate([chat], list(prefix), position=policy.position)          # doctest: +SKIP
+>>> prefixes = policy.prefixes(lm.states([chat]))                        # doctest: +SKIP
+>>> lm.generate([chat], prefixes, position=policy.position)              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -111,8 +111,16 @@ class DATPolicy(
 
     @torch.no_grad()
     def forward(self, states: Tensor) -> Tensor:
-        """Prefix embeddings for the given states."""
+        """Prefix embeddings for the given states (rows that choose not to steer included: see ``prefixes``)."""
         return self.projection(self.act(states))
+
+    @torch.no_grad()
+    def prefixes(self, states: Tensor) -> list[Tensor | None]:
+        """One prefix per state for ``FrozenLM.generate``: None where the planner chooses the "do not steer"
+        point (``prefix.null``), so that line is generated as the unsteered model's."""
+        actions = self.act(states)
+        made = self.projection(actions)
+        return [None if skip else p for p, skip in zip(made, self.projection.unsteered(actions).tolist(), strict=True)]
 
     @classmethod
     def from_trained(cls, algo, projection: UpProjection, base_model: str, state_layer: int = -1,
@@ -158,8 +166,8 @@ from dat.rl.export import DATPolicy
 
 policy = DATPolicy.from_pretrained("<this folder or repo>")
 lm = FrozenLM.load(ModelConfig(name=policy.base_model))
-prefix = policy(lm.states([chat], layer=policy.state_layer, pool=policy.state_pool))
-reply = lm.generate([chat], list(prefix), position=policy.position)
+prefixes = policy.prefixes(lm.states([chat], layer=policy.state_layer, pool=policy.state_pool))
+reply = lm.generate([chat], prefixes, position=policy.position)
 ```"""
 
 
