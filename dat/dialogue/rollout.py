@@ -134,6 +134,7 @@ def collect(
     keep_failed: bool = False,
     stats: dict[str, float] | None = None,
     task_order: Sequence[int] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Play ``n`` episodes on the vector env ``envs`` (``num_envs`` at a time) and return them in order.
 
@@ -145,10 +146,14 @@ def collect(
     Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given,
     receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped). When every
     judgement of a step's ending dialogues fails, the judge is down: ``JudgeOutage`` is raised at
-    once, naming the cause, instead of collecting a round that cannot be used.
+    once, naming the cause, instead of collecting a round that cannot be used. ``indices`` (n of them) numbers
+    the episodes instead of ``offset + i``: a dataset shard plays every k-th index (``dat.dialogue.dataset``).
     """
     _check(envs, [policy], n, task_order)
-    specs = [Spec(derive_seed(seed, "episode", offset + i), task_order[i] if task_order else None, policy)
+    if indices is not None and len(indices) != n:
+        raise ValueError(f"collect got {len(indices)} indices for {n} episodes.")
+    numbers = list(indices) if indices is not None else [offset + i for i in range(n)]
+    specs = [Spec(derive_seed(seed, "episode", numbers[i]), task_order[i] if task_order else None, policy)
              for i in range(n)]
     episodes, used, elapsed = _play(envs, specs, noise)
     kept = [e for e in episodes if keep_failed or not e.judgement_failed]
