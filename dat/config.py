@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -128,6 +129,10 @@ class SharedConfig:
 class TrainConfig(SharedConfig):
     """The whole run: one object, built from the composed Hydra config in ``main()``."""
 
+    dataset: Any = None
+    """Train fully offline from datasets written by ``dat collect`` (a folder or a list of them) instead of
+    collecting in rounds: each round then makes ``algo.gradient_steps_per_round`` updates on their transitions
+    (``loop.rounds`` x that in all) and evaluates as usual. None: online rounds (collect -> train -> evaluate)."""
     resume: bool = True
     """Resume from the output directory's last complete checkpoint when there is one (and its settings match)."""
     force_resume: bool = False
@@ -136,10 +141,56 @@ class TrainConfig(SharedConfig):
     loop: LoopConfig = field(default_factory=LoopConfig)
 
 
+@dataclass
+class CollectConfig:
+    """A dataset of episodes (``dat collect``): how many, with which behaviour policy and decoding, where."""
+
+    episodes: int = 1000
+    """N: the dataset's episodes, all shards together (a larger N on a re-run adds only the missing ones)."""
+    out: str = "outputs/datasets/default"
+    """The dataset folder (with collect.shards > 1, each shard writes <out>/shards/shard-i-of-k; merge them with
+    ``dat dataset merge <out>``)."""
+    shard: int = 0
+    """Which shard this process collects: the episode indices g with g % shards == shard."""
+    shards: int = 1
+    """How many shards the dataset is split into (a multirun over collect.shard=0,...,k-1)."""
+    policy: str | None = None
+    """An exported planner (a run's export/ folder) whose actions, plus ``noise``, are played; None plays
+    uniformly random actions, as DAT collects."""
+    noise: float = 0.3
+    """Gaussian exploration noise (sd) around ``policy``'s actions (unused for random actions)."""
+    do_sample: bool = False
+    """Decode every utterance by sampling (env.sampling's temperature and top-p); false decodes greedily, as
+    DAT collects "for a less noisy signal": the reward is then a function of the task, side and action."""
+    batch_size: int = 64
+    """Dialogues played in lockstep, and the episodes committed at a time (a kill loses at most one batch)."""
+
+    def validate(self) -> CollectConfig:
+        """Raise a ValueError naming the field when a setting is unusable."""
+        for name in ("episodes", "shards", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"collect.{name}={getattr(self, name)} must be at least 1.")
+        if not 0 <= self.shard < self.shards:
+            raise ValueError(f"collect.shard={self.shard} must be in 0..{self.shards - 1} (collect.shards={self.shards}).")
+        if self.noise < 0:
+            raise ValueError(f"collect.noise={self.noise} must be >= 0.")
+        if self.policy is not None and not (Path(self.policy) / "config.json").is_file():
+            raise ValueError(f"collect.policy={self.policy!r} holds no exported planner (config.json); give a run's "
+                             "export/ folder, or collect.policy=null for random actions.")
+        return self
+
+
+@dataclass
+class CollectRunConfig(TrainConfig):
+    """``dat collect``: the training config's groups (model, action space, dialogue rules, judge) and ``collect``."""
+
+    collect: CollectConfig = field(default_factory=CollectConfig)
+
+
 GROUPS = {
     "model": ModelConfig, "prefix": PrefixConfig, "env": EnvGroupConfig, "judge": JudgeConfig,
     "algo": AlgoConfig, "logger": LoggerConfig, "selfclone": SelfCloneConfig, "loop": LoopConfig,
-    "behaviours": BehaviourConfig,
+    "behaviours": BehaviourConfig, "collect": CollectConfig,
 }
 
 
@@ -147,6 +198,7 @@ def register_configs() -> None:
     """Register the schemas so ``conf/*.yaml`` files are validated against them."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="collect_run_schema", node=CollectRunConfig)
     for group, node in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=node)
 
@@ -165,6 +217,14 @@ def validate(cfg: Any) -> Any:
     cfg.prefix.validate()
     if isinstance(getattr(cfg, "loop", None), LoopConfig):
         cfg.loop.validate()
+    if isinstance(getattr(cfg, "collect", None), CollectConfig):
+        cfg.collect.validate()
+    for folder in datasets(cfg):
+        if not (Path(folder) / "card.json").is_file():
+            shards = (Path(folder) / "shards").is_dir()
+            raise ValueError(f"dataset={folder!r} holds no dataset (card.json missing)"
+                             + (f"; merge its shards first: dat dataset merge {folder}." if shards else
+                                "; give a folder written by dat collect (its collect.out)."))
     if cfg.prefix.kind == "behaviours" and not cfg.prefix.path:
         from dat.action.behaviours import check_config
 
@@ -193,6 +253,31 @@ def validate(cfg: Any) -> Any:
         if getattr(cfg.logger, name) not in valid:
             raise ValueError(f"logger.{name}={getattr(cfg.logger, name)!r} is not one of: {', '.join(valid)}.")
     return cfg
+
+
+def datasets(cfg: Any) -> list[str]:
+    """The dataset folders a training config names (``dataset``: none, one, or a list)."""
+    value = getattr(cfg, "dataset", None)
+    if value is None or value == "":
+        return []
+    return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value]
+
+
+def data_settings(cfg: Any, projection, lm) -> dict[str, Any]:
+    """What a dataset's transitions mean, as its card records it: the model and dtype, the state the planner
+    reads, the action space (its fingerprint), the judge and reward; training from a dataset needs the same.
+    The dialogue rules and scenarios are recorded too but may differ (another task set is another dataset)."""
+    from dataclasses import asdict
+
+    from dat.dialogue.dataset import fingerprint
+
+    return json.loads(json.dumps({
+        "model": lm.name, "dtype": cfg.model.dtype,
+        "state": {"layer": cfg.env.state_layer, "pool": cfg.env.state_pool, "hidden": lm.hidden_size},
+        "action_space": {"fingerprint": fingerprint(projection),
+                         "prefix": {k: v for k, v in asdict(projection.cfg).items() if k != "path"}},
+        "reward": {"judge": cfg.judge.backend, "weights": asdict(cfg.judge.weights)},
+    }, default=str))
 
 
 def identity(cfg: TrainConfig) -> dict[str, Any]:

@@ -44,7 +44,8 @@ VERSION = 1
 def fingerprint(projection) -> str:
     """A short hash of an up-projection's settings and tensors: two datasets whose actions mean the same
     prefixes have the same one."""
-    digest = hashlib.sha256(json.dumps(_plain(vars(projection.cfg)), sort_keys=True).encode())
+    settings = {k: v for k, v in vars(projection.cfg).items() if k != "path"}  # where it was loaded from is no setting
+    digest = hashlib.sha256(json.dumps(_plain(settings), sort_keys=True).encode())
     for name, tensor in sorted(projection.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
