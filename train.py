@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from dat.action.projection import UpProjection
-from dat.config import TrainConfig, identity, register_configs, to_config, validate
+from dat.config import TrainConfig, data_settings, datasets, identity, register_configs, to_config, validate
+from dat.dialogue.dataset import Dataset, differences
 from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import JudgeOutage, collect, outage
 from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
@@ -69,7 +70,8 @@ class Run:
     out: Path
     lm: FrozenLM
     projection: UpProjection
-    train_envs: DialogueVectorEnv
+    train_envs: DialogueVectorEnv | None
+    """Where rounds collect; None when the run trains offline from datasets (``dataset=...``)."""
     eval_envs: DialogueVectorEnv
     judge: Any
     algo: TD3BC
@@ -110,9 +112,13 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
         return judged_reward(judgement, steered, cfg.judge.weights)
 
     # Collection and evaluation are loops over Gymnasium vector envs (loop.batch_size dialogues in lockstep);
-    # evaluation plays all its conditions in one stream, so its env is sized for all of them.
-    train_envs = collector_envs(lm, projection, train_tasks, judge, cfg.env, reward_fn, cfg.loop.episodes_per_round,
-                                cfg.loop.batch_size)
+    # evaluation plays all its conditions in one stream, so its env is sized for all of them. Training from
+    # datasets collects nothing.
+    offline = [Dataset(folder) for folder in datasets(cfg)]
+    for data in offline:
+        _check_dataset(data, data_settings(cfg, projection, lm))
+    train_envs = None if offline else collector_envs(lm, projection, train_tasks, judge, cfg.env, reward_fn,
+                                                     cfg.loop.episodes_per_round, cfg.loop.batch_size)
     eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
                                len(eval_tasks) * cfg.loop.eval_per_task * len(EVALUATED), cfg.loop.batch_size)
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
@@ -131,6 +137,8 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
                                   "output directory (hydra.run.dir=...) or delete it.")
         algo = TD3BC.from_config(cfg.algo, observation_space=obs_space, action_space=act_space, seed=cfg.seed)
         state = RunState(judge_cache=str(run_cache_dir(out, cfg.judge.cache_dir)), settings=identity(cfg))
+        for data in offline:  # a resumed run finds them in its checkpoint's buffer
+            state.episodes += load_dataset(algo, data)
     tracker = make_tracker(_sweep_grouped(cfg.logger), _plain(cfg), out, cfg.name, state.wandb_id)
     state.wandb_id = tracker.run_id
     bar.n = state.round
@@ -148,25 +156,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     # ...and so starts, as an uninterrupted one, with no stored keys and values (reused ones differ from a fresh
     # read by float rounding, so what a round reuses must not depend on the rounds before a resume).
     run.lm.kv_store.clear()
-    bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
-    explore = "random" if rnd == 0 and cfg.loop.random_first_round else run.policy
-    stats: dict[str, float] = {}
-    episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
-                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
-                       keep_failed=True)
-    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)  # failed ones too, with the cause
-    failed = [e for e in episodes if e.judgement_failed]
-    if len(failed) > cfg.loop.max_failed_share * len(episodes):
-        raise outage([e.judgement for e in failed]) if len(failed) == len(episodes) else JudgeOutage(
-            f"{len(failed)} of {len(episodes)} judgements of round {rnd} failed (more than loop.max_failed_share="
-            f"{cfg.loop.max_failed_share}); first cause: {_cause(failed)}. Fix the judge and re-run: the "
-            "episodes are kept and judged again.")
-    for e in episodes:
-        if not e.judgement_failed:
-            add_episode(algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
-                        terminated=bool(e.dones[-1]))
-    stats["rollout/rejudged"] = float(_rejudge(run, rnd))
-    state.episodes += len(episodes)
+    stats = _collect_round(run, rnd, bar) if run.train_envs is not None else {}
     bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
     bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
                     updates=algo._n_updates + cfg.algo.gradient_steps_per_round)
@@ -201,6 +191,57 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     run.tracker.artifact(f"{cfg.name}-checkpoint", "checkpoint", run.checkpoints / f"round-{rnd + 1:04d}",
                          aliases=[f"round-{rnd + 1}"])
     return metrics
+
+
+def _collect_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
+    """An online round's collection: episodes (random in round 0, else the policy plus noise) saved, the judged
+    ones added to the buffer, earlier failed judgements judged again; returns the rollout metrics."""
+    cfg, state, out = run.cfg, run.state, run.out
+    bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
+    explore = "random" if rnd == 0 and cfg.loop.random_first_round else run.policy
+    stats: dict[str, float] = {}
+    episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
+                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
+                       keep_failed=True)
+    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)  # failed ones too, with the cause
+    failed = [e for e in episodes if e.judgement_failed]
+    if len(failed) > cfg.loop.max_failed_share * len(episodes):
+        raise outage([e.judgement for e in failed]) if len(failed) == len(episodes) else JudgeOutage(
+            f"{len(failed)} of {len(episodes)} judgements of round {rnd} failed (more than loop.max_failed_share="
+            f"{cfg.loop.max_failed_share}); first cause: {_cause(failed)}. Fix the judge and re-run: the "
+            "episodes are kept and judged again.")
+    for e in episodes:
+        if not e.judgement_failed:
+            add_episode(run.algo.replay_buffer, e.states, e.next_states, e.actions, e.rewards,
+                        terminated=bool(e.dones[-1]))
+    stats["rollout/rejudged"] = float(_rejudge(run, rnd))
+    state.episodes += len(episodes)
+    return stats
+
+
+def load_dataset(algo: TD3BC, data: Dataset) -> int:
+    """Add every judged episode of ``data`` to the replay buffer, in index order; return how many."""
+    states, actions, rewards, next_states, dones, _, lengths = data.transitions()
+    if len(states) > algo.replay_buffer.buffer_size:
+        raise ValueError(f"{data.folder} holds {len(states)} transitions but algo.buffer_size="
+                         f"{algo.replay_buffer.buffer_size}; raise algo.buffer_size to at least {len(states)}.")
+    start = 0
+    for length in lengths:
+        end = start + int(length)
+        add_episode(algo.replay_buffer, states[start:end], next_states[start:end], actions[start:end],
+                    rewards[start:end], terminated=bool(dones[end - 1]))
+        start = end
+    return len(lengths)
+
+
+def _check_dataset(data: Dataset, wanted: dict) -> None:
+    """A dataset trains this run only if its states, actions and rewards mean what this run's do."""
+    changed = differences(data.settings, wanted)
+    if changed:
+        raise ValueError(f"dataset={data.folder} was collected with other settings than this run's ({', '.join(changed)}): "
+                         "its states, actions or rewards would mean something else here. Train with the settings it was "
+                         f"collected with (its card: {data.folder / 'card.json'}; its action space: "
+                         f"prefix.path={data.folder / 'projection'}).")
 
 
 def round_line(rnd: int, rounds: int, episodes: int, metrics: dict[str, float]) -> str:
@@ -330,7 +371,7 @@ def _card_facts(cfg: TrainConfig, state: RunState) -> dict[str, str]:
             "action basis": f"{cfg.prefix.kind}{basis}",
             "scenarios": f"train {cfg.env.scenarios.train}, held out {cfg.env.scenarios.eval}",
             "training": f"{state.round} rounds, {state.episodes} episodes, TD3+BC alpha={cfg.algo.alpha}, "
-                        f"seed {cfg.seed}"}
+                        f"seed {cfg.seed}" + (f", offline from {', '.join(datasets(cfg))}" if datasets(cfg) else "")}
 
 
 def _judge_metrics(judge, before: dict[str, float]) -> dict[str, float]:

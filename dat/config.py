@@ -296,6 +296,8 @@ def identity(cfg: TrainConfig) -> dict[str, Any]:
     flat.update({f"prefix.{k}": v for k, v in asdict(cfg.prefix).items() if k != "path"})
     group = "behaviours" if cfg.prefix.kind == "behaviours" else "selfclone"
     flat.update({f"{group}.{k}": v for k, v in made.items() if k not in ("name", "checkpoint_every")})
+    if datasets(cfg):  # recorded only offline, so the identity of online runs is what it was
+        flat["dataset"] = sorted(str(Path(d).resolve()) for d in datasets(cfg))
     return json.loads(json.dumps(flat))  # as state.json will hold it (tuples become lists)
 
 
