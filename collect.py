@@ -61,8 +61,11 @@ def collect(cfg: CollectRunConfig) -> dict[str, float]:
     todo = len(missing(data, c.episodes))
     bar = tqdm(total=len(data) + todo, initial=len(data), desc=f"collect {folder}", unit="episode", dynamic_ncols=True)
     started = time.perf_counter()
+    lm_seconds = {"generate_seconds": 0.0, "states_seconds": 0.0}
 
     def committed(count: int, stats: dict[str, float]) -> None:
+        for key in lm_seconds:
+            lm_seconds[key] += stats.get(f"perf/{key}", 0.0)
         bar.update(count - bar.n)
         bar.set_postfix(reward=f"{stats['rollout/reward_mean']:.3f}", per_hour=f"{stats['perf/dialogues_per_hour']:.0f}")
 
@@ -73,7 +76,7 @@ def collect(cfg: CollectRunConfig) -> dict[str, float]:
         bar.close()
     seconds = time.perf_counter() - started
     figures = {"episodes": float(len(data)), "played": float(todo), "failed_judgements": float(data.card[
-        "failed_judgements"]), "seconds": seconds, "episodes_per_hour": todo / max(seconds, 1e-9) * 3600}
+        "failed_judgements"]), "seconds": seconds, "episodes_per_hour": todo / max(seconds, 1e-9) * 3600, **lm_seconds}
     dat_runtime.say(LOG, f"dataset {folder}: {len(data)} episodes ({todo} played now, "
                          f"{figures['episodes_per_hour']:.0f} per hour, {data.card['failed_judgements']} failed "
                          "judgements kept in the transcripts)")

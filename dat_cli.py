@@ -6,6 +6,8 @@
     dat chat --policy outputs/train/default/export --task bundled-003        # planner vs model partner
     dat chat --policy outputs/train/default/export --interactive             # you are the partner
     dat chat --task bundled-003                                              # no planner: unsteered
+    dat collect experiment=mood collect.episodes=2000 collect.out=outputs/datasets/mood   # a dataset
+    dat dataset merge outputs/datasets/mood                                  # its shards into one
 
 ``dat train``, ``dat evaluate`` and ``dat stability`` hand everything after the subcommand to Hydra (overrides,
 ``-m``, ``--cfg job``, ``--help``), with the configs installed with the package (``dat_pipeline/conf``, built
@@ -34,6 +36,8 @@ HYDRA_COMMANDS = {
     "evaluate": "evaluate an export against the baselines: Hydra overrides as for python evaluate.py (policy=...)",
     "stability": "instruction stability over a self-chat, per round and condition: Hydra overrides as for "
                  "python stability.py (policy=..., rounds=8)",
+    "collect": "collect a dataset for offline training: Hydra overrides as for python collect.py "
+               "(collect.episodes=..., collect.out=..., -m collect.shard=0,1 collect.shards=2)",
 }
 """Subcommands that run a Hydra entry point; their arguments are Hydra's, so argparse never reads them."""
 
@@ -43,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in HYDRA_COMMANDS.items():
         commands.add_parser(name, help=text, add_help=False)  # listed here, run by run_entry_point
+    data = commands.add_parser("dataset", help="merge, check or make datasets (see dat collect)")
+    data.add_argument("action", choices=("merge", "verify", "from-run"),
+                      help="merge: a dataset's shards into it; verify: a dataset or its shards; "
+                           "from-run: a training run's collected episodes as a dataset")
+    data.add_argument("folder", help="the dataset folder (from-run: the run folder)")
+    data.add_argument("--out", help="from-run: where the dataset goes (default: <run folder>/dataset)")
     chat = commands.add_parser("chat", help="run a steered dialogue from an exported planner")
     chat.add_argument("--policy", help="folder written by DATPolicy.save_pretrained (omit: unsteered)")
     chat.add_argument("--model", help="base model; default: the one the policy was trained on")
@@ -104,10 +114,74 @@ def main(argv: list[str] | None = None) -> int:
 @dat_runtime.one_line_errors
 def run_parsed(argv: list[str]) -> int:
     args = parse_args(argv)  # before the heavy imports below, so `dat --help` answers at once
+    if args.command == "dataset":
+        return _dataset(args)
     import torch
 
     with torch.no_grad():
         return _chat(args)
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    """``dat dataset merge|verify|from-run``: one line per dataset, what it holds."""
+    from dat.dialogue.dataset import SHARDS, Dataset, merge, verify_shards
+
+    folder = Path(args.folder)
+    if args.action == "merge":
+        merged = merge(folder)
+        print(f"{folder}: {len(merged)} episodes merged from {merged.card['sharded']} shards, indices "
+              f"0..{max(merged.indices)}, {merged.card['failed_judgements']} failed judgements")
+    elif args.action == "verify":
+        shards = [Dataset(p.parent) for p in sorted((folder / SHARDS).glob("*/card.json"))]
+        if shards:
+            verify_shards(shards)
+            print(f"{folder}: {len(shards)} shards, same settings, disjoint seeds, "
+                  f"{sum(len(s) for s in shards)} episodes")
+        if (folder / "card.json").is_file():
+            data = Dataset(folder)
+            total = data.minari().total_episodes
+            print(f"{folder}: {len(data)} episodes committed, {total} in the Minari data, "
+                  f"{data.card['failed_judgements']} failed judgements, action space "
+                  f"{data.settings['action_space']['fingerprint']}")
+        elif not shards:
+            Dataset(folder)  # raises, saying what the folder lacks
+    else:
+        _dataset_from_run(folder, Path(args.out) if args.out else folder / "dataset")
+    return 0
+
+
+def _dataset_from_run(run: Path, out: Path) -> None:
+    """An online run's collected episodes (``<run>/episodes/round-*``) as a dataset with the run's settings."""
+    from gymnasium import spaces
+
+    from dat.dialogue.dataset import Dataset
+    from dat.dialogue.episodes import load_episodes
+
+    rounds = sorted((run / "episodes").glob("round-*"))
+    if not rounds:
+        raise FileNotFoundError(f"{run} holds no collected episodes (episodes/round-*); give a train.py run folder.")
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from dat.action.projection import UpProjection
+    from dat.config import TrainConfig, data_settings, to_config
+
+    if not (run / ".hydra" / "config.yaml").is_file() or not (run / "projection" / "projection.json").is_file():
+        raise FileNotFoundError(f"{run} lacks .hydra/config.yaml or projection/: give a folder train.py wrote.")
+    cfg = to_config(OmegaConf.load(run / ".hydra" / "config.yaml"), TrainConfig)
+    episodes = [e for folder in rounds for e in load_episodes(folder)]
+    steered = next(e for e in episodes if not e.judgement_failed)
+    lm = SimpleNamespace(name=cfg.model.name, hidden_size=int(steered.states.shape[1]))
+    card = {"settings": data_settings(cfg, UpProjection.load(run / "projection"), lm), "seed": cfg.seed,
+            "shard": 0, "shards": 1, "behaviour": "the run's rounds: random in round 0, then its planner + noise",
+            "scenarios": cfg.env.scenarios.train, "from_run": str(run.resolve())}
+    data = Dataset.create(out, card, spaces.Box(-float("inf"), float("inf"), steered.states.shape[1:]),
+                          spaces.Box(-1.0, 1.0, steered.actions.shape[1:]))
+    todo = [(i, e) for i, e in enumerate(episodes) if i not in set(data.indices)]
+    if todo:
+        data.append([e for _, e in todo], [i for i, _ in todo])
+    print(f"{out}: {len(data)} episodes from {len(rounds)} rounds of {run}")
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -1,0 +1,247 @@
+"""Does an offline planner read its state? A learning curve against dataset size on the moods task.
+
+    python collect.py experiment=mood prefix.null=true collect.episodes=1500 collect.out=outputs/datasets/mood-greedy
+    python benchmarks/state_learning.py --data outputs/datasets/mood-greedy --sizes 150 500 1500 --seeds 0 1 2
+
+On ``experiment=mood`` each steered agent's goal asks for warmth or anger; the basis has a positive and a negative
+prefix and a "do not steer" point (``prefix.null``). For each dataset size N (the first N episodes by index) and
+seed, TD3 is trained fully offline (alpha 0, lr 3e-4, batch 64, 1,500 steps, states normalised from the data) and
+its actions are played, greedily, on every (held-out task, side). Reported per run, on the held-out goals:
+
+* the share of warm goals for which the planner picks the positive prefix, and of angry goals the negative one;
+* its reward against the unsteered model and against the best constant action (the corner of the action space
+  with the highest mean reward in the training data), paired by goal, 95 % bootstrap intervals clustered by task;
+* the critic's fit: how often Q(s, a) orders the two tone corners as the played rewards do on held-out goals.
+
+Every corner is also played on every held-out goal (the oracle picks each goal's best corner): the headroom.
+Writes ``results/state_learning.json`` and ``docs/state-learning.md`` (``--markdown-only`` rewrites the page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (CPU settings before torch)
+import numpy as np
+import torch
+from gymnasium import spaces
+from hydra import compose, initialize_config_dir
+
+from dat.action.projection import UpProjection
+from dat.config import TrainConfig, to_config
+from dat.dialogue.dataset import Dataset
+from dat.eval.stats import paired_difference
+from dat.judges import make_judge
+from dat.judges.reward import reward as judged_reward
+from dat.lm.frozen import FrozenLM
+from dat.rl.buffer import add_episode
+from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
+from dat.seeding import seed_everything
+from envs.scenarios import load_scenarios
+from envs.vector_env import collector_envs
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = common.RESULTS / "state_learning.json"
+PAGE = ROOT / "docs" / "state-learning.md"
+CORNERS = {"positive": [1.0, -1.0, -1.0], "negative": [-1.0, 1.0, -1.0], "null": [-1.0, -1.0, 1.0]}
+MATCH = {"positive": "positive", "negative": "negative"}
+"""The corner a goal's tone asks for (its sentiment check's target)."""
+
+
+def setting(data: Path) -> TrainConfig:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=mood", "prefix.null=true", "env.sampling.do_sample=false",
+                                          f"prefix.path={data / 'projection'}", "logger=none"])
+    return to_config(cfg)
+
+
+def tone(record) -> str | None:
+    return next((c["target"] for c in record.checks if c.get("kind") == "sentiment"
+                 and c.get("agent", record.steered) == record.steered), None)
+
+
+def picked(action: np.ndarray) -> str:
+    return list(CORNERS)[int(np.argmax(action))]
+
+
+class Goals:
+    """Every (held-out task, side), played one turn at a time in wide batches (greedy: one episode each)."""
+
+    def __init__(self, cfg: TrainConfig, lm: FrozenLM, projection: UpProjection):
+        tasks = load_scenarios(cfg.env.scenarios.eval)
+        judge = make_judge(cfg.judge, lm=lm)
+        self.envs = collector_envs(lm, projection, tasks, judge, cfg.env,
+                                   lambda j, side: judged_reward(j, side, cfg.judge.weights), 64, 64)
+        self.goals = [(t, s) for t in range(len(tasks)) for s in (0, 1)]
+        self.task_ids = [tasks[t].id for t, _ in self.goals]
+        self.states, self.tones = None, None
+
+    def play(self, actions: np.ndarray) -> np.ndarray:
+        """Rewards of every goal played with its row of ``actions`` (NaN rows: unsteered)."""
+        rewards, states, tones = [], [], []
+        width = self.envs.num_envs
+        for start in range(0, len(self.goals), width):
+            chunk = self.goals[start:start + width]
+            pad = width - len(chunk)
+            options = {"task_index": [t for t, _ in chunk] + [0] * pad, "steered": [s for _, s in chunk] + [0] * pad,
+                       "partner_opens": True}
+            obs, _ = self.envs.reset(seed=0, options=options)
+            rows = np.concatenate([actions[start:start + len(chunk)], np.full((pad, actions.shape[1]), np.nan)])
+            _, r, _, _, infos = self.envs.step(rows.astype(np.float32))
+            rewards += list(r[: len(chunk)])
+            states.append(obs[: len(chunk)])
+            tones += [tone(rec) for rec in infos["record"][: len(chunk)]]
+        self.states, self.tones = np.concatenate(states), tones
+        return np.array(rewards)
+
+
+def train_planner(data: Dataset, n: int, seed: int, steps: int, obs_dim: int, act_dim: int) -> TD3BC:
+    """TD3 (alpha 0) on the first ``n`` episodes of ``data``, with the state-and-data measurement's settings."""
+    seed_everything(seed)
+    cfg = AlgoConfig(alpha=0.0, actor_lr=3e-4, critic_lr=3e-4, batch_size=64, net_arch=NetArch(actor=[256, 256],
+                     critic=[256, 256]), buffer_size=max(n, 1) * 4)
+    algo = TD3BC.from_config(cfg, observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                             action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32), seed=seed)
+    states, actions, rewards, next_states, dones, _, lengths = data.transitions()
+    start = 0
+    for k, length in enumerate(lengths[:n]):
+        end = start + int(length)
+        add_episode(algo.replay_buffer, states[start:end], next_states[start:end], actions[start:end],
+                    rewards[start:end], terminated=bool(dones[end - 1]))
+        start = end
+        if k + 1 == n:
+            break
+    algo.fit_normalizer()
+    algo.learn_offline(steps)
+    return algo
+
+
+def critic_order(algo: TD3BC, states: np.ndarray, corners: dict[str, np.ndarray], tones: list) -> float:
+    """Share of held-out toned goals where Q ranks the two tone corners as the played rewards do."""
+    right = []
+    with torch.no_grad():
+        obs = algo.policy.obs_to_tensor(states)[0]
+        q = {k: algo.critic.q1_forward(obs, torch.tensor(np.tile(CORNERS[k], (len(states), 1)), dtype=torch.float32)
+                                        ).squeeze(-1).numpy() for k in ("positive", "negative")}
+    for i, t in enumerate(tones):
+        if t in MATCH:
+            played = corners["positive"][i] - corners["negative"][i]
+            if played != 0:
+                right.append(np.sign(q["positive"][i] - q["negative"][i]) == np.sign(played))
+    return float(np.mean(right)) if right else float("nan")
+
+
+def best_constant(data: Dataset, n: int) -> str:
+    """The corner with the highest mean reward among the first ``n`` training episodes that picked it."""
+    _, actions, rewards, _, _, _, lengths = data.transitions()
+    ends = np.cumsum(lengths)[:n] - 1
+    chosen = [picked(actions[e]) for e in ends]
+    means = {k: float(np.mean([rewards[e] for e, c in zip(ends, chosen, strict=True) if c == k]))
+             for k in CORNERS if k in chosen}
+    return max(means, key=means.get)
+
+
+def compare(a: np.ndarray, b: np.ndarray, groups: list[str]) -> dict:
+    r = paired_difference(a, b, groups=groups)
+    return {"diff": r.mean_diff, "low": r.ci_low, "high": r.ci_high, "p": r.p_value}
+
+
+def measure(args) -> dict:
+    data = Dataset(args.data)
+    cfg = setting(Path(args.data))
+    lm = FrozenLM.load(cfg.model)
+    projection = UpProjection.load(Path(args.data) / "projection")
+    goals = Goals(cfg, lm, projection)
+    d = projection.cfg.planner_dim
+    unsteered = goals.play(np.full((len(goals.goals), d), np.nan))
+    corners = {k: goals.play(np.tile(np.array(v, np.float32), (len(goals.goals), 1))) for k, v in CORNERS.items()}
+    states, tones = goals.states, goals.tones
+    oracle = np.max(np.stack(list(corners.values())), axis=0)
+    per_tone = {t: {k: float(np.mean([v[i] for i in range(len(tones)) if tones[i] == t])) for k, v in
+                    {"unsteered": unsteered, **corners}.items()} for t in ("positive", "negative")}
+    runs = []
+    for n in args.sizes:
+        if n > len(data):
+            continue
+        constant = best_constant(data, n)
+        for seed in args.seeds:
+            began = time.perf_counter()
+            algo = train_planner(data, n, seed, args.steps, lm.hidden_size, d)
+            actions, _ = algo.predict(states.astype(np.float32), deterministic=True)
+            rewards = goals.play(actions)
+            chosen = [picked(a) for a in actions]
+            match = {t: float(np.mean([chosen[i] == MATCH[t] for i in range(len(tones)) if tones[i] == t]))
+                     for t in MATCH}
+            runs.append({"n": n, "seed": seed, "best_constant": constant, "reward": float(rewards.mean()),
+                         "pick": match, "choices": {k: chosen.count(k) for k in CORNERS},
+                         "critic_order": critic_order(algo, states, corners, tones),
+                         "vs_unsteered": compare(rewards, unsteered, goals.task_ids),
+                         "vs_best_constant": compare(rewards, corners[constant], goals.task_ids),
+                         "seconds": time.perf_counter() - began})
+            print(json.dumps(runs[-1]))
+    return {"data": str(args.data), "card": {k: data.card[k] for k in ("episodes", "behaviour", "decoding", "seed")},
+            "held_out_goals": len(goals.goals), "steps": args.steps, "unsteered": float(unsteered.mean()),
+            "corners": {k: float(v.mean()) for k, v in corners.items()}, "oracle": float(oracle.mean()),
+            "oracle_vs_unsteered": compare(oracle, unsteered, goals.task_ids), "per_tone": per_tone,
+            "null_equals_unsteered": bool(np.allclose(corners["null"], unsteered)), "runs": runs,
+            "machine": common.machine()}
+
+
+def _ci(c: dict) -> str:
+    return f"{c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Does an offline planner read its state? (moods, learning curve)", "",
+             "Generated by `python benchmarks/state_learning.py` from `benchmarks/results/state_learning.json`; "
+             "method in the script's docstring.", "",
+             f"Dataset: `{result['data']}`, {result['card']['episodes']} episodes, behaviour "
+             f"{result['card']['behaviour']}, decoding do_sample={result['card']['decoding']['do_sample']}. "
+             f"Held-out goals: {result['held_out_goals']} (every held-out task, both sides), played greedily. "
+             f"TD3 offline, {result['steps']} gradient steps.", "",
+             "## Every constant action on the held-out goals", "",
+             "| condition | mean reward | warm goals | angry goals |", "| --- | --- | --- | --- |"]
+    for k in ("unsteered", *CORNERS):
+        mean = result["unsteered"] if k == "unsteered" else result["corners"][k]
+        lines.append(f"| {k} | {mean:.3f} | {result['per_tone']['positive'][k]:.3f} | "
+                     f"{result['per_tone']['negative'][k]:.3f} |")
+    lines += ["", f"Oracle (each goal's best corner): {result['oracle']:.3f}, against unsteered "
+              f"{_ci(result['oracle_vs_unsteered'])}: the headroom a perfect reader of the state has with this basis. "
+              f"The null corner equals the unsteered model on every goal: {result['null_equals_unsteered']}.", "",
+              "## Planners by dataset size", "",
+              "| N | seed | warm → positive | angry → negative | critic orders tones | reward | − unsteered | "
+              "best constant | − best constant |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["runs"]:
+        lines.append(f"| {r['n']} | {r['seed']} | {r['pick']['positive']:.2f} | {r['pick']['negative']:.2f} | "
+                     f"{r['critic_order']:.2f} | {r['reward']:.3f} | {_ci(r['vs_unsteered'])} | {r['best_constant']} | "
+                     f"{_ci(r['vs_best_constant'])} |")
+    lines += ["", "Intervals: 95 % paired bootstrap over goals, clustered by task. The bar: at some N in 3 of 3 seeds, "
+              "at least 80 % matching picks for each tone and both lower ends above 0.", ""]
+    bar = {}
+    for r in result["runs"]:
+        ok = (min(r["pick"].values()) >= 0.8 and r["vs_unsteered"]["low"] > 0 and r["vs_best_constant"]["low"] > 0)
+        bar.setdefault(r["n"], []).append(ok)
+    lines += [f"Bar met (per N, seeds passing): " + ", ".join(f"N={n}: {sum(v)}/{len(v)}" for n, v in bar.items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="outputs/datasets/mood-greedy")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[150, 500, 1500])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--markdown-only", action="store_true")
+    args = parser.parse_args()
+    if not args.markdown_only:
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(measure(args), indent=2) + "\n")
+    PAGE.write_text(markdown(json.loads(OUT.read_text())))
+    print(f"wrote {OUT} and {PAGE}")
+
+
+if __name__ == "__main__":
+    main()
