@@ -79,7 +79,7 @@ class Dataset:
     """
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()  # Minari's storage joins paths in ways a relative one does not survive
         if not (self.folder / CARD).is_file():
             shards = sorted((self.folder / SHARDS).glob("*/card.json")) if (self.folder / SHARDS).is_dir() else []
             hint = (f" It holds {len(shards)} shards: merge them first with `dat dataset merge {self.folder}`."
@@ -99,7 +99,7 @@ class Dataset:
         """A new, empty dataset at ``folder`` (which must not hold one), or the existing one when its card's
         settings equal ``card``'s (a re-run resumes or grows it). ``card`` needs ``settings``, ``seed``,
         ``shard`` and ``shards``."""
-        folder = Path(folder)
+        folder = Path(folder).resolve()
         if (folder / CARD).is_file():
             data = cls(folder)
             data.check_same(card)
