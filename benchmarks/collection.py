@@ -41,7 +41,7 @@ ROWS = {
 
 def row(name: str, overrides: list[str], episodes: int, folder: Path) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_config(compose("collect", overrides=["experiment=mood", "prefix.null=true", f"collect.episodes={episodes}",
+        cfg = to_config(compose("collect", overrides=["experiment=mood", "prefix.null_action=true", f"collect.episodes={episodes}",
                                                       f"collect.out={folder}", *overrides]), CollectRunConfig)
     started = time.perf_counter()
     figures = collect_entry.collect(cfg)

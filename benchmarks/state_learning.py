@@ -1,10 +1,10 @@
 """Does an offline planner read its state? A learning curve against dataset size on the moods task.
 
-    python collect.py experiment=mood prefix.null=true collect.episodes=1500 collect.out=outputs/datasets/mood-greedy
+    python collect.py experiment=mood prefix.null_action=true collect.episodes=1500 collect.out=outputs/datasets/mood-greedy
     python benchmarks/state_learning.py --data outputs/datasets/mood-greedy --sizes 150 500 1500 --seeds 0 1 2
 
 On ``experiment=mood`` each steered agent's goal asks for warmth or anger; the basis has a positive and a negative
-prefix and a "do not steer" point (``prefix.null``). For each dataset size N (the first N episodes by index) and
+prefix and a "do not steer" point (``prefix.null_action``). For each dataset size N (the first N episodes by index) and
 seed, TD3 is trained fully offline (alpha 0, lr 3e-4, batch 64, 1,500 steps, states normalised from the data) and
 its actions are played, greedily, on every (held-out task, side). Reported per run, on the held-out goals:
 
@@ -53,7 +53,7 @@ MATCH = {"positive": "positive", "negative": "negative"}
 
 def setting(data: Path) -> TrainConfig:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=mood", "prefix.null=true", "env.sampling.do_sample=false",
+        cfg = compose("train", overrides=["experiment=mood", "prefix.null_action=true", "env.sampling.do_sample=false",
                                           f"prefix.path={data / 'projection'}", "logger=none"])
     return to_config(cfg)
 

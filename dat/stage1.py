@@ -49,7 +49,7 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     _check_matches(projection, cfg.prefix)
     projection.cfg.norm = cfg.prefix.norm  # the scale stays a knob, also for a trained projection
-    projection.cfg.null = cfg.prefix.null  # so does the null point: it adds no vector to what was trained
+    projection.cfg.null_action = cfg.prefix.null_action  # so does the null point: it adds no vector to what was trained
     projection.cfg.sharpness = cfg.prefix.sharpness
     projection.requires_grad_(False)
     projection.save(out / "projection", record=record)

@@ -85,14 +85,14 @@ def test_the_model_card_names_a_loadable_base_model_and_the_evaluation(tmp_path)
 
 
 def test_the_do_not_steer_point_and_the_state_settings_survive_the_export(tmp_path):
-    """A null logit (prefix.null) is one more action entry: the export keeps it, and the rows whose null logit
+    """A null logit (prefix.null_action) is one more action entry: the export keeps it, and the rows whose null logit
     is the largest get no prefix from ``prefixes``, as the unsteered model; the state layer and pooling travel."""
-    cfg = PrefixConfig(kind="behaviours", action_dim=3, tokens=2, sharpness=30.0, null=True)
+    cfg = PrefixConfig(kind="behaviours", action_dim=3, tokens=2, sharpness=30.0, null_action=True)
     projection = UpProjection(cfg, 16, 1.0, torch.randn(3, 2, 16))
     algo = trained_algo(True)  # a 4-d action: three behaviours and the null logit
     DATPolicy.from_trained(algo, projection, base_model="m", state_layer=2, state_pool="mean").save_pretrained(tmp_path)
     loaded = DATPolicy.from_pretrained(tmp_path)
-    assert loaded.projection.cfg.null and loaded.projection.cfg.planner_dim == 4
+    assert loaded.projection.cfg.null_action and loaded.projection.cfg.planner_dim == 4
     assert (loaded.state_layer, loaded.state_pool) == (2, "mean")
     states = torch.from_numpy(np.random.default_rng(3).normal(3.0, 2.0, (64, 16)).astype(np.float32))
     actions = loaded.act(states)

@@ -90,18 +90,18 @@ def test_train_dataset_runs_offline_and_the_state_travels_to_checkpoint_and_expo
 
 
 def test_a_null_point_is_recorded_by_the_dataset_and_kept_by_the_export(tmp_path):
-    behaviours = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null=true", "behaviours.pool=2",
+    behaviours = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "behaviours.pool=2",
                   "behaviours.top=1", "behaviours.steps=1", "behaviours.prompts=2", "env.max_turns=1",
                   "env.partner_opens=true"]
     collected = compose_config("collect", CollectRunConfig, tmp_path, *behaviours, "collect.episodes=6",
                                f"collect.out={tmp_path / 'd'}")
     collect_module.collect(collected)
     data = Dataset(tmp_path / "d")
-    assert data.settings["action_space"]["prefix"]["null"] is True
+    assert data.settings["action_space"]["prefix"]["null_action"] is True
     assert data.minari().action_space.shape == (3,)  # two behaviours and the null logit
     out = tmp_path / "run"
     cfg = compose_config("train", TrainConfig, tmp_path, *behaviours, f"dataset={tmp_path / 'd'}", "loop.rounds=1",
                          f"output_dir={out}")
     train_module.train(cfg)
     policy = DATPolicy.from_pretrained(out / "export")
-    assert policy.projection.cfg.null and policy.settings["action_dim"] == 3
+    assert policy.projection.cfg.null_action and policy.settings["action_dim"] == 3

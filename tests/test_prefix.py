@@ -115,7 +115,7 @@ def test_anchor_settings_are_checked(embedding):
 
 def test_a_null_logit_is_the_do_not_steer_point_of_a_behaviour_basis():
     basis = torch.randn(2, 2, 16)
-    cfg = PrefixConfig(kind="behaviours", action_dim=2, tokens=2, sharpness=30.0, null=True)
+    cfg = PrefixConfig(kind="behaviours", action_dim=2, tokens=2, sharpness=30.0, null_action=True)
     projection = UpProjection(cfg, 16, 1.0, basis)
     actions = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [0.2, 0.9, 0.5]])
     assert projection.unsteered(actions).tolist() == [False, True, False]
@@ -124,5 +124,5 @@ def test_a_null_logit_is_the_do_not_steer_point_of_a_behaviour_basis():
         projection(torch.zeros(1, 2))
     plain = UpProjection(PrefixConfig(kind="behaviours", action_dim=2, tokens=2), 16, 1.0, basis)
     assert not plain.unsteered(torch.zeros(4, 2)).any()
-    with pytest.raises(ValueError, match="prefix.null=true needs prefix.kind=behaviours"):
-        PrefixConfig(kind="pca", null=True).validate()
+    with pytest.raises(ValueError, match="prefix.null_action=true needs prefix.kind=behaviours"):
+        PrefixConfig(kind="pca", null_action=True).validate()

@@ -63,7 +63,7 @@ class PrefixConfig:
     depth: str = "input"
     """kind=behaviours: input (L input embeddings) or layers (also a trained vector added at the prefix
     positions in every decoder layer, as in prefix-tuning; see dat.lm.layerprefix)."""
-    null: bool = False
+    null_action: bool = False
     """kind=behaviours: give the action a "do not steer" point, one more logit beside the behaviours'. Where it
     has the largest weight the line is generated with no prefix at all, exactly as the unsteered model, so a
     planner can always choose not to steer."""
@@ -71,7 +71,7 @@ class PrefixConfig:
     @property
     def planner_dim(self) -> int:
         """The planner's action dimension: one logit per behaviour (``action_dim``), plus the null one."""
-        return self.action_dim + int(self.null)
+        return self.action_dim + int(self.null_action)
 
     def validate(self) -> PrefixConfig:
         """Raise a ValueError naming the field and its valid values when a setting is unusable."""
@@ -86,8 +86,8 @@ class PrefixConfig:
             raise ValueError(f"prefix.norm={self.norm} and prefix.sharpness={self.sharpness} must be positive.")
         if self.depth == "layers" and self.kind != "behaviours":
             raise ValueError("prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained).")
-        if self.null and self.kind != "behaviours":
-            raise ValueError(f"prefix.null=true needs prefix.kind=behaviours (a null logit beside the behaviours'); "
+        if self.null_action and self.kind != "behaviours":
+            raise ValueError(f"prefix.null_action=true needs prefix.kind=behaviours (a null logit beside the behaviours'); "
                              f"prefix.kind={self.kind} has no behaviours to weigh it against.")
         if self.path and not (Path(self.path) / "projection.json").is_file():
             raise ValueError(f"prefix.path={self.path!r} holds no up-projection (projection.json missing); give a "
@@ -204,10 +204,10 @@ class UpProjection(nn.Module):
         return self.cfg.norm * self.token_norm * factor
 
     def unsteered(self, action: Tensor) -> Tensor:
-        """Which rows of ``action`` choose not to steer (``prefix.null``: the null logit is the largest); such
+        """Which rows of ``action`` choose not to steer (``prefix.null_action``: the null logit is the largest); such
         a row is generated with no prefix at all. All False without a null point."""
         self._check(action)
-        if not self.cfg.null:
+        if not self.cfg.null_action:
             return torch.zeros(action.shape[0], dtype=torch.bool, device=action.device)
         return action.argmax(dim=-1) == self.cfg.action_dim
 
@@ -231,7 +231,7 @@ class UpProjection(nn.Module):
 
     def _check(self, action: Tensor) -> None:
         if action.dim() != 2 or action.shape[1] != self.cfg.planner_dim:
-            null = " + 1 (prefix.null)" if self.cfg.null else ""
+            null = " + 1 (prefix.null_action)" if self.cfg.null_action else ""
             raise ValueError(f"Action has shape {tuple(action.shape)}; expected (batch, {self.cfg.planner_dim}) "
                              f"(prefix.action_dim{null}).")
 

@@ -117,7 +117,7 @@ class DATPolicy(
     @torch.no_grad()
     def prefixes(self, states: Tensor) -> list[Tensor | None]:
         """One prefix per state for ``FrozenLM.generate``: None where the planner chooses the "do not steer"
-        point (``prefix.null``), so that line is generated as the unsteered model's."""
+        point (``prefix.null_action``), so that line is generated as the unsteered model's."""
         actions = self.act(states)
         made = self.projection(actions)
         return [None if skip else p for p, skip in zip(made, self.projection.unsteered(actions).tolist(), strict=True)]
