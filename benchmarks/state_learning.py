@@ -31,7 +31,7 @@ from gymnasium import spaces
 from hydra import compose, initialize_config_dir
 
 from dat.action.projection import UpProjection
-from dat.config import TrainConfig, to_config
+from dat.config import TrainConfig, register_configs, to_config
 from dat.dialogue.dataset import Dataset
 from dat.eval.stats import paired_difference
 from dat.judges import make_judge
@@ -52,6 +52,7 @@ MATCH = {"positive": "positive", "negative": "negative"}
 
 
 def setting(data: Path) -> TrainConfig:
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=mood", "prefix.null_action=true", "env.sampling.do_sample=false",
                                           f"prefix.path={data / 'projection'}", "logger=none"])
