@@ -153,9 +153,9 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     cfg, algo, state, out = run.cfg, run.algo, run.state, run.out
     started = time.perf_counter()
     seed_everything(derive_seed(cfg.seed, "round", rnd))  # a resumed round replays exactly
-    # ...and so starts, as an uninterrupted one, with no stored keys and values (reused ones differ from a fresh
-    # read by float rounding, so what a round reuses must not depend on the rounds before a resume).
-    run.lm.kv_store.clear()
+    # ...and so starts, as an uninterrupted one, with no stored keys and values or memoised results (reused ones
+    # differ from a fresh read by float rounding, so what a round reuses must not depend on the rounds before a resume).
+    run.lm.forget()
     stats = _collect_round(run, rnd, bar) if run.train_envs is not None else {}
     bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
     bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),

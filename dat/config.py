@@ -249,6 +249,8 @@ def validate(cfg: Any) -> Any:
     resolve_device(cfg.model.device)  # a device torch does not have here fails now, not after stage 1
     if cfg.model.kv_store_mib < 0:
         raise ValueError(f"model.kv_store_mib={cfg.model.kv_store_mib} must be >= 0 (0 turns the store off).")
+    if cfg.model.memo_entries < 0:
+        raise ValueError(f"model.memo_entries={cfg.model.memo_entries} must be >= 0 (0 turns the memo off).")
     for name, valid in LOGGERS.items():
         if getattr(cfg.logger, name) not in valid:
             raise ValueError(f"logger.{name}={getattr(cfg.logger, name)!r} is not one of: {', '.join(valid)}.")

@@ -74,7 +74,7 @@ NEVER = "zq-never-said-qz"
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> RecordingLM:
-    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return RecordingLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def config(**overrides) -> BehaviourConfig:
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> FrozenLM:
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 def test_pairs_are_the_top_replies_against_the_bottom_ones_by_the_scorer():

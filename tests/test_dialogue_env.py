@@ -110,7 +110,7 @@ def test_leave_phrase_ends_the_episode_case_insensitively(lm, proj):
 
 
 def test_truncated_when_the_next_turn_would_not_fit(tiny_model_dir, proj):
-    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     env = make_env(lm, proj, max_turns=5, partner_opens=False, steered=0)
     env.reset(seed=0, options={"task_id": "s0/1"})
     first = lm.count_tokens(env.dialogue.view(0))

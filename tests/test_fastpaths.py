@@ -73,7 +73,7 @@ def test_logits_and_generation_are_unchanged(plain, tiny_model_dir):
 
 
 def test_every_frozen_lm_takes_the_fast_paths_once(tiny_model_dir):
-    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     assert lm.model.config._attn_implementation == fastpaths.GROUPED_SDPA
     hooks = len(lm.model.get_output_embeddings()._forward_pre_hooks)
     fastpaths.apply(lm.model)

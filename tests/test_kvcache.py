@@ -28,7 +28,7 @@ def grown(chat: list[dict], *turns: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> FrozenLM:
     """Without a store (model.kv_store_mib=0): here every first read is a read (tests/test_kvstore.py)."""
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), kv_store_mib=0))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), kv_store_mib=0, memo_entries=0))
 
 
 @pytest.fixture()

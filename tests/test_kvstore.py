@@ -23,7 +23,7 @@ CHATS = [
 
 @pytest.fixture()
 def lm(tiny_model_dir) -> FrozenLM:
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 @pytest.fixture()
@@ -79,7 +79,7 @@ def test_chats_of_one_call_that_begin_alike_read_their_common_text_once(lm, read
 def test_lockstep_dialogues_equal_those_played_without_a_store(tiny_model_dir):
     played = []
     for mib in (1024, 0):
-        lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), kv_store_mib=mib))
+        lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), kv_store_mib=mib, memo_entries=0))
         proj = UpProjection.pca(lm.model.get_input_embeddings().weight,
                                 PrefixConfig(action_dim=4, tokens=2, position="before_reply"))
         cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)

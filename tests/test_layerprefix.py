@@ -19,7 +19,7 @@ GREEDY = SamplingConfig(max_new_tokens=6, do_sample=False, repetition_penalty=1.
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> FrozenLM:
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 def deep(lm: FrozenLM, seed: int, layer_scale: float = 1.0, n: int = 3) -> list[torch.Tensor]:

@@ -27,7 +27,7 @@ DIALOGUES = [
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> FrozenLM:
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 def prefixes(lm: FrozenLM, seed: int = 0) -> list[torch.Tensor | None]:
@@ -169,7 +169,7 @@ def test_peft_adapter_is_applied_and_frozen(tiny_model_dir, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
-    plain = FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    plain = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     adapted = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), adapter=str(tmp_path / "adapter")))
     assert all(not p.requires_grad for p in adapted.model.parameters())
     assert not torch.allclose(plain.states(DIALOGUES[:1]), adapted.states(DIALOGUES[:1]))

@@ -26,7 +26,7 @@ DIALOGUES = [
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir) -> FrozenLM:
-    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    return FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def clock_type(monkeypatch):
 
 
 def test_clock_counts_one_read_then_a_step_per_new_token(tiny_model_dir, clock_type) -> None:
-    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     longest = max(lm.count_tokens(c) for c in CHATS)
     with clock_type(lm) as clock:
         lm.generate(CHATS, sampling=replace(GREEDY, max_new_tokens=6))
@@ -42,7 +42,7 @@ def test_clock_counts_one_read_then_a_step_per_new_token(tiny_model_dir, clock_t
 
 
 def test_clock_counts_a_state_pass_through_the_decoder_alone(tiny_model_dir, clock_type) -> None:
-    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir)))
+    lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     with clock_type(lm) as clock:
         lm.states(CHATS)
     assert (clock.reads, clock.steps) == (1, 0) and clock.read_seconds > 0

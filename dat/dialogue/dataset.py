@@ -196,7 +196,7 @@ class Dataset:
             lines.append({"index": int(index), "minari_id": minari_id, "record": e.record.to_dict(),
                           "judgement": e.judgement, "reward": e.reward, **e.meta()})
         if buffers:
-            self._storage.update_episodes(buffers)
+            self._write_episodes(buffers)
         number = len(list((self.folder / TRANSCRIPTS).glob("batch-*.jsonl")))
         _write_atomic(self.folder / TRANSCRIPTS / f"batch-{number:05d}.jsonl",
                       "".join(json.dumps(line) + "\n" for line in lines))  # the commit
@@ -204,6 +204,18 @@ class Dataset:
         self._update_card()
 
     # ------------------------------------------------------------------------------ internals
+    def _write_episodes(self, buffers: list) -> None:
+        """Minari's ``update_episodes``, with the data's size measured once for the batch: Minari measures it after
+        every episode by walking the whole folder, which makes a 10,000-episode dataset quadratic in its size."""
+        storage = self._storage
+        size = storage.metadata.get("dataset_size", 0.0)
+        storage.get_size = lambda: size  # read by update_episode_metadata, once per episode
+        try:
+            storage.update_episodes(buffers)
+        finally:
+            del storage.get_size
+        storage.update_metadata({"dataset_size": storage.get_size()})
+
     def _read_rows(self) -> list[Row]:
         rows = []
         for path in sorted((self.folder / TRANSCRIPTS).glob("batch-*.jsonl")):

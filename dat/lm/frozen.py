@@ -33,6 +33,7 @@ from dat.lm import fastpaths, kvcache, layerprefix
 from dat.lm.kvcache import Cached
 from dat.lm.kvstore import KVStore
 from dat.lm.loading import DEFAULT_MODEL, DTYPES, ModelConfig, load_model, model_folder
+from dat.lm.memo import Memo
 from dat.lm.nucleus import NucleusSampler
 from dat.lm.penalty import RepetitionPenalty
 from dat.lm.vllmengine import VLLMEngine
@@ -99,12 +100,14 @@ class FrozenLM:
     """
 
     def __init__(self, model, tokenizer, name: str = DEFAULT_MODEL, engine: VLLMEngine | None = None,
-                 kv_store_mib: int = ModelConfig.kv_store_mib):
+                 kv_store_mib: int = ModelConfig.kv_store_mib, memo_entries: int = ModelConfig.memo_entries):
         self.model = fastpaths.apply(model)
         self.engine = engine
         """The vLLM engine that decodes replies (model.backend=vllm), or None for HF ``generate``."""
         self.kv_store = KVStore(kv_store_mib)
         """Keys and values of text already read, for the calls with ``caches`` (model.kv_store_mib)."""
+        self.memo = Memo(memo_entries)
+        """States and greedy unprefixed replies already computed, by their chat's ids (model.memo_entries)."""
         self.tokenizer = tokenizer
         self.name = name
         self.hidden_size: int = model.get_input_embeddings().weight.shape[1]
@@ -122,11 +125,16 @@ class FrozenLM:
     @classmethod
     def load(cls, cfg: ModelConfig) -> FrozenLM:
         model, tokenizer = load_model(cfg)
-        lm = cls(model, tokenizer, name=cfg.name, kv_store_mib=cfg.kv_store_mib)
+        lm = cls(model, tokenizer, name=cfg.name, kv_store_mib=cfg.kv_store_mib, memo_entries=cfg.memo_entries)
         if cfg.backend == "vllm":
             dtype = str(DTYPES[cfg.vllm.dtype or cfg.dtype]).removeprefix("torch.")
             lm.engine = VLLMEngine.connect(cfg.vllm, model_folder(cfg), dtype, lm.max_context)
         return lm
+
+    def forget(self) -> None:
+        """Empty the key/value store and the memo: later calls compute everything they read, as a fresh process."""
+        self.kv_store.clear()
+        self.memo.clear()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -162,13 +170,31 @@ class FrozenLM:
         gained since its cache was filled are computed; the cache then holds the chat up to its reply header.
         A mean keeps the layer's hidden rows in the cache (and in the key/value store), so it too reads only
         new tokens, in the pass that also fills the cache for generation: equal to a full read up to float
-        rounding (``tests/test_llm.py``).
+        rounding (``tests/test_llm.py``). A chat read before (same ids, layer and pool) is not read again: its
+        state comes from the memo (``dat.lm.memo``); an empty cache then takes what the key/value store kept of it.
         """
         if pool not in ("last", "mean"):
             raise ValueError(f"pool={pool!r} is not one of: last, mean.")
         ids = [self._checked_ids(d, 0, 0) for d in dialogues]
-        if caches is not None:  # one pass reads the chat's new tokens and the header; the header is then dropped
+        if caches is not None:
             self._check_caches(caches, ids)
+        kind = ("state", layer, pool)
+        known = [self.memo.get(kind, i) for i in ids]
+        todo = [k for k, found in enumerate(known) if found is None]
+        if caches is not None:  # a memoised chat's empty cache takes what the store kept of it, as a read leaves it
+            for k in (k for k, found in enumerate(known) if found is not None and not len(caches[k])):
+                self.kv_store.seed(caches[k], ids[k], layer if pool == "mean" else None)
+                caches[k].crop(self.insert_index(ids[k], "before_reply"))
+        if todo:
+            fresh = self._states([ids[k] for k in todo], layer, None if caches is None else [caches[k] for k in todo],
+                                 pool)
+            for k, state in zip(todo, fresh, strict=True):
+                known[k] = state
+                self.memo.put(kind, ids[k], state.clone())
+        return torch.stack(known)
+
+    def _states(self, ids: list[list[int]], layer: int, caches: Sequence[Cached] | None, pool: str) -> Tensor:
+        if caches is not None:  # one pass reads the chat's new tokens and the header; the header is then dropped
             hidden = kvcache.extend(self.model, caches, ids, layer=layer, store=self.kv_store, pool=pool)
             for cache, sample in zip(caches, ids, strict=True):
                 cache.crop(self.insert_index(sample, "before_reply"))
@@ -205,10 +231,12 @@ class FrozenLM:
         without a prefix stays in its cache (with the header before it), so the next turn's chat, which
         holds that reply, does not read it again. With a vLLM
         engine, vLLM's own prefix cache plays that part and ``caches`` are not used.
+
+        A greedy reply without a prefix is a function of its chat's ids: one decoded before comes from the memo
+        (``dat.lm.memo``), and its cache stays as it was.
         """
         sampling = sampling or SamplingConfig()
         prefixes = self._checked_prefixes(prefix_embeds, len(dialogues))
-        inputs, layers = layerprefix.splits(prefixes)
         ids = [
             self._checked_ids(d, layerprefix.tokens(p), sampling.max_new_tokens)
             for d, p in zip(dialogues, prefixes, strict=True)
@@ -217,8 +245,30 @@ class FrozenLM:
         rows = None if isinstance(seed, int) else [int(x) for x in seed]
         if rows is not None and len(rows) != len(dialogues):
             raise ValueError(f"generate got {len(rows)} row seeds for {len(dialogues)} dialogues.")
+        if caches is not None:
+            self._check_caches(caches, ids)
+        greedy = not (sampling.do_sample and sampling.temperature > 0)  # then a reply is a function of its ids
+        kind = ("reply", sampling.max_new_tokens, sampling.repetition_penalty)
+        known = [self.memo.get(kind, i) if greedy and p is None else None for i, p in zip(ids, prefixes, strict=True)]
+        todo = [k for k, text in enumerate(known) if text is None]
+        if todo:  # a memoised reply leaves its cache as it was: a later call reads what the cache lacks
+            def pick(values):
+                return None if values is None else [values[k] for k in todo]
+
+            made = self._generate(pick(ids), pick(prefixes), sampling, position, seed if rows is None else pick(rows),
+                                  pick(caches))
+            for k, text in zip(todo, made, strict=True):
+                known[k] = text
+                if greedy and prefixes[k] is None:
+                    self.memo.put(kind, ids[k], text)
+        return known
+
+    def _generate(self, ids: list[list[int]], prefixes: list[Tensor | None], sampling: SamplingConfig, position: str,
+                  seed: int | list[int], caches: Sequence[Cached] | None) -> list[str]:
+        rows = None if isinstance(seed, int) else seed
+        inputs, layers = layerprefix.splits(prefixes)
         if self.engine is not None:
-            return self._engine_generate(ids, prefixes, position, sampling, seed if rows is None else rows)
+            return self._engine_generate(ids, prefixes, position, sampling, seed)
         config, processors = self._generation_config(sampling), self._processors(sampling, rows)
         seed = seed if rows is None else sampling.seed  # the global stream's; with row seeds nothing draws from it
         reusable = position == "before_reply" or all(p is None for p in prefixes)

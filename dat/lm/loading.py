@@ -60,6 +60,10 @@ class ModelConfig:
     later chat that begins with it (``dat.lm.kvstore``): a task's system text is read once per round (train.py
     empties the store at each round's start, so a resumed run replays exactly), not once per dialogue and
     evaluation condition. 0 turns it off."""
+    memo_entries: int = 16384
+    """How many states and greedy unprefixed replies to keep by their chat's ids (``dat.lm.memo``): greedy
+    collection meets each task's opening line and first state again with every action drawn for it. 0 turns
+    it off."""
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
