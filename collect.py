@@ -48,7 +48,8 @@ def collect(cfg: CollectRunConfig) -> dict[str, float]:
     projection = prepare_projection(cfg, lm, tasks, folder)
     judge = make_judge(cfg.judge, lm=lm, cache_dir=run_cache_dir(folder, cfg.judge.cache_dir))
     rules = replace(cfg.env, sampling=replace(cfg.env.sampling, do_sample=c.do_sample))
-    envs = collector_envs(lm, projection, tasks, judge, rules, lambda j, side: judged_reward(j, side, cfg.judge.weights),
+    envs = collector_envs(lm, projection, tasks, judge, rules,
+                          lambda j, side: judged_reward(j, side, cfg.judge.weights),
                           c.batch_size, c.batch_size)
     card = {"settings": data_settings(cfg, projection, lm), "seed": cfg.seed, "shard": c.shard, "shards": c.shards,
             "behaviour": "random" if c.policy is None else f"{c.policy} + N(0, {c.noise}^2)",
@@ -67,7 +68,8 @@ def collect(cfg: CollectRunConfig) -> dict[str, float]:
         for key in lm_seconds:
             lm_seconds[key] += stats.get(f"perf/{key}", 0.0)
         bar.update(count - bar.n)
-        bar.set_postfix(reward=f"{stats['rollout/reward_mean']:.3f}", per_hour=f"{stats['perf/dialogues_per_hour']:.0f}")
+        bar.set_postfix(reward=f"{stats['rollout/reward_mean']:.3f}",
+                        per_hour=f"{stats['perf/dialogues_per_hour']:.0f}")
 
     try:
         fill(data, envs, policy, c.episodes, batch=c.batch_size, noise=0.0 if c.policy is None else c.noise,

@@ -238,8 +238,9 @@ def _check_dataset(data: Dataset, wanted: dict) -> None:
     """A dataset trains this run only if its states, actions and rewards mean what this run's do."""
     changed = differences(data.settings, wanted)
     if changed:
-        raise ValueError(f"dataset={data.folder} was collected with other settings than this run's ({', '.join(changed)}): "
-                         "its states, actions or rewards would mean something else here. Train with the settings it was "
+        raise ValueError(f"dataset={data.folder} was collected with other settings than this run's "
+                         f"({', '.join(changed)}): its states, actions or rewards would mean something else here. "
+                         "Train with the settings it was "
                          f"collected with (its card: {data.folder / 'card.json'}; its action space: "
                          f"prefix.path={data.folder / 'projection'}).")
 

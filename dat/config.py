@@ -171,7 +171,8 @@ class CollectConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"collect.{name}={getattr(self, name)} must be at least 1.")
         if not 0 <= self.shard < self.shards:
-            raise ValueError(f"collect.shard={self.shard} must be in 0..{self.shards - 1} (collect.shards={self.shards}).")
+            raise ValueError(f"collect.shard={self.shard} must be in 0..{self.shards - 1} "
+                             f"(collect.shards={self.shards}).")
         if self.noise < 0:
             raise ValueError(f"collect.noise={self.noise} must be >= 0.")
         if self.policy is not None and not (Path(self.policy) / "config.json").is_file():

@@ -11,9 +11,9 @@ import pytest
 from dat.dialogue.collection import fill, missing
 from dat.dialogue.dataset import CARD, DATA, Dataset, DatasetError, merge, read_episodes, shard_folder
 from dat.dialogue.rollout import collect
+from dat.dialogue.rules import EnvConfig
 from envs.vector_env import collector_envs
 from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
-from dat.dialogue.rules import EnvConfig
 
 CFG = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
 SETTINGS = {"model": "tiny", "action_space": "abc", "state": {"layer": -1, "pool": "mean"}}

@@ -126,7 +126,8 @@ def test_actions_at_the_null_point_play_as_the_unsteered_model(lm):
     from dat.action.projection import PrefixConfig, UpProjection
 
     basis = torch.randn(2, 2, lm.hidden_size, generator=torch.Generator().manual_seed(0)) * 3
-    proj = UpProjection(PrefixConfig(kind="behaviours", action_dim=2, tokens=2, position="before_reply", null_action=True),
+    proj = UpProjection(PrefixConfig(kind="behaviours", action_dim=2, tokens=2, position="before_reply",
+                                     null_action=True),
                         lm.hidden_size, 1.0, basis)
     vec = make_vec(lm, proj, 3, cfg=config(max_turns=1))
     assert vec.single_action_space.shape == (3,)

@@ -87,7 +87,8 @@ class PrefixConfig:
         if self.depth == "layers" and self.kind != "behaviours":
             raise ValueError("prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained).")
         if self.null_action and self.kind != "behaviours":
-            raise ValueError(f"prefix.null_action=true needs prefix.kind=behaviours (a null logit beside the behaviours'); "
+            raise ValueError("prefix.null_action=true needs prefix.kind=behaviours (a null logit beside the "
+                             "behaviours'); "
                              f"prefix.kind={self.kind} has no behaviours to weigh it against.")
         if self.path and not (Path(self.path) / "projection.json").is_file():
             raise ValueError(f"prefix.path={self.path!r} holds no up-projection (projection.json missing); give a "

@@ -103,7 +103,8 @@ class KVStore:
                 continue
             if known is not None:  # the same keys and values, now with the hidden rows a pooled read kept
                 self.bytes -= known.nbytes()
-            block = Block([k[:, start:end].clone() for k in entry.keys], [v[:, start:end].clone() for v in entry.values],
+            block = Block([k[:, start:end].clone() for k in entry.keys],
+                          [v[:, start:end].clone() for v in entry.values],
                           rows, entry.hidden_layer if rows is not None else None)
             self._blocks[key] = block
             self.bytes += block.nbytes()
