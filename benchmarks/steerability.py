@@ -375,7 +375,7 @@ def _points(value: float | None) -> str:
 
 
 def markdown(results: dict) -> str:
-    """The README table: one summary row per configuration, then the per-reward statistics."""
+    """The table of docs/results/steerability.md: one summary row per configuration, then the per-reward statistics."""
     base = results["baseline"]
     lines = [
         f"Held-out split: `{results['settings']['split']}` ({results['settings']['prompts']} prompts), "
@@ -532,7 +532,7 @@ def main() -> None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps({**results, "machine": common.machine()}, indent=2))
         out_path.with_suffix(".md").write_text(markdown(results))
-    for picture in plot_all(Path(args.out)):  # the README's picture, redrawn from every steerability*.json
+    for picture in plot_all(Path(args.out)):  # the picture of docs/results/steerability.md
         print(f"wrote {picture}", flush=True)
 
 

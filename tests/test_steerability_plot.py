@@ -59,7 +59,8 @@ def test_no_results_is_explained(tmp_path):
 
 
 def test_the_script_redraws_the_pictures_from_the_real_results(tmp_path, capsys):
-    """``python benchmarks/steerability_plot.py`` (as the README gives it), on copies of the measured results."""
+    """``python benchmarks/steerability_plot.py`` (as docs/results/steerability.md gives it), on copies of the measured
+    results."""
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     for path in results.glob("steerability*.json"):
         shutil.copy2(path, tmp_path / path.name)

@@ -1,7 +1,7 @@
 """Behaviours: what each prefix of a behaviour basis is trained to do, and how replies are scored and paired.
 
 On the default model no training-free or self-cloned up-projection moves the reply reproducibly
-(README, steerability table), and prefixes trained by plain NLL on the model's own best replies
+(docs/results/steerability.md), and prefixes trained by plain NLL on the model's own best replies
 move it only a little: those replies are already likely, so the NLL has little to learn. What pulls
 prefixes apart is a contrast. A behaviour is a name and a scorer (sentiment, length, a question, a
 regex, the scenario's own rule checks, a probe prompt's test, similarity to the goal) with a direction;
@@ -75,7 +75,7 @@ class BehaviourConfig:
     beta: float = 0.25
     """Inverse temperature of the contrastive (DPO) objective, on summed log-probs. Smaller lets the prefix
     drift further from the model (stronger, costlier); chosen on the train split: 0.1 cost 0.97 nats/token,
-    0.5 steered less reliably (best-of-K 1.4 SE), 0.25 passed every criterion (README)."""
+    0.5 steered less reliably (best-of-K 1.4 SE), 0.25 passed every criterion (docs/results/steerability.md)."""
     nll: float = 0.0
     """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only."""
     steps: int = 50

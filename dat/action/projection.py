@@ -3,13 +3,13 @@
 Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(batch, L, hidden)``):
 
 * ``pca`` (DAT's training-free alternative): the top principal directions of the model's
-  input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (see README, Steerability);
+  input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (docs/results/steerability.md);
   it stays as the baseline the gate compares against.
 * ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.action.selfclone``).
 * ``anchors``: each prefix token is a softmax mixture of the embeddings of a few chosen words
   (``prefix.anchors``); the action's chunk for a token holds one logit per word. Training-free like
   PCA, but its prefixes stay among tokens the model has read; on SmolLM2-135M it moves the first
-  reply token more than PCA or learned prefixes, yet fails the steerability gate too (README).
+  reply token more than PCA or learned prefixes, yet fails the steerability gate too (docs/results/steerability.md).
 * ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.action.behaviours``: each trained
   contrastively on the frozen model's own best against worst replies by a scorer); the action holds
   one logit per behaviour and a sharp softmax (``prefix.sharpness``) picks a mixture of them.
