@@ -48,6 +48,7 @@ from envs.vector_env import collector_envs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = common.RESULTS / "state_learning.json"
+STRENGTH = common.RESULTS / "prefix_strength.json"
 PAGE = ROOT / "docs" / "state-learning.md"
 CORNERS = {"positive": [1.0, -1.0, -1.0], "negative": [-1.0, 1.0, -1.0], "null": [-1.0, -1.0, 1.0]}
 MATCH = {"positive": "positive", "negative": "negative"}
@@ -102,13 +103,14 @@ class Goals:
         return np.array(rewards)
 
 
-def train_planner(transitions: tuple[np.ndarray, ...], n: int, seed: int, steps: int, obs_dim: int, act_dim: int
-                  ) -> TD3BC:
+def train_planner(transitions: tuple[np.ndarray, ...], n: int, seed: int, steps: int, obs_dim: int, act_dim: int,
+                  hidden: list[int] | None = None) -> TD3BC:
     """TD3 (alpha 0) on the first ``n`` episodes of a dataset's ``transitions``, with the state-and-data
     measurement's settings."""
     seed_everything(seed)
-    cfg = AlgoConfig(alpha=0.0, actor_lr=3e-4, critic_lr=3e-4, batch_size=64, net_arch=NetArch(actor=[256, 256],
-                     critic=[256, 256]), buffer_size=max(n, 1) * 4)
+    hidden = hidden or [256, 256]
+    cfg = AlgoConfig(alpha=0.0, actor_lr=3e-4, critic_lr=3e-4, batch_size=64, net_arch=NetArch(actor=hidden,
+                     critic=hidden), buffer_size=max(n, 1) * 4)
     algo = TD3BC.from_config(cfg, observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
                              action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32), seed=seed)
     states, actions, rewards, next_states, dones, _, lengths = transitions
@@ -150,6 +152,29 @@ def best_constant(transitions: tuple[np.ndarray, ...], n: int) -> str:
     return max(means, key=means.get)
 
 
+def state_probe(data: Dataset, transitions: tuple[np.ndarray, ...], states: np.ndarray, tones: list) -> dict:
+    """How well a linear reading of the state tells a goal's tone: a ridge classifier fitted on the training
+    (task, side) setups' first states (standardised), scored on the held-out goals' states."""
+    rows = sorted((r for r in data.rows if not r.failed), key=lambda r: r.index)
+    lengths = transitions[-1]
+    firsts = transitions[0][np.cumsum(lengths) - lengths]
+    seen: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+    for row, state in zip(rows, firsts, strict=True):
+        record = row.line["record"]
+        target = next((c["target"] for c in record["checks"] if c.get("kind") == "sentiment"
+                       and c.get("agent", record["steered"]) == record["steered"]), None)
+        if target in MATCH:
+            seen.setdefault((record["task_id"], record["steered"]), (state, 1.0 if target == "positive" else -1.0))
+    x, y = np.stack([s for s, _ in seen.values()]).astype(np.float64), np.array([t for _, t in seen.values()])
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / scale
+    w = np.linalg.solve(z.T @ z + 10.0 * np.eye(z.shape[1]), z.T @ y)
+    held = [i for i, t in enumerate(tones) if t in MATCH]
+    guess = ((states[held] - mean) / scale) @ w > 0
+    truth = np.array([tones[i] == "positive" for i in held])
+    return {"train_setups": len(seen), "held_out_goals": len(held), "accuracy": float(np.mean(guess == truth))}
+
+
 def compare(a: np.ndarray, b: np.ndarray, groups: list[str]) -> dict:
     r = paired_difference(a, b, groups=groups)
     return {"diff": r.mean_diff, "low": r.ci_low, "high": r.ci_high, "p": r.p_value}
@@ -170,13 +195,14 @@ def measure(args) -> dict:
                     {"unsteered": unsteered, **corners}.items()} for t in ("positive", "negative")}
     runs = []
     transitions = data.transitions()
+    probe = state_probe(data, transitions, states, tones)
     for n in args.sizes:
         if n > len(data):
             continue
         constant = best_constant(transitions, n)
         for seed in args.seeds:
             began = time.perf_counter()
-            algo = train_planner(transitions, n, seed, args.steps, lm.hidden_size, d)
+            algo = train_planner(transitions, n, seed, args.steps, lm.hidden_size, d, args.hidden)
             actions, _ = algo.predict(states.astype(np.float32), deterministic=True)
             rewards = goals.play(actions)
             chosen = [picked(a) for a in actions]
@@ -190,11 +216,32 @@ def measure(args) -> dict:
                          "seconds": time.perf_counter() - began})
             print(json.dumps(runs[-1]))
     return {"data": str(args.data), "card": {k: data.card[k] for k in ("episodes", "behaviour", "decoding", "seed")},
-            "held_out_goals": len(goals.goals), "steps": args.steps, "unsteered": float(unsteered.mean()),
+            "held_out_goals": len(goals.goals), "steps": args.steps, "hidden": args.hidden,
+            "unsteered": float(unsteered.mean()),
             "corners": {k: float(v.mean()) for k, v in corners.items()}, "oracle": float(oracle.mean()),
             "oracle_vs_unsteered": compare(oracle, unsteered, goals.task_ids), "per_tone": per_tone,
-            "null_equals_unsteered": bool(np.allclose(corners["null"], unsteered)), "runs": runs,
+            "null_equals_unsteered": bool(np.allclose(corners["null"], unsteered)), "state_probe": probe, "runs": runs,
             "machine": common.machine()}
+
+
+def probe_line(result: dict) -> list[str]:
+    probe = result.get("state_probe")
+    if probe is None:
+        return []
+    return [f"A linear reading of the state (ridge, fitted on the first states of the {probe['train_setups']} training "
+            f"(task, side) setups) tells the tone of {probe['accuracy']:.0%} of the {probe['held_out_goals']} held-out "
+            "goals.", ""]
+
+
+def probe_only(args) -> dict:
+    """The state probe alone, added to a dataset's measured section (no planner is trained again)."""
+    data = Dataset(args.data)
+    cfg = setting(Path(args.data))
+    lm = FrozenLM.load(cfg.model)
+    projection = UpProjection.load(Path(args.data) / "projection")
+    goals = Goals(cfg, lm, projection)
+    goals.play(np.full((len(goals.goals), projection.cfg.planner_dim), np.nan))
+    return state_probe(data, data.transitions(), goals.states, goals.tones)
 
 
 def _ci(c: dict) -> str:
@@ -207,15 +254,35 @@ def markdown(results: dict) -> str:
              "method in the script's docstring. One section per dataset (greedy or sampled collection).", ""]
     for label, result in results["datasets"].items():
         lines += study(label, result)
+    if STRENGTH.is_file():
+        lines += strengths(json.loads(STRENGTH.read_text()))
     return "\n".join(lines)
 
 
+def strengths(result: dict) -> list[str]:
+    """The table of ``benchmarks/prefix_strength.py``: each behaviour at several prefix lengths, per goal type."""
+    lines = ["## Each behaviour at several strengths", "",
+             "Written from `benchmarks/results/prefix_strength.json` (`python benchmarks/prefix_strength.py`; method "
+             f"in its docstring). {result['held_out_goals']} held-out goals, greedy; unsteered: warm goals "
+             f"{result['unsteered']['positive']:.3f}, angry goals {result['unsteered']['negative']:.3f}. Strength: "
+             "times the trained prefix length. Fluency: the steered lines' mean token log-probability under the "
+             "unsteered model, minus the unsteered lines' own.", "",
+             "| strength | behaviour | warm goals | − unsteered | angry goals | − unsteered | fluency − unsteered |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["rows"]:
+        lines.append(f"| {r['norm']:g} | {r['behaviour']} | {r['positive']['reward']:.3f} | "
+                     f"{_ci(r['positive']['vs_unsteered'])} | {r['negative']['reward']:.3f} | "
+                     f"{_ci(r['negative']['vs_unsteered'])} | {r['fluency_vs_unsteered']:+.2f} |")
+    return lines + [""]
+
+
 def study(label: str, result: dict) -> list[str]:
-    lines = [f"## {label.capitalize()} collection", "",
+    lines = [f"## {label[:1].upper() + label[1:]}", "",
              f"Dataset: `{result['data']}`, {result['card']['episodes']} episodes, behaviour "
              f"{result['card']['behaviour']}, decoding do_sample={result['card']['decoding']['do_sample']}. "
              f"Held-out goals: {result['held_out_goals']} (every held-out task, both sides), played greedily. "
-             f"TD3 offline, {result['steps']} gradient steps.", "",
+             f"TD3 offline, {result['steps']} gradient steps, actor and critic layers "
+             f"{result.get('hidden', [256, 256])}.", "",
              "### Every constant action on the held-out goals", "",
              "| condition | mean reward | warm goals | angry goals |", "| --- | --- | --- | --- |"]
     for k in ("unsteered", *CORNERS):
@@ -225,7 +292,7 @@ def study(label: str, result: dict) -> list[str]:
     lines += ["", f"Oracle (each goal's best corner): {result['oracle']:.3f}, against unsteered "
               f"{_ci(result['oracle_vs_unsteered'])}: the headroom a perfect reader of the state has with this basis. "
               f"The null corner equals the unsteered model on every goal: {result['null_equals_unsteered']}.", "",
-              "### Planners by dataset size", "",
+              *probe_line(result), "### Planners by dataset size", "",
               "| N | seed | warm → positive | angry → negative | critic orders tones | reward | − unsteered | "
               "best constant | − best constant |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["runs"]:
@@ -248,11 +315,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[150, 500, 1500])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="actor and critic layer widths")
     parser.add_argument("--label", default="greedy", help="the dataset's section in the results (greedy, sampled)")
     parser.add_argument("--markdown-only", action="store_true")
+    parser.add_argument("--probe-only", action="store_true", help="add the state probe to the dataset's section")
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.is_file() else {"datasets": {}}
-    if not args.markdown_only:
+    if args.probe_only:
+        results["datasets"][args.label]["state_probe"] = probe_only(args)
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+    elif not args.markdown_only:
         results["datasets"][args.label] = measure(args)  # other datasets' sections are kept
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=2) + "\n")

@@ -410,28 +410,31 @@ def summary_state_matters() -> tuple[str, str]:
 
 
 def summary_state_learning() -> tuple[str, str]:
-    """benchmarks/state_learning.py's result: one block per dataset (older files hold one block, unnamed)."""
+    """benchmarks/state_learning.py's result: the bar per dataset, the figures of the first dataset's largest N."""
     data = load("state_learning")
 
     def text(d: dict) -> str:
         return f"{signed(d['diff'], 3)} [{d['low']:.3f}, {d['high']:.3f}]"
 
+    def passed(r: dict) -> bool:
+        return min(r["pick"].values()) >= 0.8 and r["vs_unsteered"]["low"] > 0 and r["vs_best_constant"]["low"] > 0
+
     try:
-        blocks = data["datasets"] if "datasets" in data else {"": data}
-        verdicts, figures = [], []
+        blocks = data["datasets"] if "datasets" in data else {"greedy": data}
+        verdicts = []
         for name, block in blocks.items():
-            runs = block["runs"]
-            n = max(r["n"] for r in runs)
-            last = sorted((r for r in runs if r["n"] == n), key=lambda r: r["seed"])
-            constant = [r["vs_best_constant"] for r in last]
-            unsteered = [r["vs_unsteered"] for r in last]
-            label = f"{name} collection, N = {n}" if name else f"N = {n}"
-            verdicts.append(f"{label}: above the best constant action at {sum(d['low'] > 0 for d in constant)} of "
-                            f"{len(last)} seeds, above the unsteered model at {sum(d['low'] > 0 for d in unsteered)}")
-            figures.append(f"{label}: policy − best constant {', '.join(text(d) for d in constant)} (95 %; seeds "
-                           f"{', '.join(str(r['seed']) for r in last)})")
-        return "; ".join(verdicts), "; ".join(figures)
-    except (TypeError, KeyError, ValueError, AttributeError):
+            sizes = sorted({r["n"] for r in block["runs"]})
+            best = max(sum(passed(r) for r in block["runs"] if r["n"] == n) for n in sizes)
+            seeds = len({r["seed"] for r in block["runs"]})
+            verdicts.append(f"{name}, N = {sizes[0]:,}–{sizes[-1]:,}: bar met at {best} of {seeds} seeds at best")
+        name, block = next(iter(blocks.items()))
+        n = max(r["n"] for r in block["runs"])
+        last = sorted((r for r in block["runs"] if r["n"] == n), key=lambda r: r["seed"])
+        figure = (f"{name}, N = {n:,}: policy − unsteered {', '.join(text(r['vs_unsteered']) for r in last)}; − best "
+                  f"constant {', '.join(text(r['vs_best_constant']) for r in last)} (95 %; seeds "
+                  f"{', '.join(str(r['seed']) for r in last)})")
+        return "; ".join(verdicts), figure
+    except (TypeError, KeyError, ValueError, AttributeError, StopIteration):
         return SEE_PAGE, SEE_PAGE
 
 
@@ -496,6 +499,25 @@ def summary_throughput() -> tuple[str, str]:
     return verdict, figure
 
 
+def summary_collection() -> tuple[str, str]:
+    data = load("collection")
+    try:
+        rows = [r for r in data["rows"] if r["row"] == "dat collect"]
+        one = next(r for r in rows if r["task"].startswith("one-turn"))
+        multi = [r for r in rows if r["task"].startswith("multi-turn")]
+    except (TypeError, KeyError, StopIteration):
+        return SEE_PAGE, SEE_PAGE
+    verdict = (f"{'yes' if one['episodes_per_hour'] >= data['target_per_hour'] else 'no'}: "
+               f"{one['episodes_per_hour']:,.0f} one-turn episodes per hour, {data['speedup'][one['task']]:.1f}x the "
+               "earlier collector")
+    figure = (f"{one['episodes']:,} moods episodes in {one['seconds'] / 60:.0f} min (greedy, 64 in lockstep; steady "
+              f"state {one['steady_episodes_per_hour']:,.0f}/h)")
+    if multi:
+        figure += f"; multi-turn {multi[0]['episodes_per_hour']:,.0f}/h"
+    m = data["machine"]
+    return verdict, figure + f" ({m.get('cores', '?')}-core {m.get('cpu', '?').replace('(R)', '')})"
+
+
 # (slug, study, question, page, what reads its verdict and figure; None: no result file holds the figures)
 STUDIES = (
     ("steerability", "Steerability gate",
@@ -521,6 +543,9 @@ STUDIES = (
     ("td3bc-pendulum", "TD3+BC validation",
      "Does the TD3+BC code behave as offline RL should (offline Pendulum)?",
      "docs/results/td3bc-pendulum.md", summary_td3bc),
+    ("collection", "Dataset collection",
+     "Does dat collect fill a one-turn dataset at 10,000 episodes per hour on 2 CPU cores?",
+     "docs/datasets.md", summary_collection),
     ("throughput", "Throughput",
      "How much faster than DAT's sequential loop does the lockstep runner play?",
      "docs/performance.md", summary_throughput),
@@ -533,7 +558,7 @@ PROSE_VERDICTS = {
 
 
 # Pages another benchmark writes whole (benchmarks/state_learning.py): they get no opening answer from here.
-WHOLE_PAGES = {"docs/state-learning.md"}
+WHOLE_PAGES = {"docs/state-learning.md", "docs/datasets.md"}
 
 
 def verdict_and_figure(slug: str) -> tuple[str, str]:
