@@ -26,6 +26,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +34,13 @@ from pathlib import Path
 import common  # noqa: F401  (CPU settings before torch)
 from hydra import compose, initialize_config_dir
 
-import collect as collect_entry
-from dat.config import CollectRunConfig, register_configs, to_config
-from dat.dialogue.dataset import TRANSCRIPTS, Dataset
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the entry point collect.py
+
+import collect as collect_entry  # noqa: E402
+from dat.config import CollectRunConfig, register_configs, to_config  # noqa: E402
+from dat.dialogue.dataset import TRANSCRIPTS, Dataset  # noqa: E402
+
 OUT, PAGE = common.RESULTS / "collection.json", ROOT / "docs" / "datasets.md"
 MARKERS = ("<!-- results:collection -->", "<!-- /results:collection -->")
 BEFORE = ["collect.do_sample=true", "collect.batch_size=16", "env.kv_cache=false", "model.memo_entries=0"]
