@@ -70,9 +70,9 @@ def measure(args) -> dict:
             rewards, lines = played(goals, actions, lm)
             row = {"norm": norm, "behaviour": name, "fluency": float(lines.mean()),
                    "fluency_vs_unsteered": float(lines.mean() - unsteered_fluency.mean())}
-            for tone, members in groups.items():
+            for goal_tone, members in groups.items():
                 ids = [goals.task_ids[i] for i in members]
-                row[tone] = {"reward": float(rewards[members].mean()),
+                row[goal_tone] = {"reward": float(rewards[members].mean()),
                              "vs_unsteered": compare(rewards[members], unsteered[members], ids)}
             rows.append(row)
             print(json.dumps(row), flush=True)
