@@ -73,7 +73,7 @@ def measure(args) -> dict:
             for goal_tone, members in groups.items():
                 ids = [goals.task_ids[i] for i in members]
                 row[goal_tone] = {"reward": float(rewards[members].mean()),
-                             "vs_unsteered": compare(rewards[members], unsteered[members], ids)}
+                                  "vs_unsteered": compare(rewards[members], unsteered[members], ids)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return {"data": str(args.data), "held_out_goals": len(goals.goals),
