@@ -104,7 +104,7 @@ class Goals:
 
 
 def train_planner(transitions: tuple[np.ndarray, ...], n: int, seed: int, steps: int, obs_dim: int, act_dim: int,
-                  hidden: list[int] | None = None) -> TD3BC:
+                  hidden: list[int] | None = None, state_noise: float = 0.0) -> TD3BC:
     """TD3 (alpha 0) on the first ``n`` episodes of a dataset's ``transitions``, with the state-and-data
     measurement's settings."""
     seed_everything(seed)
@@ -114,6 +114,11 @@ def train_planner(transitions: tuple[np.ndarray, ...], n: int, seed: int, steps:
     algo = TD3BC.from_config(cfg, observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
                              action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32), seed=seed)
     states, actions, rewards, next_states, dones, _, lengths = transitions
+    if state_noise > 0:  # each transition's state jittered by state_noise x each feature's sd across the data
+        rng = np.random.default_rng(seed)
+        spread = states.std(0, keepdims=True)
+        states = states + state_noise * spread * rng.standard_normal(states.shape).astype(np.float32)
+        next_states = next_states + state_noise * spread * rng.standard_normal(states.shape).astype(np.float32)
     start = 0
     for k, length in enumerate(lengths[:n]):
         end = start + int(length)
@@ -202,7 +207,7 @@ def measure(args) -> dict:
         constant = best_constant(transitions, n)
         for seed in args.seeds:
             began = time.perf_counter()
-            algo = train_planner(transitions, n, seed, args.steps, lm.hidden_size, d, args.hidden)
+            algo = train_planner(transitions, n, seed, args.steps, lm.hidden_size, d, args.hidden, args.state_noise)
             actions, _ = algo.predict(states.astype(np.float32), deterministic=True)
             rewards = goals.play(actions)
             chosen = [picked(a) for a in actions]
@@ -217,6 +222,7 @@ def measure(args) -> dict:
             print(json.dumps(runs[-1]))
     return {"data": str(args.data), "card": {k: data.card[k] for k in ("episodes", "behaviour", "decoding", "seed")},
             "held_out_goals": len(goals.goals), "steps": args.steps, "hidden": args.hidden,
+            "state_noise": args.state_noise,
             "unsteered": float(unsteered.mean()),
             "corners": {k: float(v.mean()) for k, v in corners.items()}, "oracle": float(oracle.mean()),
             "oracle_vs_unsteered": compare(oracle, unsteered, goals.task_ids), "per_tone": per_tone,
@@ -282,7 +288,8 @@ def study(label: str, result: dict) -> list[str]:
              f"{result['card']['behaviour']}, decoding do_sample={result['card']['decoding']['do_sample']}. "
              f"Held-out goals: {result['held_out_goals']} (every held-out task, both sides), played greedily. "
              f"TD3 offline, {result['steps']} gradient steps, actor and critic layers "
-             f"{result.get('hidden', [256, 256])}.", "",
+             f"{result.get('hidden', [256, 256])}, training states jittered by {result.get('state_noise', 0.0):g} "
+             "feature sd.", "",
              "### Every constant action on the held-out goals", "",
              "| condition | mean reward | warm goals | angry goals |", "| --- | --- | --- | --- |"]
     for k in ("unsteered", *CORNERS):
@@ -341,6 +348,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="actor and critic layer widths")
+    parser.add_argument("--state-noise", type=float, default=0.0,
+                        help="jitter each training state by this many of its features' sds (0: none)")
     parser.add_argument("--label", default="greedy", help="the dataset's section in the results (greedy, sampled)")
     parser.add_argument("--markdown-only", action="store_true")
     parser.add_argument("--probe-only", action="store_true", help="add the state probe to the dataset's section")
