@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import common  # noqa: F401  (CPU settings before torch)
 import numpy as np
 import torch
-from state_learning import CORNERS, Goals, compare, setting, tone
+from state_learning import CORNERS, Goals, compare, open_goals
 
-from dat.action.projection import UpProjection
 from dat.lm.frozen import FrozenLM
 
 OUT = common.RESULTS / "prefix_strength.json"
@@ -31,32 +29,14 @@ OUT = common.RESULTS / "prefix_strength.json"
 
 def played(goals: Goals, actions: np.ndarray, lm: FrozenLM) -> tuple[np.ndarray, np.ndarray]:
     """Rewards and the steered lines' fluency (mean token log-prob under the unsteered model) of every goal."""
-    rewards, scores, tones = [], [], []
-    width = goals.envs.num_envs
-    for start in range(0, len(goals.goals), width):
-        chunk = goals.goals[start:start + width]
-        pad = width - len(chunk)
-        options = {"task_index": [t for t, _ in chunk] + [0] * pad, "steered": [s for _, s in chunk] + [0] * pad,
-                   "partner_opens": True}
-        goals.envs.reset(seed=0, options=options)
-        rows = np.concatenate([actions[start:start + len(chunk)], np.full((pad, actions.shape[1]), np.nan)])
-        _, r, _, _, infos = goals.envs.step(rows.astype(np.float32))
-        rewards += list(r[: len(chunk)])
-        tones += [tone(record) for record in infos["record"][: len(chunk)]]
-        dialogues = goals.envs.dialogues[: len(chunk)]
-        before = [d.view(d.steered)[:-1] for d in dialogues]  # the chat the steered line answered
-        lines = [d.turns[-1].text for d in dialogues]
-        total, count = lm.reply_logprobs(before, lines)
-        scores += list((total / count.clamp(min=1)).tolist())
-    goals.tones = tones
-    return np.array(rewards), np.array(scores)
+    rewards = goals.play(actions)
+    before = [d.view(d.steered)[:-1] for d in goals.dialogues]  # the chat the steered line answered
+    total, count = lm.reply_logprobs(before, [d.turns[-1].text for d in goals.dialogues])
+    return rewards, (total / count.clamp(min=1)).numpy()
 
 
 def measure(args) -> dict:
-    cfg = setting(Path(args.data))
-    lm = FrozenLM.load(cfg.model)
-    trained = UpProjection.load(Path(args.data) / "projection")
-    goals = Goals(cfg, lm, trained)
+    _, lm, trained, goals = open_goals(args.data)
     d = trained.cfg.planner_dim
     unsteered, unsteered_fluency = played(goals, np.full((len(goals.goals), d), np.nan), lm)
     tones = goals.tones

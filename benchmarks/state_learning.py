@@ -82,11 +82,12 @@ class Goals:
                                    lambda j, side: judged_reward(j, side, cfg.judge.weights), 64, 64)
         self.goals = [(t, s) for t in range(len(tasks)) for s in (0, 1)]
         self.task_ids = [tasks[t].id for t, _ in self.goals]
-        self.states, self.tones = None, None
+        self.states, self.tones, self.dialogues = None, None, []
 
     def play(self, actions: np.ndarray) -> np.ndarray:
-        """Rewards of every goal played with its row of ``actions`` (NaN rows: unsteered)."""
-        rewards, states, tones = [], [], []
+        """Rewards of every goal played with its row of ``actions`` (NaN rows: unsteered); the goals' first states,
+        tones and finished dialogues stay in ``states``, ``tones`` and ``dialogues``."""
+        rewards, states, tones, dialogues = [], [], [], []
         width = self.envs.num_envs
         for start in range(0, len(self.goals), width):
             chunk = self.goals[start:start + width]
@@ -99,7 +100,8 @@ class Goals:
             rewards += list(r[: len(chunk)])
             states.append(obs[: len(chunk)])
             tones += [tone(rec) for rec in infos["record"][: len(chunk)]]
-        self.states, self.tones = np.concatenate(states), tones
+            dialogues += self.envs.dialogues[: len(chunk)]
+        self.states, self.tones, self.dialogues = np.concatenate(states), tones, dialogues
         return np.array(rewards)
 
 
@@ -185,12 +187,17 @@ def compare(a: np.ndarray, b: np.ndarray, groups: list[str]) -> dict:
     return {"diff": r.mean_diff, "low": r.ci_low, "high": r.ci_high, "p": r.p_value}
 
 
-def measure(args) -> dict:
-    data = Dataset(args.data)
-    cfg = setting(Path(args.data))
+def open_goals(folder: str) -> tuple[Dataset, FrozenLM, UpProjection, Goals]:
+    """A dataset, the model, the action space it was collected through, and its held-out goals ready to play."""
+    data = Dataset(folder)
+    cfg = setting(Path(folder))
     lm = FrozenLM.load(cfg.model)
-    projection = UpProjection.load(Path(args.data) / "projection")
-    goals = Goals(cfg, lm, projection)
+    projection = UpProjection.load(Path(folder) / "projection")
+    return data, lm, projection, Goals(cfg, lm, projection)
+
+
+def measure(args) -> dict:
+    data, lm, projection, goals = open_goals(args.data)
     d = projection.cfg.planner_dim
     unsteered = goals.play(np.full((len(goals.goals), d), np.nan))
     corners = {k: goals.play(np.tile(np.array(v, np.float32), (len(goals.goals), 1))) for k, v in CORNERS.items()}
@@ -241,11 +248,7 @@ def probe_line(result: dict) -> list[str]:
 
 def probe_only(args) -> dict:
     """The state probe alone, added to a dataset's measured section (no planner is trained again)."""
-    data = Dataset(args.data)
-    cfg = setting(Path(args.data))
-    lm = FrozenLM.load(cfg.model)
-    projection = UpProjection.load(Path(args.data) / "projection")
-    goals = Goals(cfg, lm, projection)
+    data, _, projection, goals = open_goals(args.data)
     goals.play(np.full((len(goals.goals), projection.cfg.planner_dim), np.nan))
     return state_probe(data, data.transitions(), goals.states, goals.tones)
 
