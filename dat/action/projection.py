@@ -88,8 +88,7 @@ class PrefixConfig:
             raise ValueError("prefix.depth=layers needs prefix.kind=behaviours (per-layer vectors are trained).")
         if self.null_action and self.kind != "behaviours":
             raise ValueError("prefix.null_action=true needs prefix.kind=behaviours (a null logit beside the "
-                             "behaviours'); "
-                             f"prefix.kind={self.kind} has no behaviours to weigh it against.")
+                             f"behaviours'); prefix.kind={self.kind} has no behaviours to weigh it against.")
         if self.path and not (Path(self.path) / "projection.json").is_file():
             raise ValueError(f"prefix.path={self.path!r} holds no up-projection (projection.json missing); give a "
                              "folder written by UpProjection.save (a run's projection/ folder), or prefix.path=null.")

@@ -66,8 +66,9 @@ class Memo:
         """Keep ``result`` for ``kind`` and ``ids`` (dropping the least recently used beyond ``entries``)."""
         if not self.entries:
             return
-        self._results[(kind, _digest(ids))] = result
-        self._results.move_to_end((kind, _digest(ids)))
+        key = (kind, _digest(ids))
+        self._results[key] = result
+        self._results.move_to_end(key)
         while len(self._results) > self.entries:
             self._results.popitem(last=False)
 
