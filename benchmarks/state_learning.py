@@ -55,11 +55,14 @@ MATCH = {"positive": "positive", "negative": "negative"}
 """The corner a goal's tone asks for (its sentiment check's target)."""
 
 
-def setting(data: Path) -> TrainConfig:
+def setting(data: Path | None, overrides: tuple[str, ...] = ()) -> TrainConfig:
+    """The moods experiment, greedy, with the null point, acting through ``data``'s action space (None: the one
+    ``overrides`` describe, made by stage 1)."""
     register_configs()
+    path = [f"prefix.path={data / 'projection'}"] if data is not None else []
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=mood", "prefix.null_action=true", "env.sampling.do_sample=false",
-                                          f"prefix.path={data / 'projection'}", "logger=none"])
+                                          *path, "logger=none", *overrides])
     return to_config(cfg)
 
 
@@ -268,21 +271,26 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def strengths(result: dict) -> list[str]:
-    """The table of ``benchmarks/prefix_strength.py``: each behaviour at several prefix lengths, per goal type."""
+def strengths(results: dict) -> list[str]:
+    """The tables of ``benchmarks/prefix_strength.py``: each behaviour at several prefix lengths, per goal type, one
+    table per basis."""
     lines = ["## Each behaviour at several strengths", "",
              "Written from `benchmarks/results/prefix_strength.json` (`python benchmarks/prefix_strength.py`; method "
-             f"in its docstring). {result['held_out_goals']} held-out goals, greedy; unsteered: warm goals "
-             f"{result['unsteered']['positive']:.3f}, angry goals {result['unsteered']['negative']:.3f}. Strength: "
-             "times the trained prefix length. Fluency: the steered lines' mean token log-probability under the "
-             "unsteered model, minus the unsteered lines' own.", "",
-             "| strength | behaviour | warm goals | − unsteered | angry goals | − unsteered | fluency − unsteered |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in result["rows"]:
-        lines.append(f"| {r['norm']:g} | {r['behaviour']} | {r['positive']['reward']:.3f} | "
-                     f"{_ci(r['positive']['vs_unsteered'])} | {r['negative']['reward']:.3f} | "
-                     f"{_ci(r['negative']['vs_unsteered'])} | {r['fluency_vs_unsteered']:+.2f} |")
-    return lines + [""]
+             "in its docstring), greedy, every held-out goal. Strength: times the trained prefix length. Fluency: the "
+             "steered lines' mean token log-probability under the unsteered model, minus the unsteered lines' own.", ""]
+    for label, result in results["bases"].items():
+        made = " ".join(f"`{o}`" for o in result["basis"]) or "the dataset's own action space"
+        lines += [f"### {label[:1].upper() + label[1:]}", "",
+                  f"Basis: {made}. {result['held_out_goals']} held-out goals; unsteered: warm goals "
+                  f"{result['unsteered']['positive']:.3f}, angry goals {result['unsteered']['negative']:.3f}.", "",
+                  "| strength | behaviour | warm goals | − unsteered | angry goals | − unsteered "
+                  "| fluency − unsteered |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in result["rows"]:
+            lines.append(f"| {r['norm']:g} | {r['behaviour']} | {r['positive']['reward']:.3f} | "
+                         f"{_ci(r['positive']['vs_unsteered'])} | {r['negative']['reward']:.3f} | "
+                         f"{_ci(r['negative']['vs_unsteered'])} | {r['fluency_vs_unsteered']:+.2f} |")
+        lines.append("")
+    return lines
 
 
 def study(label: str, result: dict) -> list[str]:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
-
-if TYPE_CHECKING:
-    from dat.lm.kvstore import KVStore
 
 
 @dataclass
@@ -212,9 +209,24 @@ def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[
 POOLS = ("last", "mean")
 
 
+class Store(Protocol):
+    """What ``extend`` asks of a store of shared prefixes (``dat.lm.kvstore.KVStore`` is the one we have)."""
+
+    budget: int
+    """Bytes it may hold (0: off)."""
+    block: int
+    """Tokens per stored block: entries whose ids share their first block share their stored prefix."""
+
+    def seed(self, entry: Cached, ids: Sequence[int], layer: int | None = None) -> int:
+        """Give an empty ``entry`` the stored blocks ``ids`` begin with; returns how many tokens it took."""
+
+    def add(self, entry: Cached) -> None:
+        """Keep what ``entry`` holds for the chats to come."""
+
+
 @torch.no_grad()
 def extend(model, entries: Sequence[Cached], ids: Sequence[Sequence[int]], layer: int | None = None,
-           store: KVStore | None = None, pool: str = "last") -> Tensor | None:
+           store: Store | None = None, pool: str = "last") -> Tensor | None:
     """Make each entry hold exactly ``ids[i]``, computing only the tokens after the shared prefix (one call per
     group of similar lengths, ``read_batches``).
 
