@@ -9,9 +9,9 @@ token log-prob under the unsteered model), degenerate replies, the first reply t
 prefix and JS between actions. The best action per prompt (chosen on its 2 samples) is re-sampled
 to see if its advantage over the average action survives. Statistics: ``dat.action.steerability``.
 
-Learned configurations are self-cloned first on the bundled *train* scenarios (``dat.action.selfclone``) and
-cached under ``<model artefacts>/projections/<name>``. Partial results are cached under
-``<model artefacts>/steerability/<split>/`` so an interrupted run resumes per configuration.
+Learned configurations are self-cloned first on the bundled *train* scenarios
+(``dat.action.experimental.selfclone``) and cached under ``<model artefacts>/projections/<name>``. Partial
+results are cached under ``<model artefacts>/steerability/<split>/`` so an interrupted run resumes per configuration.
 
     python benchmarks/steerability.py                                   # all configurations, eval split
     python benchmarks/steerability.py --configs learned_target --clone-only
@@ -37,8 +37,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E4
 from dat.action import steerability as st  # noqa: E402
 from dat.action.basis import ensure_basis  # noqa: E402
 from dat.action.behaviours import BehaviourConfig, rule_pattern  # noqa: E402
+from dat.action.experimental.selfclone import SelfCloneConfig, ensure_projection  # noqa: E402
 from dat.action.projection import PrefixConfig, build_projection  # noqa: E402
-from dat.action.selfclone import SelfCloneConfig, ensure_projection  # noqa: E402
 from dat.dialogue.openings import behaviour_prompts, opening_chats  # noqa: E402
 from dat.dialogue.rules import EnvConfig, clean_utterance  # noqa: E402
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
@@ -53,8 +53,9 @@ from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
-CONFIGS = ("pca", "pca_start", "pca_reply", "learned", "learned_target", "anchors", "behaviours", "behaviours_goal",
-           "behaviours_hint", "behaviours_hint_goal", "behaviours_goal_hint", "behaviours_goal_hint_deep")
+CONFIGS = ("pca", "pca_start", "behaviours", "behaviours_goal_hint", "behaviours_goal_hint_deep", "behaviours_angry",
+           *(f"experimental/{name}" for name in ("pca_reply", "learned", "learned_target", "anchors", "behaviours_goal",
+                                                 "behaviours_hint", "behaviours_hint_goal")))
 REWARDS = ("sentiment", "goal", "keyword")
 
 

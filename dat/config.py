@@ -16,8 +16,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from dat.action.behaviours import BehaviourConfig
+from dat.action.experimental.selfclone import SelfCloneConfig
 from dat.action.projection import PrefixConfig
-from dat.action.selfclone import SelfCloneConfig
 from dat.dialogue.rules import EnvConfig
 from dat.judges.config import JudgeConfig
 from dat.lm.loading import BACKENDS, DTYPES, ModelConfig, resolve_device

@@ -2,7 +2,7 @@
 
 ``prefix.path`` loads a saved projection; ``prefix.kind=pca`` builds DAT's training-free basis
 (cached beside the model); ``prefix.kind=learned`` reuses the self-cloned projection cached for
-this model and prefix setting, or trains it by self-cloning (``dat.action.selfclone``) and caches it;
+this model and prefix setting, or trains it by self-cloning (``dat.action.experimental.selfclone``) and caches it;
 ``prefix.kind=behaviours`` does the same for a contrastive behaviour basis (``dat.action.basis``),
 made on the first turn of one train task per scenario.
 The projection is frozen during RL.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dat.action.basis import basis_folder, dtype_name, ensure_basis
+from dat.action.experimental.selfclone import ensure_projection, projection_folder
 from dat.action.projection import UpProjection, build_projection
-from dat.action.selfclone import ensure_projection, projection_folder
 from dat.dialogue.openings import behaviour_prompts, opening_chats
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import artefact_folder

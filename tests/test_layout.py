@@ -1,4 +1,5 @@
-"""The layout of ``dat``: subpackages in floors, every import pointing down, never into ``envs``."""
+"""The layout of ``dat``: subpackages in floors, every import pointing down, never into ``envs``, and no two modules
+importing each other (type-only imports count: a circle is a knot whatever guards it)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def test_every_import_points_down_and_dat_never_imports_envs():
             if other != own and FLOORS[other] >= FLOORS[own] and FLOORS[own] > 0:
                 upward.append(f"{path.relative_to(DAT)} (floor {FLOORS[own]}) imports {name} (floor {FLOORS[other]})")
     assert not upward, "\n".join(upward)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(DAT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_circles():
+    paths = {module_name(p): p for p in DAT.rglob("*.py")}
+    graph = {name: {i for i in imports(path) if i in paths} for name, path in paths.items()}
+    circles = []
+
+    def walk(name: str, trail: list[str]) -> None:
+        for other in graph[name]:
+            if other == trail[0]:
+                circles.append(" -> ".join([*trail, other]))
+            elif other not in trail and other > trail[0]:  # each circle found once, from its smallest module
+                walk(other, [*trail, other])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    assert not circles, "\n".join(circles)

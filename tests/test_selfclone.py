@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dat.action.experimental.selfclone import Planner, SelfCloneConfig, SelfCloner, ensure_projection
 from dat.action.projection import PrefixConfig, UpProjection
-from dat.action.selfclone import Planner, SelfCloneConfig, SelfCloner, ensure_projection
 from dat.dialogue.openings import opening_chats
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.loading import ModelConfig

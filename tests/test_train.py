@@ -170,7 +170,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_learned_projection_is_self_cloned_once_then_reused(tmp_path):
-    clone = ["prefix=learned_target", "prefix.kind=learned", "prefix.tied=false", "selfclone.steps=3",
+    clone = ["prefix=experimental/learned_target", "prefix.kind=learned", "prefix.tied=false", "selfclone.steps=3",
              "selfclone.dialogues=4", "selfclone.replies_per_dialogue=1", "selfclone.sampling.max_new_tokens=4",
              "selfclone.hidden_sizes=[16]", "selfclone.checkpoint_every=2", "loop.rounds=1", "logger=none"]
     train_module.train(config(tmp_path, *clone, f"output_dir={tmp_path / 'a'}"))

@@ -1,15 +1,11 @@
 """The up-projection: a low-dimensional action becomes L prefix embeddings the frozen LM reads.
 
-Two kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(batch, L, hidden)``):
+Four kinds, one interface (``UpProjection``: action ``(batch, d)`` -> prefix ``(batch, L, hidden)``):
 
-* ``pca`` (DAT's training-free alternative): the top principal directions of the model's
-  input-embedding matrix. Measured on SmolLM2-135M it does *not* steer (docs/results/steerability.md);
-  it stays as the baseline the gate compares against.
-* ``learned``: a linear map trained by self-cloning through the frozen LM (``dat.action.selfclone``).
-* ``anchors``: each prefix token is a softmax mixture of the embeddings of a few chosen words
-  (``prefix.anchors``); the action's chunk for a token holds one logit per word. Training-free like
-  PCA, but its prefixes stay among tokens the model has read; on SmolLM2-135M it moves the first
-  reply token more than PCA or learned prefixes, yet fails the steerability gate too (docs/results/steerability.md).
+* ``pca`` (DAT's training-free basis): the top principal directions of the model's input-embedding matrix;
+  the baseline the steerability gate compares against (docs/results/steerability.md).
+* ``learned`` and ``anchors`` (experimental, ``dat.action.experimental``): a linear map trained by self-cloning
+  through the frozen LM, and softmax mixtures of chosen words' embeddings (one logit per word and token).
 * ``behaviours``: a basis of K trained prefixes, one per behaviour (``dat.action.behaviours``: each trained
   contrastively on the frozen model's own best against worst replies by a scorer); the action holds
   one logit per behaviour and a sharp softmax (``prefix.sharpness``) picks a mixture of them.
@@ -32,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from dat.action.experimental.anchors import ANCHOR_WORDS, anchor_basis
 from dat.lm.frozen import POSITIONS
 
 
@@ -94,12 +91,6 @@ class PrefixConfig:
                              "folder written by UpProjection.save (a run's projection/ folder), or prefix.path=null.")
         return self
 
-
-ANCHOR_WORDS = (
-    "wonderful", "great", "thanks", "happy", "agree", "deal", "yes", "sure",
-    "terrible", "angry", "sorry", "no", "refuse", "price", "money", "please",
-)
-"""Default anchors: sentiment, agreement and refusal, money, politeness (16 words)."""
 
 KINDS = ("pca", "learned", "anchors", "behaviours")
 DEPTHS = ("input", "layers")
@@ -190,7 +181,8 @@ class UpProjection(nn.Module):
 
     @classmethod
     def anchors(cls, embedding: Tensor, cfg: PrefixConfig, tokenizer) -> UpProjection:
-        return cls(cfg, embedding.shape[1], embedding_stats(embedding)[1], anchor_basis(embedding, cfg, tokenizer))
+        basis = anchor_basis(embedding, cfg.anchors, tokenizer)
+        return cls(cfg, embedding.shape[1], embedding_stats(embedding)[1], basis)
 
     @property
     def scale(self) -> Tensor:
@@ -270,19 +262,6 @@ class UpProjection(nn.Module):
     def record_of(folder: str | Path) -> dict:
         """The JSON record saved with a projection (how it was trained)."""
         return json.loads((Path(folder) / "projection.json").read_text()).get("record", {})
-
-
-def anchor_basis(embedding: Tensor, cfg: PrefixConfig, tokenizer) -> Tensor:
-    """Embeddings ``(words, hidden)`` of the first token of each anchor word (with a leading space)."""
-    if tokenizer is None:
-        raise ValueError("prefix.kind=anchors needs the model's tokenizer to find the anchor words' tokens.")
-    ids = []
-    for word in cfg.anchors:
-        tokens = tokenizer(" " + word.strip(), add_special_tokens=False)["input_ids"]
-        if not word.strip() or not tokens:
-            raise ValueError(f"prefix.anchors: {word!r} gives no token; use non-empty words.")
-        ids.append(tokens[0])
-    return embedding.detach().float().cpu()[torch.tensor(ids)]
 
 
 def build_projection(

@@ -16,14 +16,16 @@ What the planner sees decides what an action *means*:
   planner needs. Noise on the action during training makes neighbouring actions mean similar replies.
 
 Training is resumable: a checkpoint (planner, projection, optimiser, step) is written atomically
-to the output folder every ``checkpoint_every`` steps, and re-running continues from it.
+to the output folder every ``checkpoint_every`` steps, and re-running continues from it. The chats it
+clones on are built by the env's own rules (``dat.dialogue.openings``), so the cloning prompts look
+exactly like the prompts the planner acts on later.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,7 +35,6 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dat.action.clonedata import Chat, CloneData, sample_targets
 from dat.action.projection import PrefixConfig, UpProjection, build_projection
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.promptcache import PromptCache
@@ -84,6 +85,35 @@ class SelfCloneConfig:
     """Write the resumable checkpoint every this many steps."""
     time_limit_min: float | None = None
     """Stop (and save) after this many minutes even if steps remain; None: no limit."""
+
+
+Chat = Sequence[Mapping[str, str]]
+
+
+@dataclass
+class CloneData:
+    """Cloning targets: reply ``i`` was sampled for dialogue ``index[i]``; ``ended[i]``: it ended with EOS."""
+
+    dialogues: list[list[dict]]
+    index: list[int]
+    replies: list[str]
+    ended: list[bool]
+
+
+def sample_targets(cache: PromptCache, cfg: SelfCloneConfig, rows_per_call: int = 32) -> CloneData:
+    """``replies_per_dialogue`` sampled replies per cached dialogue (replies without letters dropped)."""
+    wanted = [i for i in range(len(cache)) for _ in range(cfg.replies_per_dialogue)]
+    data = CloneData([], [], [], [])
+    for start in tqdm(range(0, len(wanted), rows_per_call), desc="self-clone targets", leave=False):
+        chunk = wanted[start : start + rows_per_call]
+        out = cache.generate(chunk, None, cfg.sampling, seed=derive_seed(cfg.seed, "selfclone-targets", start))
+        lengths = [len(t) for t in cache.targets(out, add_end=False)]
+        for i, reply, n in zip(chunk, out, lengths, strict=True):
+            if any(c.isalpha() for c in reply):
+                data.index.append(i)
+                data.replies.append(reply)
+                data.ended.append(n < cfg.sampling.max_new_tokens)
+    return data
 
 
 class Planner(nn.Module):
