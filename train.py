@@ -32,7 +32,8 @@ from dat.action.projection import UpProjection
 from dat.config import TrainConfig, data_settings, datasets, identity, register_configs, to_config, validate
 from dat.dialogue.dataset import Dataset, differences
 from dat.dialogue.episodes import load_episodes, save_episodes
-from dat.dialogue.rollout import JudgeOutage, collect, outage
+from dat.dialogue.rollout import collect
+from dat.dialogue.scoring import JudgeOutage, outage
 from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge

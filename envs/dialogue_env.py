@@ -11,8 +11,8 @@ import torch
 from gymnasium import spaces
 
 from dat.action.projection import UpProjection
-from dat.dialogue.rollout import RewardFn, default_reward, pay, score
 from dat.dialogue.rules import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
+from dat.dialogue.scoring import RewardFn, default_reward, pay, score
 from dat.lm.frozen import FrozenLM
 
 __all__ = ["DialogueEnv", "EnvConfig"]

@@ -40,8 +40,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dat.action.projection import UpProjection
-from dat.dialogue.rollout import RewardFn, default_reward, pay, score
 from dat.dialogue.rules import Dialogue, DialogueTask, EnvConfig, Lockstep, draw_setup
+from dat.dialogue.scoring import RewardFn, default_reward, pay, score
 from dat.lm.frozen import FrozenLM
 from dat.seeding import derive_seed
 

@@ -93,7 +93,7 @@ def test_a_killed_collection_resumes_without_duplicates(lm, proj, tmp_path, monk
     def killed(path, text):  # the kill comes after the Minari episodes, before the transcripts commit them
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(module, "_write_atomic", killed)
+    monkeypatch.setattr(module, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
         fill(data, envs, "random", 8, batch=4)
     monkeypatch.undo()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 DAT = Path(__file__).resolve().parents[1] / "dat"
 FLOORS = {
-    "seeding": 0, "records": 0,  # shared seeds and transcript records
+    "seeding": 0, "records": 0, "atomic": 0,  # shared seeds, transcript records, atomic files
     "lm": 1,  # the frozen LM
     "judges": 2, "action": 2,  # scoring dialogues; the action space
     "dialogue": 3, "rl": 3,  # the rules and collection; offline RL

@@ -17,7 +17,7 @@ import pytest
 
 import train as train_module
 from dat.dialogue.episodes import load_episodes
-from dat.dialogue.rollout import JudgeOutage
+from dat.dialogue.scoring import JudgeOutage
 from tests.test_judges_api import Handler as ScriptedHandler
 from tests.test_judges_api import reply_json
 from tests.test_train import ROOT, config

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dat.dialogue.rollout import Verdict, default_reward, pay, score
 from dat.dialogue.rollout import collect as collect_on
 from dat.dialogue.rules import Dialogue, EnvConfig
+from dat.dialogue.scoring import Verdict, default_reward, pay, score
 from dat.lm.frozen import SamplingConfig
 from dat.records import Utterance
 from envs.dialogue_env import DialogueEnv
@@ -140,7 +140,7 @@ def test_failed_judgements_are_dropped_unless_kept(lm, proj):
 
 
 def test_a_judge_that_fails_a_whole_batch_stops_collection_at_once(lm, proj):
-    from dat.dialogue.rollout import JudgeOutage
+    from dat.dialogue.scoring import JudgeOutage
     from dat.judges import Judgement
 
     class Down(LengthJudge):

@@ -43,6 +43,7 @@ from dat.action.behaviours import (
     select_pairs,
 )
 from dat.action.projection import PrefixConfig, UpProjection, embedding_stats
+from dat.atomic import atomic_path, atomic_write
 from dat.lm import layerprefix
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.promptcache import PromptCache
@@ -262,8 +263,8 @@ class BasisTrainer:
                   "norms_x_token": (layerprefix.split(prefix.detach())[0].norm(dim=-1) / self.token_norm).tolist(),
                   **self._layer_norms(prefix.detach()),
                   "minutes": round((time.time() - started) / 60, 2)}
-        save_file({"prefix": prefix.detach().contiguous()}, str(path.with_suffix(".tmp")))
-        path.with_suffix(".tmp").replace(path)
+        with atomic_path(path) as tmp:
+            save_file({"prefix": prefix.detach().contiguous()}, str(tmp))
         _write_json(self.folder / f"{behaviour.name}.json", record)
         return prefix.detach(), record
 
@@ -315,13 +316,12 @@ def hinted(chat: Sequence[dict], hint: str, goal: str) -> list[dict]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
-    path.with_suffix(".tmp").replace(path)
+    atomic_write(path, json.dumps(data, indent=1))
 
 
 def _save_torch(path: Path, data: dict) -> None:
-    torch.save(data, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
 
 
 PREBUILT = Path(__file__).parent / "prebuilt"
@@ -406,8 +406,8 @@ def _changed(folder: Path, wanted: dict) -> list[str]:
 def _copy_projection(source: Path, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("projection.safetensors", "projection.json"):  # the record last: it marks the basis complete
-        shutil.copyfile(source / name, folder / f"{name}.tmp")
-        (folder / f"{name}.tmp").replace(folder / name)
+        with atomic_path(folder / name) as tmp:
+            shutil.copyfile(source / name, tmp)
 
 
 def _say(progress: bool, message: str) -> None:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from dat.action.experimental.anchors import ANCHOR_WORDS, anchor_basis
+from dat.atomic import atomic_path, atomic_write
 from dat.lm.frozen import POSITIONS
 
 
@@ -233,11 +234,9 @@ class UpProjection(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         meta = {"prefix": asdict(self.cfg), "hidden_size": self.hidden_size, "record": record or {}}
-        tmp = folder / "projection.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(folder / "projection.safetensors")
-        (folder / "projection.json.tmp").write_text(json.dumps(meta, indent=2))
-        (folder / "projection.json.tmp").replace(folder / "projection.json")
+        with atomic_path(folder / "projection.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        atomic_write(folder / "projection.json", json.dumps(meta, indent=2))
         return folder
 
     @classmethod
@@ -289,7 +288,7 @@ def build_projection(
         basis = pca_basis(embedding, chunk)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"basis": basis}, str(cache.with_suffix(".tmp")))
-            cache.with_suffix(".tmp").replace(cache)
+            with atomic_path(cache) as tmp:
+                save_file({"basis": basis}, str(tmp))
     _, token_norm = embedding_stats(embedding)
     return UpProjection(cfg, embedding.shape[1], token_norm, basis)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from dat.atomic import atomic_write
 from dat.dialogue.episodes import Episode
 from dat.records import DialogueRecord
 
@@ -198,7 +198,7 @@ class Dataset:
         if buffers:
             self._write_episodes(buffers)
         number = len(list((self.folder / TRANSCRIPTS).glob("batch-*.jsonl")))
-        _write_atomic(self.folder / TRANSCRIPTS / f"batch-{number:05d}.jsonl",
+        atomic_write(self.folder / TRANSCRIPTS / f"batch-{number:05d}.jsonl",
                       "".join(json.dumps(line) + "\n" for line in lines))  # the commit
         self.rows += [Row(line["index"], int(line["seed"]), line["minari_id"], line) for line in lines]
         self._update_card()
@@ -370,14 +370,5 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    _write_atomic(path, json.dumps(value, indent=2, default=str) + "\n")
+    atomic_write(path, json.dumps(value, indent=2, default=str) + "\n")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dat.atomic import atomic_write
 from dat.records import DialogueRecord
 
 ARRAYS = ("states", "actions", "rewards", "next_states", "dones", "truncated")
@@ -99,15 +100,6 @@ def _claim(folder: Path) -> tuple[int, Path]:
         number += 1
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def save_episodes(folder: str | Path, episodes: Sequence[Episode]) -> Path | None:
     """Append ``episodes`` to ``folder`` as one new batch; return its JSONL path (None if empty)."""
     if not episodes:
@@ -120,11 +112,11 @@ def save_episodes(folder: str | Path, episodes: Sequence[Episode]) -> Path | Non
     arrays = {name: np.concatenate([getattr(e, name) for e in episodes]) for name in ARRAYS}
     buffer = io.BytesIO()
     np.savez(buffer, lengths=lengths, **arrays)
-    _write_atomic(folder / f"batch-{number:05d}.npz", buffer.getvalue())
+    atomic_write(folder / f"batch-{number:05d}.npz", buffer.getvalue())
     lines = [json.dumps({"record": e.record.to_dict(), "judgement": e.judgement, "reward": e.reward,
                          **e.meta(), "offset": int(o)}) for e, o in zip(episodes, offsets, strict=True)]
     path = folder / f"batch-{number:05d}.jsonl"
-    _write_atomic(path, ("\n".join(lines) + "\n").encode())
+    atomic_write(path, "\n".join(lines) + "\n")
     marker.unlink()
     return path
 

@@ -26,79 +26,11 @@ import numpy as np
 import torch
 
 from dat.dialogue.episodes import Episode
-from dat.dialogue.rules import Dialogue
+from dat.dialogue.scoring import outage
 from dat.seeding import derive_seed
 
 Policy = Callable[[Any], Any] | str | None
 """states (B, hidden) -> actions (B, d) in [-1, 1]; or "zero", "random"; or None (no prefix)."""
-RewardFn = Callable[[Any, int], "float | None"]
-
-
-class JudgeOutage(ValueError):
-    """Every judgement of a batch failed: the judge is down or misconfigured, so collecting on is pointless."""
-
-
-def outage(judgements: Sequence[dict | None]) -> JudgeOutage:
-    """The error for a batch of failed judgements, naming the first cause (HTTP status, refused connection)."""
-    causes = [j.get("cause") for j in judgements if isinstance(j, dict) and j.get("cause")]
-    cause = causes[0] if causes else "the judge returned no judgement"
-    return JudgeOutage(f"the judge failed all {len(judgements)} judgements of a batch ({cause}). Check the judge "
-                       "settings (judge.backend, judge.api.base_url, judge.api.api_key_env) and re-run: collected "
-                       "episodes and cached judgements are kept.")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A judged dialogue: the steered agent's reward (None: failed) and the judgement as a dict."""
-
-    reward: float | None
-    judgement: dict[str, Any] | None
-
-
-def default_reward(judgement: Any, steered: int) -> float | None:
-    """A number passes through; a :class:`dat.judges.Judgement` goes through ``dat.judges.reward``."""
-    if judgement is None or isinstance(judgement, (int, float)):
-        return None if judgement is None else float(judgement)
-    from dat.judges.reward import reward
-
-    return reward(judgement, steered)
-
-
-def judgement_dict(judgement: Any) -> dict[str, Any] | None:
-    if judgement is None:
-        return None
-    if hasattr(judgement, "to_dict"):
-        return judgement.to_dict()
-    return {"value": judgement}
-
-
-def score(judge: Callable, reward_fn: RewardFn, dialogues: Sequence[Dialogue]) -> list[Verdict]:
-    """Judge all ``dialogues`` in one call and turn each judgement into the steered agent's reward."""
-    if not dialogues:
-        return []
-    judgements = list(judge([d.record() for d in dialogues]))
-    if len(judgements) != len(dialogues):
-        raise ValueError(f"The judge returned {len(judgements)} judgements for {len(dialogues)} dialogues.")
-    verdicts = []
-    for d, j in zip(dialogues, judgements, strict=True):
-        value = reward_fn(j, d.steered)
-        ok = value is not None and np.isfinite(value)
-        verdicts.append(Verdict(float(value) if ok else None, judgement_dict(j)))
-    return verdicts
-
-
-def pay(dialogue: Dialogue, verdict: Verdict) -> float:
-    """The step reward for a verdict: the change since the last paid one (0.0 when it failed).
-
-    With a terminal reward this is the judged reward itself; per turn the step rewards sum to it.
-    """
-    if verdict.reward is None:
-        return 0.0
-    step = verdict.reward - dialogue.paid
-    dialogue.paid = verdict.reward
-    return step
-
-
 def _actions(policy: Policy, states: torch.Tensor, d: int, rngs: list[np.random.Generator]
              ) -> np.ndarray | None:
     if policy is None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dat.atomic import atomic_path
 from dat.judges.base import Judge
 from dat.judges.config import BACKENDS, JudgeConfig, RewardWeights
 from dat.judges.factory import make_judge
@@ -107,8 +107,7 @@ def rescore(episodes: Path, out: Path, judge: Judge, weights: RewardWeights | No
     rewards: list[float] = []
     failures = 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for start in range(0, len(lines), batch_size):
             batch, objs = records[start:start + batch_size], lines[start:start + batch_size]
             for obj, record, judgement in zip(objs, batch, judge(batch), strict=True):
@@ -118,7 +117,6 @@ def rescore(episodes: Path, out: Path, judge: Judge, weights: RewardWeights | No
                 if value is not None:
                     rewards.append(value)
                 f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     summary = {"episodes": float(len(lines)), "failures": float(failures),
                "mean_reward": sum(rewards) / len(rewards) if rewards else float("nan")}
     return {**summary, **judge.metrics()}

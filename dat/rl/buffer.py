@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from dat.atomic import atomic_path
+
 FORMAT = "dat-replay-buffer"
 VERSION = 1
 FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -122,17 +124,9 @@ def save_buffer(buffer: ReplayBuffer, path: str | os.PathLike) -> Path:
         "obs_shape": list(buffer.obs_shape),
         "action_dim": act_dim,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            payload: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **arrays}
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        payload: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **arrays}
+        np.savez(f, **payload)
     return path
 
 

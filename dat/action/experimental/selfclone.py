@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dat.action.projection import PrefixConfig, UpProjection, build_projection
+from dat.atomic import atomic_path, atomic_write
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.promptcache import PromptCache
 from dat.seeding import derive_seed
@@ -143,8 +144,8 @@ class Planner(nn.Module):
         """Write ``planner.safetensors`` + ``planner.json`` (shape and how it was trained)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / "planner.tmp"))
-        (folder / "planner.tmp").replace(folder / "planner.safetensors")
+        with atomic_path(folder / "planner.safetensors") as tmp:
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
         _write_json(folder / "planner.json", {**self.shape, "record": record or {}})
         return folder
 
@@ -157,8 +158,7 @@ class Planner(nn.Module):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.with_suffix(".tmp").write_text(json.dumps(data, indent=2))
-    path.with_suffix(".tmp").replace(path)
+    atomic_write(path, json.dumps(data, indent=2))
 
 
 def _lm_checksum(lm: FrozenLM) -> float:
@@ -283,11 +283,10 @@ class SelfCloner:
         return {"selfclone": keep, "prefix": {k: v for k, v in asdict(self.prefix).items() if k != "path"}}
 
     def _checkpoint(self, step: int, history: list[float], seconds: float) -> None:
-        tmp = self.folder / "checkpoint.tmp"
-        torch.save({"step": step, "history": history, "seconds": seconds, "config": self._fingerprint(),
-                    "planner": self.planner.state_dict(), "projection": self.projection.state_dict(),
-                    "optimizer": self.optimizer.state_dict()}, tmp)
-        tmp.replace(self.folder / "checkpoint.pt")
+        with atomic_path(self.folder / "checkpoint.pt") as tmp:
+            torch.save({"step": step, "history": history, "seconds": seconds, "config": self._fingerprint(),
+                        "planner": self.planner.state_dict(), "projection": self.projection.state_dict(),
+                        "optimizer": self.optimizer.state_dict()}, tmp)
 
     def _resume(self) -> tuple[int, list[float], float]:
         path = self.folder / "checkpoint.pt"
