@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from dat.action.projection import PrefixConfig, UpProjection
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+"""The actor's hidden activations by config name (``algo.activation``); the trainer builds its networks from this
+table and the export rebuilds the actor from it, so the two cannot disagree."""
 
 
 def actor_mlp(state_dim: int, action_dim: int, hidden: list[int], activation: str) -> nn.Sequential:
@@ -127,11 +129,9 @@ class DATPolicy(
                      state_pool: str = "last") -> DATPolicy:
         """Build the export from a trained ``dat.rl.td3bc.TD3BC`` and the run's up-projection."""
         actor = algo.actor
-        hidden = [m.out_features for m in actor.mu if isinstance(m, nn.Linear)][:-1]
-        activation = next(
-            (name for name, kind in ACTIVATIONS.items() for m in actor.mu if type(m) is kind and name != "tanh"),
-            "tanh",
-        )
+        arch = algo.policy_kwargs  # what the actor was built from (SB3 keeps it with the model)
+        hidden = list(arch["net_arch"]["pi"])
+        activation = next(name for name, kind in ACTIVATIONS.items() if kind is arch["activation_fn"])
         extractor = actor.features_extractor
         mean = getattr(extractor, "mean", None)
         state_dim = int(algo.observation_space.shape[0])

@@ -34,13 +34,11 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update, update_learning_rate
-from torch import nn
 from torch.nn import functional as F
 
 from dat.rl.buffer import state_stats
+from dat.rl.export import ACTIVATIONS
 from dat.rl.normalizer import StateNormalizer
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
 @dataclass
