@@ -160,7 +160,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     stats = _collect_round(run, rnd, bar) if run.train_envs is not None else {}
     bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: train")
     bar.set_postfix(episodes=state.episodes, transitions=algo.replay_buffer.size(),
-                    updates=algo._n_updates + cfg.algo.gradient_steps_per_round)
+                    updates=algo.updates + cfg.algo.gradient_steps_per_round)
     if cfg.algo.normalize_states:
         algo.fit_normalizer()
     updates = time.perf_counter()
@@ -172,7 +172,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     if rnd == cfg.loop.rounds - 1 or (rnd + 1) % cfg.loop.eval_every == 0:
         bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: evaluate")
         metrics.update(_evaluate(run, rnd))
-        bar.set_postfix(episodes=state.episodes, updates=algo._n_updates,
+        bar.set_postfix(episodes=state.episodes, updates=algo.updates,
                         eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
                         unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
     metrics["perf/round_seconds"] = time.perf_counter() - started

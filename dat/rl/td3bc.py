@@ -228,6 +228,12 @@ class TD3BC(TD3):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._set_learning_rates()
+        self.set_logger(Logger(folder=None, output_formats=[]))  # silent until learn() or the caller sets one
+
+    @property
+    def updates(self) -> int:
+        """Gradient updates made so far (SB3's own counter, saved and loaded with the model)."""
+        return self._n_updates
 
     def _set_learning_rates(self) -> None:
         critic_lr = self.lr_schedule(self._current_progress_remaining)
@@ -321,7 +327,5 @@ class TD3BC(TD3):
             raise ValueError("the replay buffer is empty: add episodes with dat.rl.buffer.add_episode first")
         if gradient_steps < 1:
             raise ValueError(f"gradient_steps={gradient_steps} must be >= 1")
-        if getattr(self, "_logger", None) is None:
-            self.set_logger(Logger(folder=None, output_formats=[]))
         self.train(gradient_steps, batch_size=self.batch_size)
         return dict(self.last_metrics)
