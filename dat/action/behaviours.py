@@ -74,8 +74,8 @@ class BehaviourConfig:
     """Per prompt, the ``top`` best replies are chosen and the ``top`` worst rejected (up to top^2 pairs)."""
     beta: float = 0.25
     """Inverse temperature of the contrastive (DPO) objective, on summed log-probs. Smaller lets the prefix
-    drift further from the model (stronger, costlier); chosen on the train split: 0.1 cost 0.97 nats/token,
-    0.5 steered less reliably (best-of-K 1.4 SE), 0.25 passed every criterion (docs/results/steerability.md)."""
+    drift further from the model (stronger, costlier); chosen on the train split as the value between too
+    costly and too weak that passes every gate criterion (docs/results/steerability.md)."""
     nll: float = 0.0
     """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only."""
     steps: int = 50

