@@ -35,9 +35,11 @@ import common  # noqa: F401  (CPU settings before torch)
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the entry point collect.py
+sys.path.insert(0, str(ROOT))  # dat_pipeline, where the project is not installed
 
-import collect as collect_entry  # noqa: E402
+from dat_pipeline import CONF  # noqa: E402
+from dat_pipeline import collect as collect_entry  # noqa: E402
+
 from dat.config import CollectRunConfig, register_configs, to_config  # noqa: E402
 from dat.dialogue.dataset import TRANSCRIPTS, Dataset  # noqa: E402
 
@@ -49,7 +51,7 @@ ONE_TURN = ["experiment=mood"]
 
 def row(name: str, task: str, overrides: list[str], episodes: int, folder: Path) -> dict:
     register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("collect", overrides=[*overrides, f"collect.episodes={episodes}",
                                                       f"collect.out={folder}"]), CollectRunConfig)
     started = time.perf_counter()

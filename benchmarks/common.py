@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dat_runtime  # noqa: F401  (process settings before torch: see dat_runtime.py)
+import dat_pipeline  # noqa: F401  (process settings before torch: see dat_pipeline/runtime.py)
 
 import json
 import os

@@ -28,7 +28,9 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import train as train_module  # noqa: E402
+from dat_pipeline import CONF  # noqa: E402
+from dat_pipeline import train as train_module  # noqa: E402
+
 from dat.config import to_config  # noqa: E402
 from dat.lm.tiny import build_tiny_model  # noqa: E402
 
@@ -83,7 +85,7 @@ def main() -> None:
         "loop.eval_tasks=8", "loop.eval_per_task=1", "algo.gradient_steps_per_round=200",
         f"model.cache_dir={work / 'cache'}",
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("train", overrides=overrides))
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -22,6 +22,8 @@ Writes ``results/state_learning.json`` and ``docs/state-learning.md`` (``--markd
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+
 import argparse
 import json
 import time
@@ -60,7 +62,7 @@ def setting(data: Path | None, overrides: tuple[str, ...] = ()) -> TrainConfig:
     ``overrides`` describe, made by stage 1)."""
     register_configs()
     path = [f"prefix.path={data / 'projection'}"] if data is not None else []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=mood", "prefix.null_action=true", "env.sampling.do_sample=false",
                                           *path, "logger=none", *overrides])
     return to_config(cfg)

@@ -1,6 +1,6 @@
 """Steerability benchmark: does the choice of action reproducibly change what the frozen LM says?
 
-For each prefix configuration (``conf/prefix/<name>.yaml``), on the first turn of one task per bundled
+For each prefix configuration (``dat_pipeline/conf/prefix/<name>.yaml``), on the first turn of one task per bundled
 scenario of a split (held-out ``eval`` for the gate; the chats are built by the env's own rules, the
 partner opening): K random actions uniform in [-1, 1]^d (the RL action space) x 2 samples each,
 plus unsteered samples. Replies are scored with cheap rewards: VADER sentiment, MiniLM similarity to
@@ -19,6 +19,8 @@ results are cached under ``<model artefacts>/steerability/<split>/`` so an inter
 """
 
 from __future__ import annotations
+
+from dat_pipeline import CONF
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -52,7 +54,7 @@ from dat.seeding import derive_seed  # noqa: E402
 from envs.scenarios import load_scenarios  # noqa: E402
 from envs.scenarios.schema import render_goal  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
+PRESETS = CONF / "prefix"
 CONFIGS = ("pca", "pca_start", "behaviours", "behaviours_goal_hint", "behaviours_goal_hint_deep", "behaviours_angry",
            *(f"experimental/{name}" for name in ("pca_reply", "learned", "learned_target", "anchors", "behaviours_goal",
                                                  "behaviours_hint", "behaviours_hint_goal")))
@@ -77,11 +79,11 @@ def preset_name(name: str) -> str:
 
 
 def load_preset(name: str) -> tuple[PrefixConfig, SelfCloneConfig | None, BehaviourConfig | None]:
-    """A ``conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node, behaviour
-    bases a ``behaviours`` node)."""
+    """A ``dat_pipeline/conf/prefix`` preset as typed configs (learned presets also carry a ``selfclone`` node,
+    behaviour bases a ``behaviours`` node)."""
     base, _, overrides = name.partition(":")
     items = list(filter(None, overrides.split(",")))
-    raw = OmegaConf.load(CONF / f"{base}.yaml")
+    raw = OmegaConf.load(PRESETS / f"{base}.yaml")
     node = {k: v for k, v in raw.get("prefix", raw).items() if k != "defaults"}
     node.update(OmegaConf.from_dotlist([i for i in items if not i.startswith("behaviours.")]))
     prefix = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PrefixConfig), node))
@@ -441,7 +443,8 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), type=preset_name,
-                        help="presets of conf/prefix, each optionally with overrides: pca_reply:norm=4,action_dim=8")
+                        help="presets of dat_pipeline/conf/prefix, each optionally with overrides: "
+                             "experimental/pca_reply:norm=4,action_dim=8")
     parser.add_argument("--split", default="eval", choices=("train", "eval"))
     parser.add_argument("--prompts", type=int, default=8, help="at most this many scenarios (one task each)")
     parser.add_argument("--actions", type=int, default=16, help="K random actions")

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dat_runtime, for common (no project install here)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dat_pipeline, for common (no project install here)
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 import common  # noqa: E402  (CPU settings before torch)

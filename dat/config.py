@@ -1,6 +1,6 @@
 """Typed schemas for every config group, registered in Hydra's ConfigStore.
 
-The YAML files under ``conf/`` fill these in; Hydra validates every key and type against them, so a
+The YAML files under ``dat_pipeline/conf/`` fill these in; Hydra validates every key and type against them, so a
 typo (``algo.alpah=1``) or a wrong type (``seed=abc``) fails at start with a message naming the key.
 ``main()`` turns the composed config into these dataclasses once; each component gets its own part.
 """
@@ -196,10 +196,10 @@ GROUPS = {
 
 
 def register_configs() -> None:
-    """Register the schemas so ``conf/*.yaml`` files are validated against them."""
+    """Register the schemas so ``dat_pipeline/conf/*.yaml`` files are validated against them."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    store.store(name="collect_run_schema", node=CollectRunConfig)
+    store.store(name="collect_schema", node=CollectRunConfig)
     for group, node in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=node)
 

@@ -24,24 +24,26 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dat_pipeline import CONF  # noqa: E402
+
 from tests.deprecations import OWN_ROOTS, own_deprecations  # noqa: E402
 
 
 def main(work: Path, extra_roots: list[Path]) -> None:
     with own_deprecations([*OWN_ROOTS, *extra_roots]) as found:
+        from dat_pipeline import cli as dat_cli
+        from dat_pipeline import evaluate, train
+
         from hydra import compose, initialize_config_dir
 
-        import dat_cli
-        import evaluate
-        import train
         from dat.config import to_config
 
         common = ["debug=tiny", f"model.cache_dir={work / 'cache'}"]
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=[*common, "judge=local", "logger=wandb", "logger.mode=offline",
                                               f"output_dir={work / 'run'}", "loop.rounds=1"])
         train.train(to_config(cfg))
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("evaluate", overrides=[*common, f"policy={work / 'run' / 'export'}", "logger=none",
                                                  "episodes_per_scenario=1", "max_tasks=2"])
         evaluate.evaluate(to_config(cfg, evaluate.EvaluateConfig), output_dir=work / "eval")

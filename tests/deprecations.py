@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OWN_ROOTS = (ROOT / "dat", ROOT / "envs", ROOT / "train.py", ROOT / "evaluate.py", ROOT / "dat_cli.py")
+OWN_ROOTS = (ROOT / "dat", ROOT / "envs", ROOT / "dat_pipeline")
 DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 

@@ -242,9 +242,10 @@ def test_a_hinted_behaviour_learns_from_replies_sampled_with_the_hint_scored_on_
 
 
 def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):
+    from dat_pipeline import train as train_module
+
     from hydra import compose, initialize_config_dir
 
-    import train as train_module
     from dat.config import to_config
     from dat.rl.export import DATPolicy
     from tests.test_train import CONF

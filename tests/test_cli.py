@@ -4,6 +4,9 @@ configs installed with the package) and a ``dat --help`` that answers at once.""
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+from dat_pipeline import cli as dat_cli
+
 import io
 import os
 import shutil
@@ -18,7 +21,6 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import dat_cli
 from dat.action.projection import PrefixConfig, build_projection
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import ModelConfig
@@ -90,8 +92,8 @@ def _python(code: str, cwd: Path, path: Path | None = None, timeout: float = 300
 
 
 def test_help_answers_at_once_and_lists_every_subcommand(tmp_path):
-    code = ("import sys, time; start = time.perf_counter(); import dat_cli\n"
-            "try:\n    dat_cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys, time; start = time.perf_counter(); from dat_pipeline import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('seconds', time.perf_counter() - start, 'torch', 'torch' in sys.modules)")
     runs = [_python(code, ROOT) for _ in range(3)]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr
@@ -104,12 +106,12 @@ def test_help_answers_at_once_and_lists_every_subcommand(tmp_path):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The project built as a wheel (from a copy of the checkout's package files) and installed into a folder of
-    its own, so the tests below see what ``pip install`` gives: no checkout, no ``conf/`` beside the command."""
+    its own, so the tests below see what ``pip install`` gives: no checkout beside the command."""
     pytest.importorskip("setuptools")
     base = tmp_path_factory.mktemp("wheel")
     source, wheels, target = base / "source", base / "dist", base / "site"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("dat", "envs", "conf"):
+    for folder in ("dat", "envs", "dat_pipeline"):
         shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
     for name in ("pyproject.toml", "README.md", "LICENSE", *(p.name for p in ROOT.glob("*.py"))):
         shutil.copy2(ROOT / name, source / name)
@@ -126,11 +128,12 @@ def installed(tmp_path_factory) -> Path:
 def test_the_wheel_holds_every_module_and_every_config(installed):
     wheel = next((installed.parent / "dist").glob("*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.relative_to(ROOT).as_posix() for folder in ("dat", "envs") for p in (ROOT / folder).rglob("*.py")}
-    assert modules - names == set()
-    configs = {"dat_pipeline/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "conf").rglob("*.yaml")}
+    modules = {p.relative_to(ROOT).as_posix() for folder in ("dat", "envs", "dat_pipeline")
+               for p in (ROOT / folder).rglob("*.py")}
+    assert modules - names == set() and "dat_pipeline/train.py" in modules
+    configs = {p.relative_to(ROOT).as_posix() for p in CONF.rglob("*.yaml")}
     assert len(configs) > 20 and configs - names == set()
-    assert {"dat_pipeline/train.py", "dat_pipeline/evaluate.py", "dat_cli.py", "dat_runtime.py"} <= names
+    assert not {n for n in names if "/" not in n}  # no loose top-level modules
     scenarios = {p.relative_to(ROOT).as_posix() for p in (ROOT / "envs" / "scenarios" / "data").rglob("*.jsonl")}
     assert scenarios and scenarios - names == set()
     prebuilt = {p.relative_to(ROOT).as_posix() for p in (ROOT / "dat" / "action" / "prebuilt").rglob("projection.*")}
@@ -138,14 +141,15 @@ def test_the_wheel_holds_every_module_and_every_config(installed):
 
 
 def test_train_and_evaluate_compose_their_configs_from_the_installed_package(installed, tmp_path):
-    code = ("import dat_cli, dat_pipeline.train\n"
+    code = ("from dat_pipeline import cli as dat_cli\nimport dat_pipeline.train\n"
             "print('FROM', dat_cli.__file__, dat_pipeline.train.__file__)\n"
             "dat_cli.main(['train', '--cfg', 'job', 'loop.rounds=1', 'logger=none', 'prefix=pca'])\n"
             "dat_cli.main(['evaluate', '--cfg', 'job', 'policy=somewhere/export', 'episodes_per_scenario=3'])\n")
     done = _python(code, tmp_path, installed)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.split()[1:3] == [str(installed / "dat_cli.py"), str(installed / "dat_pipeline" / "train.py")]
+    package = installed / "dat_pipeline"
+    assert out.split()[1:3] == [str(package / "cli.py"), str(package / "train.py")]
     train, evaluate = out.split("policy: somewhere/export")[0], out.split("policy: somewhere/export")[1]
     assert "rounds: 1" in train and "backend: none" in train and "kind: pca" in train
     assert "episodes_per_scenario: 3" in evaluate
@@ -154,22 +158,22 @@ def test_train_and_evaluate_compose_their_configs_from_the_installed_package(ins
 
 def test_train_from_the_installed_package_refuses_a_bad_value_before_any_work(installed, tmp_path):
     started = time.perf_counter()
-    done = _python("import sys, dat_cli; sys.exit(dat_cli.main(['train', 'loop.rounds=-1', 'logger=none']))",
-                   tmp_path, installed)
+    done = _python("import sys; from dat_pipeline import cli\n"
+                   "sys.exit(cli.main(['train', 'loop.rounds=-1', 'logger=none']))", tmp_path, installed)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "error: loop.rounds=-1 must be at least 1."
     assert list(tmp_path.iterdir()) == [] and time.perf_counter() - started < 120  # no model, no run folder
 
 
 def test_hydra_help_lists_the_config_groups(installed, tmp_path):
-    done = _python("import dat_cli; dat_cli.main(['train', '--help'])", tmp_path, installed)
+    done = _python("from dat_pipeline import cli; cli.main(['train', '--help'])", tmp_path, installed)
     assert done.returncode == 0, done.stderr
     for group in ("model:", "prefix:", "judge:", "smollm2", "behaviours_goal_hint_deep"):
         assert group in done.stdout
 
 
 def test_train_from_a_checkout_uses_the_checkout_configs(tmp_path):
-    done = _python("import dat_cli; dat_cli.main(['train', '--cfg', 'job', 'debug=tiny'])", tmp_path, ROOT)
+    done = _python("from dat_pipeline import cli; cli.main(['train', '--cfg', 'job', 'debug=tiny'])", tmp_path, ROOT)
     assert done.returncode == 0, done.stderr
     assert "tiny-random" in done.stdout
 
@@ -177,7 +181,7 @@ def test_train_from_a_checkout_uses_the_checkout_configs(tmp_path):
 def test_readme_first_run_train_then_compare_on_the_tiny_model(tmp_path):
     """The README's seconds-long first run: ``dat train debug=tiny`` then ``dat chat --compare`` on its export."""
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    code = ("import os, sys, dat_cli\n"
+    code = ("import os, sys\nfrom dat_pipeline import cli as dat_cli\n"
             f"os.environ.update({env!r})\n"
             "assert dat_cli.main(['train', 'debug=tiny', 'logger=none']) == 0\n"
             "sys.exit(dat_cli.main(['chat', '--policy', 'outputs/train/debug=tiny/export', '--compare', '--turns', '1',"

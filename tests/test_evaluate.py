@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+from dat_pipeline import evaluate as evaluate_module
+
 import json
 import logging
 from pathlib import Path
@@ -12,15 +15,12 @@ import torch
 from gymnasium import spaces
 from hydra import compose, initialize_config_dir
 
-import evaluate as evaluate_module
 from dat.action.projection import PrefixConfig, build_projection
 from dat.config import to_config
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import ModelConfig
 from dat.rl.export import DATPolicy
 from dat.rl.td3bc import TD3BC, AlgoConfig, NetArch
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def export_policy(tmp_path: Path, state_layer: int = -1, state_pool: str = "last") -> Path:

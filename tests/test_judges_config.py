@@ -1,10 +1,11 @@
-"""Judge configuration: validation, the conf/judge YAML group, and the factory."""
+"""Judge configuration: validation, the dat_pipeline/conf/judge YAML group, and the factory."""
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+
 import dataclasses
 import inspect
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -15,12 +16,12 @@ from dat.judges.config import BACKENDS, JudgeConfig
 from dat.judges.factory import make_judge
 from dat.judges.rule import RuleJudge
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "judge"
+JUDGE_CONF = CONF / "judge"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_yaml_is_a_valid_judge_config(backend):
-    node = OmegaConf.merge(OmegaConf.structured(JudgeConfig), OmegaConf.load(CONF / f"{backend}.yaml"))
+    node = OmegaConf.merge(OmegaConf.structured(JudgeConfig), OmegaConf.load(JUDGE_CONF / f"{backend}.yaml"))
     cfg = OmegaConf.to_object(node)
     assert cfg.backend == backend and cfg.validate() is cfg
     assert cfg.weights.weights == {"goal": 1.0} and not cfg.weights.overall

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+
 import json
 import os
 import subprocess
@@ -73,7 +75,7 @@ def test_errors_name_the_problem(episodes, tmp_path, capsys):
     assert main(["--episodes", str(bad), "--out", str(tmp_path / "o.jsonl"), "judge=rule",
                  "judge.cache=false"]) == 2
     assert f"{bad}:2: not an episode line" in capsys.readouterr().err
-    presets = ", ".join(sorted(f.stem for f in (Path(__file__).resolve().parents[1] / "conf" / "judge").glob("*.yaml")))
+    presets = ", ".join(sorted(f.stem for f in (CONF / "judge").glob("*.yaml")))
     with pytest.raises(ValueError, match=f"choose one of {presets}$"):  # every judge preset, listed
         load_config(["judge=gpt5"])
     with pytest.raises(ValueError, match="Key 'modl' not in 'ApiJudgeConfig'"):

@@ -6,6 +6,10 @@ refused before any update; the state settings and the "do not steer" point trave
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+from dat_pipeline import collect as collect_module
+from dat_pipeline import train as train_module
+
 import json
 from pathlib import Path
 
@@ -14,8 +18,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import collect as collect_module
-import train as train_module
 from dat.config import CollectRunConfig, TrainConfig, to_config
 from dat.dialogue.dataset import Dataset, read_episodes
 from dat.rl.buffer import add_episode
@@ -27,7 +29,7 @@ TINY = ["debug=tiny", "logger=none", "env.state_pool=mean", "env.state_layer=1"]
 
 
 def compose_config(name: str, schema, tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(name, overrides=[*TINY, f"model.cache_dir={tmp_path / 'cache'}", *overrides])
     return to_config(cfg, schema)
 

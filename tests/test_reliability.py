@@ -6,6 +6,8 @@ chat-completions protocol, switched between down, flaky and healthy between runs
 
 from __future__ import annotations
 
+from dat_pipeline import train as train_module
+
 import json
 import os
 import subprocess
@@ -15,7 +17,6 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-import train as train_module
 from dat.dialogue.episodes import load_episodes
 from dat.dialogue.scoring import JudgeOutage
 from tests.test_judges_api import Handler as ScriptedHandler

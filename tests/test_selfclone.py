@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from dat.action.experimental.selfclone import Planner, SelfCloneConfig, SelfCloner, ensure_projection
 from dat.action.projection import PrefixConfig, UpProjection
@@ -16,7 +16,6 @@ from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.loading import ModelConfig
 from dat.lm.promptcache import PromptCache
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "prefix"
 DIALOGUES = [
     [
         {"role": "system", "content": "You sell a bike for $180."},
@@ -144,19 +143,22 @@ def test_prefix_lands_where_the_position_says(lm, position):
             assert torch.equal(batch.embeds[row, pad + at + 2 :], after)
 
 
-@pytest.mark.parametrize("name", ["pca_start", "pca_reply", "learned", "learned_target"])
-def test_presets_compose_into_the_schemas(name):
-    raw = OmegaConf.load(CONF / f"{name}.yaml")
-    node = raw.get("prefix", raw)
-    prefix = OmegaConf.to_object(
-        OmegaConf.merge(OmegaConf.structured(PrefixConfig), {k: v for k, v in node.items() if k != "defaults"})
-    )
-    assert prefix.position == ("start" if name == "pca_start" else "before_reply")
-    assert prefix.kind == ("pca" if name.startswith("pca") else "learned")
-    if prefix.kind == "learned":
-        clone = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SelfCloneConfig), raw["selfclone"]))
-        assert clone.state == ("dialogue+target" if name == "learned_target" else "dialogue")
-        assert clone.name == name
+@pytest.mark.parametrize("preset", ["pca_start", "experimental/pca_reply", "experimental/learned",
+                                    "experimental/learned_target"])
+def test_presets_compose_into_the_schemas(preset):
+    from hydra import compose, initialize_config_dir
+
+    from dat.config import register_configs, to_config
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = to_config(compose("train", overrides=[f"prefix={preset}", "logger=none"]))
+    name = preset.rpartition("/")[2]
+    assert cfg.prefix.position == ("start" if name == "pca_start" else "before_reply")
+    assert cfg.prefix.kind == ("pca" if name.startswith("pca") else "learned")
+    if cfg.prefix.kind == "learned":
+        assert cfg.selfclone.state == ("dialogue+target" if name == "learned_target" else "dialogue")
+        assert cfg.selfclone.name == name
 
 
 def test_opening_chats_follow_the_env_rules(lm):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,6 @@ from dat.records import Utterance
 from envs.scenarios import load_scenarios
 from tests.dialogue_tasks import GREEDY, NEVER
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 ENV = EnvConfig(sampling=GREEDY, leave_phrase=NEVER)
 
 
@@ -126,8 +126,9 @@ def test_the_summary_gives_means_intervals_and_paired_differences_per_round(tmp_
 
 
 def test_the_entry_point_writes_the_report_and_an_offline_wandb_run(tmp_path, monkeypatch):
-    import evaluate  # noqa: F401  (the tiny export helper below loads the same way)
-    import stability as entry
+    from dat_pipeline import evaluate  # noqa: F401  (the tiny export helper below loads the same way)
+    from dat_pipeline import stability as entry
+
     from tests.test_evaluate import export_policy
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -150,7 +151,7 @@ def test_the_entry_point_writes_the_report_and_an_offline_wandb_run(tmp_path, mo
 
 
 def test_a_bad_setting_is_refused_before_the_model_loads(tmp_path):
-    import stability as entry
+    from dat_pipeline import stability as entry
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("stability", overrides=["debug=tiny", "conditions=[unsteered,steered]", "logger=none"])
@@ -165,7 +166,7 @@ def test_a_bad_setting_is_refused_before_the_model_loads(tmp_path):
 
 
 def test_the_stability_experiment_composes_on_the_default_model():
-    import train  # noqa: F401  (registers the schemas)
+    from dat_pipeline import train  # noqa: F401  (registers the schemas)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_config(compose("train", overrides=["experiment=stability"]))
@@ -178,7 +179,8 @@ def test_the_stability_experiment_composes_on_the_default_model():
 
 
 def test_train_experiment_stability_runs_a_round_on_the_tiny_model(tmp_path):
-    import train as train_module
+    from dat_pipeline import train as train_module
+
     from dat.dialogue.episodes import load_episodes
 
     out = tmp_path / "run"
@@ -208,11 +210,11 @@ def test_dat_stability_hands_its_arguments_to_hydra():
     import subprocess
     import sys
 
-    root = CONF.parent
-    listed = subprocess.run([sys.executable, str(root / "dat_cli.py"), "--help"], capture_output=True, text=True,
-                            check=True).stdout
+    root = CONF.parents[1]
+    listed = subprocess.run([sys.executable, "-m", "dat_pipeline.cli", "--help"], capture_output=True, text=True,
+                            cwd=root, check=True).stdout
     assert "stability" in listed
-    job = subprocess.run([sys.executable, str(root / "dat_cli.py"), "stability", "--cfg", "job", "rounds=5",
+    job = subprocess.run([sys.executable, "-m", "dat_pipeline.cli", "stability", "--cfg", "job", "rounds=5",
                           "policy=somewhere/export"], capture_output=True, text=True, check=True, cwd=root).stdout
     assert "rounds: 5" in job and "policy: somewhere/export" in job and "tasks: probes:eval" in job
     # A run folder named after its overrides holds = and , : the README quotes it for Hydra, as here.

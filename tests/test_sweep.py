@@ -54,7 +54,7 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
 
 
 def test_run_folder_names_are_one_path_component():
-    import dat_runtime
+    from dat_pipeline import runtime as dat_runtime
 
     assert dat_runtime.run_folder_name("") == "default"
     name = dat_runtime.run_folder_name("judge.api.base_url=http://127.0.0.1:8000/v1,seed=1")

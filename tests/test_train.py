@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dat_pipeline import CONF
+from dat_pipeline import train as train_module
+
 import json
 import os
 import signal
@@ -17,12 +20,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-import train as train_module
 from dat.config import TrainConfig, to_config, validate
 from dat.rl.export import DATPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 
 def config(tmp_path: Path, *overrides: str) -> TrainConfig:
@@ -32,7 +33,7 @@ def config(tmp_path: Path, *overrides: str) -> TrainConfig:
 
 
 DELIBERATE = {"prefix", "behaviours"}
-"""Where conf/train.yaml departs from TrainConfig() on purpose: the prefix preset it selects
+"""Where dat_pipeline/conf/train.yaml departs from TrainConfig() on purpose: the prefix preset it selects
 (prefix=behaviours_goal_hint_deep, a trained behaviour basis) fills the prefix and behaviours groups."""
 
 

@@ -1,6 +1,6 @@
 """Typed configuration of the judge: which backend, its settings, and how scores become a reward.
 
-``conf/judge/{api,local,embedding,rule}.yaml`` fill a :class:`JudgeConfig`; only the section named by
+``dat_pipeline/conf/judge/{api,local,embedding,rule}.yaml`` fill a :class:`JudgeConfig`; only the section named by
 ``backend`` is read.
 """
 

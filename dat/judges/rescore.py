@@ -4,7 +4,7 @@
         judge=api judge.api.base_url=http://127.0.0.1:8000/v1 judge.api.model=qwen2.5-7b-instruct
     python -m dat.judges.rescore --run outputs/train/default [judge.api.base_url=...]
 
-``judge=NAME`` picks ``conf/judge/NAME.yaml``; ``judge.a.b=value`` overrides one field. With
+``judge=NAME`` picks ``dat_pipeline/conf/judge/NAME.yaml``; ``judge.a.b=value`` overrides one field. With
 ``--episodes``, each input line is a JSON object with at least ``{"record": DialogueRecord.to_dict(),
 ...}``; the output line is the same object with ``judgement`` and ``reward`` replaced, every other field
 kept as it was, and the input is never modified. With ``--run``, the training episodes of that run
@@ -31,12 +31,13 @@ from dat.judges.rejudge import FailedJudgements, run_cache_dir
 from dat.judges.reward import reward
 from dat.records import DialogueRecord
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "dat_pipeline" / "conf"
+"""The entry points' configs (in a checkout and beside an installed ``dat``), whose ``judge/`` presets name judges."""
 
 
 def load_config(overrides: Sequence[str], conf_dir: Path = CONF_DIR,
                 base: dict[str, Any] | None = None) -> JudgeConfig:
-    """JudgeConfig from ``judge=NAME`` (conf/judge/NAME.yaml) and ``judge.field=value`` overrides, on top
+    """JudgeConfig from ``judge=NAME`` (``conf_dir/judge/NAME.yaml``) and ``judge.field=value`` overrides, on top
     of ``base`` (a saved judge section; ``judge=NAME`` replaces it) or the defaults."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException

@@ -1,7 +1,7 @@
 """Process settings of every entry point, applied on import, before torch or transformers are imported.
 
-``train.py``, ``evaluate.py``, ``dat_cli.py``, the benchmarks and the tests start with
-``import dat_runtime``; each setting is a default (``os.environ.setdefault``), so a value exported in
+Importing ``dat_pipeline`` (any entry point, the ``dat`` command, the benchmarks, the tests) runs this first;
+each setting is a default (``os.environ.setdefault``), so a value exported in
 the shell wins:
 
 * ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, so on a small CPU the LM's
@@ -125,7 +125,7 @@ except ImportError:  # pragma: no cover
 
 class StartChecks(Callback):
     """A Hydra callback that checks the composed config before Hydra creates the run folder, names it after
-    the overrides or saves ``.hydra/*.yaml`` (registered in ``conf/train.yaml`` and ``evaluate.yaml``):
+    the overrides or saves ``.hydra/*.yaml`` (registered in ``dat_pipeline/conf/train.yaml`` and ``evaluate.yaml``):
     a key-like value is refused without being echoed, and every value is validated
     (``dat.config.validate``), so a bad command leaves nothing behind but one line on the console."""
 

@@ -9,18 +9,16 @@
     dat collect experiment=mood collect.episodes=2000 collect.out=outputs/datasets/mood   # a dataset
     dat dataset merge outputs/datasets/mood                                  # its shards into one
 
-``dat train``, ``dat evaluate`` and ``dat stability`` hand everything after the subcommand to Hydra (overrides,
-``-m``, ``--cfg job``, ``--help``), with the configs installed with the package (``dat_pipeline/conf``, built
-from the checkout's ``conf/``). Like ``train.py`` this is wiring code, so it may import both ``dat`` and ``envs``.
+``dat train``, ``dat evaluate``, ``dat stability`` and ``dat collect`` hand everything after the subcommand to
+Hydra (overrides, ``-m``, ``--cfg job``, ``--help``), with the configs of ``dat_pipeline/conf``.
 """
 
 from __future__ import annotations
 
-import dat_runtime  # process settings before torch (see dat_runtime.py)
+from dat_pipeline import runtime  # process settings before torch (see runtime.py)
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -69,34 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def entry_point(name: str):
-    """The module of ``train.py``, ``evaluate.py`` or ``stability.py``: installed as ``dat_pipeline.<name>``, or,
-    in a checkout that is not installed, the script next to this file (imported as ``<name>``, as ``python
-    <name>.py`` would)."""
-    try:
-        return importlib.import_module(f"dat_pipeline.{name}")
-    except ModuleNotFoundError as err:
-        if err.name not in ("dat_pipeline", f"dat_pipeline.{name}"):
-            raise
-    path = Path(__file__).resolve().parent / f"{name}.py"
-    loaded = sys.modules.get(name)
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_entry_point(name: str, argv: list[str]) -> int:
-    """``dat train ...`` / ``dat evaluate ...`` / ``dat stability ...``: the Hydra entry point with ``argv`` as its
-    command line and the configs that sit beside it (``conf/``), wherever the package is installed. A later
-    ``--config-path`` wins."""
-    module = entry_point(name)
-    conf = Path(module.__file__).resolve().parent / "conf"
+    """``dat train ...`` (and evaluate, stability, collect): the Hydra entry ``dat_pipeline.<name>`` with ``argv`` as
+    its command line, exactly as ``python <name>.py ...`` runs it in a checkout."""
+    module = importlib.import_module(f"dat_pipeline.{name}")
     saved = sys.argv
-    sys.argv = [f"dat {name}", "--config-path", str(conf), *argv]
+    sys.argv = [f"dat {name}", *argv]
     try:
         module.main()
     finally:
@@ -111,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_parsed(argv)
 
 
-@dat_runtime.one_line_errors
+@runtime.one_line_errors
 def run_parsed(argv: list[str]) -> int:
     args = parse_args(argv)  # before the heavy imports below, so `dat --help` answers at once
     if args.command == "dataset":
