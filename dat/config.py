@@ -19,6 +19,7 @@ from dat.action.behaviours import BehaviourConfig
 from dat.action.experimental.selfclone import SelfCloneConfig
 from dat.action.projection import PrefixConfig
 from dat.dialogue.rules import EnvConfig
+from dat.eval.gate import GateConfig
 from dat.judges.config import JudgeConfig
 from dat.lm.loading import BACKENDS, DTYPES, ModelConfig, resolve_device
 from dat.rl.td3bc import AlgoConfig
@@ -188,6 +189,14 @@ class CollectRunConfig(TrainConfig):
     collect: CollectConfig = field(default_factory=CollectConfig)
 
 
+@dataclass
+class GateRunConfig(TrainConfig):
+    """``dat gate``: the training config's groups (the action space and how stage 1 makes it, on
+    ``env.scenarios.train``) and how the steerability gate measures it (``gate``); ``seed`` seeds every sample."""
+
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
 GROUPS = {
     "model": ModelConfig, "prefix": PrefixConfig, "env": EnvGroupConfig, "judge": JudgeConfig,
     "algo": AlgoConfig, "logger": LoggerConfig, "selfclone": SelfCloneConfig, "loop": LoopConfig,
@@ -200,6 +209,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="collect_schema", node=CollectRunConfig)
+    store.store(name="gate_schema", node=GateRunConfig)
     for group, node in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=node)
 

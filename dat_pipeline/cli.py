@@ -8,9 +8,10 @@
     dat chat --task bundled-003                                              # no planner: unsteered
     dat collect experiment=mood collect.episodes=2000 collect.out=outputs/datasets/mood   # a dataset
     dat dataset merge outputs/datasets/mood                                  # its shards into one
+    dat gate prefix=behaviours seed=1                                        # does an action space steer?
 
-``dat train``, ``dat evaluate``, ``dat stability`` and ``dat collect`` hand everything after the subcommand to
-Hydra (overrides, ``-m``, ``--cfg job``, ``--help``), with the configs of ``dat_pipeline/conf``.
+``dat train``, ``dat evaluate``, ``dat stability``, ``dat collect`` and ``dat gate`` hand everything after the
+subcommand to Hydra (overrides, ``-m``, ``--cfg job``, ``--help``), with the configs of ``dat_pipeline/conf``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ HYDRA_COMMANDS = {
                  "python stability.py (policy=..., rounds=8)",
     "collect": "collect a dataset for offline training: Hydra overrides as for python collect.py "
                "(collect.episodes=..., collect.out=..., -m collect.shard=0,1 collect.shards=2)",
+    "gate": "the steerability gate on an action space: Hydra overrides as for python gate.py "
+            "(prefix=<preset>, seed=1, gate.scenarios=...)",
 }
 """Subcommands that run a Hydra entry point; their arguments are Hydra's, so argparse never reads them."""
 
