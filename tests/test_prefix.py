@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dat.action import artefact
 from dat.action.projection import PrefixConfig, UpProjection, build_projection, embedding_stats, pca_basis
 
 
@@ -60,10 +61,11 @@ def test_save_load_round_trip(embedding, tmp_path, kind):
 
 def test_pca_basis_is_cached(embedding, tmp_path):
     build_projection(embedding, PrefixConfig(action_dim=8), tmp_path)
-    cached = tmp_path / "pca_basis_8.safetensors"
-    assert cached.is_file()
+    assert artefact.complete(tmp_path / "pca" / "8")
     again = build_projection(embedding * 0 + 1, PrefixConfig(action_dim=8), tmp_path)  # basis read from disk
     assert torch.allclose(again.basis, pca_basis(embedding, 8))
+    with pytest.raises(ValueError, match=r"PCA basis cached at .* other settings \(embedding\)"):
+        build_projection(embedding[:, :-1], PrefixConfig(action_dim=8), tmp_path)  # another model's embedding
 
 
 def test_bad_shapes_are_explained(embedding):

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from dat.action import artefact
 from dat.action.behaviours import (
     MADE_IN,
     Behaviour,
@@ -332,6 +333,10 @@ the reference machine a fresh build was byte for byte the shipped one); ``behavi
 it here instead."""
 
 
+RECORDED = ("prompts",)
+"""Settings a basis records but is not compared on: the prompts are built only when a basis is made."""
+
+
 def dtype_name(lm: FrozenLM) -> str:
     """The model's dtype as configs spell it (``float32``, ``bfloat16``)."""
     return str(lm.dtype).removeprefix("torch.")
@@ -352,7 +357,7 @@ def prebuilt_folder(model: str, cfg: BehaviourConfig, root: Path = PREBUILT, dty
     """The shipped copy of the basis ``cfg.name`` in ``dtype`` for ``model``, if the package has one (a model
     given as a path has none)."""
     folder = root / model / basis_name(cfg, dtype)
-    if not cfg.prebuilt or Path(model).name != model or not _complete(folder):
+    if not cfg.prebuilt or Path(model).name != model or not artefact.complete(folder):
         return None
     return folder
 
@@ -374,33 +379,17 @@ def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[Pr
     wanted = basis_settings(lm.name, prefix, cfg, dtype)
     shipped = prebuilt_folder(lm.name, cfg, prebuilt, dtype)
     model = lm.name if dtype == MADE_IN else f"{lm.name} in {dtype}"
-    if not _complete(folder) and shipped is not None and not _changed(shipped, wanted):
+    if not artefact.complete(folder) and shipped is not None and not artefact.differences(shipped, wanted, RECORDED):
         _copy_projection(shipped, folder)
         _say(progress, f"stage 1: behaviour basis {cfg.name!r} for {model}: the copy shipped with the package "
                        f"(same settings), now cached at {folder}. behaviours.prebuilt=false makes your own.")
-    if _complete(folder):
-        changed = _changed(folder, wanted)
-        if changed:
-            raise ValueError(f"The behaviour basis cached at {folder} was made with other settings "
-                             f"({', '.join(changed)}). Give this setting its own behaviours.name, or delete "
-                             "that folder to retrain.")
+    if artefact.reusable(folder, wanted, "behaviour basis", "behaviours.name", RECORDED):
         return _with_run_settings(UpProjection.load(folder), prefix)
     _say(progress, f"stage 1: making the behaviour basis {cfg.name!r} for {model} (once per model, dtype and "
                    f"settings; resumable, cached at {folder}).")
     chats, infos = prompts()
     projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder).train(progress)
     return _with_run_settings(projection, prefix)
-
-
-def _complete(folder: Path) -> bool:
-    return (folder / "projection.json").is_file() and bool(UpProjection.record_of(folder).get("complete"))
-
-
-def _changed(folder: Path, wanted: dict) -> list[str]:
-    """The top-level settings (model, behaviours, prefix) in which the basis at ``folder`` differs from ``wanted``."""
-    saved = UpProjection.record_of(folder)["settings"]
-    keys = [*wanted, *(["dtype"] if "dtype" not in wanted else [])]  # a float32 request records no dtype
-    return [k for k in keys if saved.get(k) != wanted.get(k)]
 
 
 def _copy_projection(source: Path, folder: Path) -> None:

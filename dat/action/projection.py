@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from dat.action import artefact
 from dat.action.experimental.anchors import ANCHOR_WORDS, anchor_basis
 from dat.atomic import atomic_path, atomic_write
 from dat.lm.frozen import POSITIONS
@@ -280,15 +281,16 @@ def build_projection(
             "prefix.kind=behaviours is trained, not built: stage 1 trains it (dat.action.basis.ensure_basis), "
             "or set prefix.path to a folder written by UpProjection.save.")
     chunk = cfg.action_dim if cfg.tied else cfg.action_dim // cfg.tokens
-    basis = None
-    cache = cache_folder / f"pca_basis_{chunk}.safetensors" if cache_folder else None
-    if cache is not None and cache.is_file():
-        basis = load_file(str(cache))["basis"]
-    if basis is None or basis.shape != (chunk, embedding.shape[1]):
-        basis = pca_basis(embedding, chunk)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cache) as tmp:
-                save_file({"basis": basis}, str(tmp))
     _, token_norm = embedding_stats(embedding)
+    if cache_folder is None:
+        return UpProjection(cfg, embedding.shape[1], token_norm, pca_basis(embedding, chunk))
+    folder = Path(cache_folder) / "pca" / str(chunk)  # one stage-1 artefact per basis size (dat.action.artefact)
+    settings = {"kind": "pca", "directions": chunk, "embedding": list(embedding.shape)}
+    if artefact.reusable(folder, settings, "PCA basis", "model.cache_dir"):
+        basis = UpProjection.load(folder).basis
+    else:
+        basis = pca_basis(embedding, chunk)
+        made = PrefixConfig(kind="pca", action_dim=chunk, tokens=1, tied=True)
+        UpProjection(made, embedding.shape[1], token_norm, basis).save(folder, {"settings": settings,
+                                                                               "complete": True})
     return UpProjection(cfg, embedding.shape[1], token_norm, basis)

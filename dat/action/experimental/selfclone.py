@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from dat.action import artefact
 from dat.action.projection import PrefixConfig, UpProjection, build_projection
 from dat.atomic import atomic_path, atomic_write
 from dat.lm.frozen import FrozenLM, SamplingConfig
@@ -346,6 +347,7 @@ class SelfCloner:
         with torch.no_grad():
             actions = self.planner(self.states)
         record = {
+            "settings": settings(cfg, self.prefix),
             "model": self.lm.name, "selfclone": asdict(cfg), "prefix": asdict(self.prefix),
             "dialogues": len(self.data.dialogues), "pairs": len(self.data.replies), "steps": step, **baseline,
             "loss_final": self.evaluate(probe), "loss_last10": float(np.mean(history[-10:] or [0.0])),
@@ -358,10 +360,11 @@ class SelfCloner:
         return record
 
 
-def _settings(selfclone: dict, prefix: dict) -> dict:
-    """The settings a trained projection depends on (not run length, paths or the RL-time scale)."""
-    out = {f"selfclone.{k}": v for k, v in selfclone.items() if k not in RUN_FIELDS}
-    out.update({f"prefix.{k}": v for k, v in prefix.items() if k not in ("path", "norm")})
+def settings(cfg: SelfCloneConfig, prefix: PrefixConfig) -> dict:
+    """The settings a trained projection depends on (not run length, paths or the RL-time scale): its
+    fingerprint in the stage-1 record (``dat.action.artefact``)."""
+    out = {f"selfclone.{k}": v for k, v in asdict(cfg).items() if k not in RUN_FIELDS}
+    out.update({f"prefix.{k}": v for k, v in asdict(prefix).items() if k not in ("path", "norm")})
     return out
 
 
@@ -379,15 +382,8 @@ def ensure_projection(lm: FrozenLM, dialogues: Sequence[Chat] | Callable[[], Seq
     needed (building first-turn chats costs generation).
     """
     folder = projection_folder(artefacts, cfg)
-    record = UpProjection.record_of(folder) if (folder / "projection.json").is_file() else {}
-    if record.get("complete") and record.get("steps", 0) >= cfg.steps:
-        saved, wanted = _settings(record["selfclone"], record["prefix"]), _settings(asdict(cfg), asdict(prefix))
-        if saved != wanted:
-            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-            raise ValueError(
-                f"The projection cached at {folder} was trained with other settings ({', '.join(changed)}). "
-                "Give this setting its own selfclone.name, or delete that folder to retrain."
-            )
+    if artefact.reusable(folder, settings(cfg, prefix), "self-cloned projection", "selfclone.name") \
+            and artefact.record_of(folder).get("steps", 0) >= cfg.steps:  # more steps asked: training resumes
         return UpProjection.load(folder, position=prefix.position)
     stored = (folder / "data.json").is_file()  # a resumed run reuses its stored dialogues
     chats = [] if stored else dialogues() if callable(dialogues) else dialogues
