@@ -430,7 +430,11 @@ def summary_state_learning() -> tuple[str, str]:
             settings.append(f"{name}, {span}")
         verdicts = [f"{'yes' if best == seeds else 'no'}: the bar is met at {best} of {seeds} seeds at best, over "
                     f"{len(settings)} settings ({'; '.join(settings)})"]
-        name, block = next(iter(blocks.items()))
+        def score(item: tuple[int, tuple[str, dict]]) -> tuple[int, int]:  # most seeds passing at one N, then latest
+            runs = item[1][1]["runs"]
+            return max(sum(passed(r) for r in runs if r["n"] == n) for n in {r["n"] for r in runs}), item[0]
+
+        name, block = max(enumerate(blocks.items()), key=score)[1]
         n = max(r["n"] for r in block["runs"])
         last = sorted((r for r in block["runs"] if r["n"] == n), key=lambda r: r["seed"])
         figure = (f"{name}, N = {n:,}: policy − unsteered {', '.join(text(r['vs_unsteered']) for r in last)}; − best "
