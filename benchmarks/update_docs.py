@@ -435,7 +435,8 @@ def summary_state_learning() -> tuple[str, str]:
             return max(sum(passed(r) for r in runs if r["n"] == n) for n in {r["n"] for r in runs}), item[0]
 
         name, block = max(enumerate(blocks.items()), key=score)[1]
-        n = max(r["n"] for r in block["runs"])
+        n = max({r["n"] for r in block["runs"]},  # the size where most seeds pass, the largest of those
+                key=lambda size: (sum(passed(r) for r in block["runs"] if r["n"] == size), size))
         last = sorted((r for r in block["runs"] if r["n"] == n), key=lambda r: r["seed"])
         figure = (f"{name}, N = {n:,}: policy − unsteered {', '.join(text(r['vs_unsteered']) for r in last)}; − best "
                   f"constant {', '.join(text(r['vs_best_constant']) for r in last)} (95 %; seeds "
