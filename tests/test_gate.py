@@ -56,6 +56,17 @@ def test_the_gate_refuses_prompts_the_action_space_was_made_on(tmp_path):
     assert result["gate_reasons"][0].startswith("measured on split 'train'")
 
 
+def test_random_actions_cover_the_whole_action_space_null_point_included(tmp_path):
+    from dat_pipeline.gate import gate
+
+    basis = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "behaviours.steps=2",
+             "behaviours.pool=4", "behaviours.prompts=2", "behaviours.sampling.max_new_tokens=6",
+             "behaviours.behaviours=[{name:long,scorer:length,direction:up},{name:short,scorer:length,direction:down}]"]
+    cfg = composed(*basis, f"output_dir={tmp_path}", f"model.cache_dir={tmp_path / 'c'}")
+    result = gate(cfg)
+    assert np.array(result["rewards"]["sentiment"]["raw"]["samples"]).shape == (2, 3, protocol.SAMPLES)
+
+
 def test_presets_and_settings_compose_for_the_gate():
     cfg = composed("prefix=behaviours_angry", "seed=3", "gate.scenarios=moods:eval", "gate.actions=5", small=False)
     assert cfg.prefix.kind == "behaviours" and cfg.behaviours.name == "sentiment_angry" and cfg.seed == 3

@@ -181,7 +181,7 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
     ``held_out``: the prompts' tasks are not the ones the action space was made on (else the gate fails)."""
     started = time.time()
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens)
-    position, d = projection.cfg.position, projection.cfg.action_dim
+    position, d = projection.cfg.position, projection.cfg.planner_dim  # the RL action space (a null point included)
     g = torch.Generator().manual_seed(derive_seed(seed, "actions", d))
     actions = torch.rand(cfg.actions, d, generator=g) * 2 - 1
     with torch.no_grad():
