@@ -51,6 +51,8 @@ from envs.vector_env import collector_envs
 ROOT = Path(__file__).resolve().parents[1]
 OUT = common.RESULTS / "state_learning.json"
 STRENGTH = common.RESULTS / "prefix_strength.json"
+GATES = common.RESULTS / "gate_moods.json"
+"""``dat gate`` runs on the moods prompts (``--gates`` gathers their ``gate.json`` files here)."""
 PAGE = ROOT / "docs" / "state-learning.md"
 CORNERS = {"positive": [1.0, -1.0, -1.0], "negative": [-1.0, 1.0, -1.0], "null": [-1.0, -1.0, 1.0]}
 MATCH = {"positive": "positive", "negative": "negative"}
@@ -270,7 +272,38 @@ def markdown(results: dict) -> str:
         lines += study(label, result)
     if STRENGTH.is_file():
         lines += strengths(json.loads(STRENGTH.read_text()))
+    if GATES.is_file():
+        lines += gates(json.loads(GATES.read_text()))
     return "\n".join(lines)
+
+
+def gather_gates(folders: list[str]) -> dict:
+    """The verdicts and criteria of ``dat gate`` runs (their ``gate.json``), keyed by run folder."""
+    runs = {}
+    for folder in folders:
+        record = json.loads((Path(folder) / "gate.json").read_text())
+        r = record["result"]
+        runs[Path(folder).name] = {
+            "basis": r["name"], "norm": record["prefix"]["norm"],
+            "scenarios": r["scenarios"], "prompts": r["prompts"], "seed": record["seed"], "gate": r["gate"],
+            "reasons": r["gate_reasons"], "correlation": r["rewards"]["sentiment"]["corr"]["corr"],
+            "best_of_k_z": r["rewards"]["sentiment"]["best_of_k"]["z"], "cost": r["fluency"]["cost"]}
+    return {"runs": runs}
+
+
+def gates(results: dict) -> list[str]:
+    """The table of the moods gate runs: each basis and scale, the sentiment criteria and the cost."""
+    lines = ["## The gate on the moods prompts", "",
+             "`dat gate experiment=mood gate.scenarios=moods:eval [prefix=...] [prefix.norm=...]` (gathered into "
+             "`benchmarks/results/gate_moods.json` by `python benchmarks/state_learning.py --gates <run folders>`): "
+             "the held-out moods prompts, 16 random actions over the action space with its null point, seed 0.", "",
+             "| run | basis | strength | sentiment correlation | best-of-K (SE) | log-prob cost | gate | failing |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in results["runs"].items():
+        failing = "; ".join(x.removeprefix("FAIL: ") for x in r["reasons"] if x.startswith("FAIL")) or "-"
+        lines.append(f"| {name} | {r['basis']} | {r['norm']:g} | {r['correlation']:.2f} | {r['best_of_k_z']:+.1f} | "
+                     f"{r['cost']:.3f} | {'pass' if r['gate'] else 'fail'} | {failing} |")
+    return lines + [""]
 
 
 def strengths(results: dict) -> list[str]:
@@ -379,9 +412,12 @@ def main() -> None:
     parser.add_argument("--label", default="greedy", help="the dataset's section in the results (greedy, sampled)")
     parser.add_argument("--markdown-only", action="store_true")
     parser.add_argument("--probe-only", action="store_true", help="add the state probe to the dataset's section")
+    parser.add_argument("--gates", nargs="+", help="dat gate run folders to gather into results/gate_moods.json")
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.is_file() else {"datasets": {}}
-    if args.probe_only:
+    if args.gates:
+        GATES.write_text(json.dumps({"machine": common.machine(), **gather_gates(args.gates)}, indent=2) + "\n")
+    elif args.probe_only:
         results["datasets"][args.label]["state_probe"] = probe_only(args)
         OUT.write_text(json.dumps(results, indent=2) + "\n")
     elif not args.markdown_only:
