@@ -165,6 +165,7 @@ def test_train_from_the_installed_package_refuses_a_bad_value_before_any_work(in
     assert list(tmp_path.iterdir()) == [] and time.perf_counter() - started < 120  # no model, no run folder
 
 
+@pytest.mark.slow
 def test_hydra_help_lists_the_config_groups(installed, tmp_path):
     done = _python("from dat_pipeline import cli; cli.main(['train', '--help'])", tmp_path, installed)
     assert done.returncode == 0, done.stderr
@@ -172,12 +173,14 @@ def test_hydra_help_lists_the_config_groups(installed, tmp_path):
         assert group in done.stdout
 
 
+@pytest.mark.slow
 def test_train_from_a_checkout_uses_the_checkout_configs(tmp_path):
     done = _python("from dat_pipeline import cli; cli.main(['train', '--cfg', 'job', 'debug=tiny'])", tmp_path, ROOT)
     assert done.returncode == 0, done.stderr
     assert "tiny-random" in done.stdout
 
 
+@pytest.mark.slow
 def test_readme_first_run_train_then_compare_on_the_tiny_model(tmp_path):
     """The README's seconds-long first run: ``dat train debug=tiny`` then ``dat chat --compare`` on its export."""
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}

@@ -28,6 +28,7 @@ def composed(*overrides: str, small: bool = True) -> GateRunConfig:
         return to_config(compose("gate", overrides=[*(SMALL if small else []), *overrides]), GateRunConfig)
 
 
+@pytest.mark.slow
 def test_dat_gate_prints_every_criterion_and_writes_its_measurements(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "gate.py"), *SMALL, f"output_dir={tmp_path}",
                            f"hydra.run.dir={tmp_path / 'hydra'}", f"model.cache_dir={tmp_path / 'cache'}"],

@@ -113,6 +113,7 @@ def test_an_outage_stops_at_once_and_failed_episodes_enter_training_once_judged(
     assert [row["seed"] for row in logged] == [failed[0].seed] and logged[0]["reward"] is not None
 
 
+@pytest.mark.slow
 def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_them_once(
         tmp_path, judge_server, capsys):
     from omegaconf import OmegaConf
@@ -189,6 +190,7 @@ def test_a_round_with_too_many_failures_stops_with_the_cause_and_keeps_its_episo
     assert len(episodes) == 6 and ["500" in e.judgement["cause"] for e in episodes if e.judgement_failed] == [True]
 
 
+@pytest.mark.slow
 def test_the_judge_key_reaches_the_server_and_no_file_a_run_writes(tmp_path, judge_server):
     key = "sk-proj-PLANTEDjudgeKey0123456789abcdef"
     env = {**os.environ, "DAT_TEST_JUDGE_KEY": key, "PYTHONPATH": str(ROOT),

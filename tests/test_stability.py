@@ -206,6 +206,7 @@ def test_train_experiment_stability_runs_a_round_on_the_tiny_model(tmp_path):
         assert e.judgement["backend"] == "probe" and e.reward is not None and 0.0 <= e.reward <= 1.0
 
 
+@pytest.mark.slow
 def test_dat_stability_hands_its_arguments_to_hydra():
     import subprocess
     import sys
