@@ -55,6 +55,8 @@ def gate(cfg: GateRunConfig) -> dict:
                                   progress=lambda line: runtime.say(LOG, line))
     record = {"model": lm.name, "seed": cfg.seed, "gate_settings": OmegaConf.to_container(
                   OmegaConf.structured(cfg.gate)), "prefix": OmegaConf.to_container(OmegaConf.structured(cfg.prefix)),
+              "behaviours": OmegaConf.to_container(OmegaConf.structured(cfg.behaviours))
+              if cfg.prefix.kind == "behaviours" else None,
               "baseline": base["summary"], "prompts": prompts.describe(), "result": result}
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate.json").write_text(json.dumps(record, indent=2))

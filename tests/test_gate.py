@@ -70,7 +70,7 @@ def test_random_actions_cover_the_whole_action_space_null_point_included(tmp_pat
 
 def test_presets_and_settings_compose_for_the_gate():
     cfg = composed("prefix=behaviours_angry", "seed=3", "gate.scenarios=moods:eval", "gate.actions=5", small=False)
-    assert cfg.prefix.kind == "behaviours" and cfg.behaviours.name == "sentiment_angry" and cfg.seed == 3
+    assert cfg.prefix.kind == "behaviours" and cfg.behaviours.name == "sentiment_angry_b05" and cfg.seed == 3
     assert cfg.gate.scenarios == "moods:eval" and cfg.gate.actions == 5 and cfg.gate.prompts == GateConfig().prompts
     with pytest.raises(ValueError, match=r"gate\.actions=0 must be at least 1"):
         GateConfig(actions=0).validate()
