@@ -16,7 +16,6 @@ advantage over the average action survives. The statistics and the verdict are `
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -254,8 +253,3 @@ def verdict(result: dict) -> str:
     """The verdict as printed: one line for the outcome, one per criterion."""
     return "\n".join([f"gate: {'PASS' if result['gate'] else 'fail'} ({result['name']})",
                       *(f"  {line}" for line in result["gate_reasons"])])
-
-
-def label_of(text: str) -> str:
-    """A label safe for a file name and a seed (letters, digits, ``_ - . = , :`` kept)."""
-    return re.sub(r"[^A-Za-z0-9_.=,:-]+", "_", text)
