@@ -56,7 +56,6 @@ bench: $(STAMP) $(VLLM)
 	.venv-vllm/bin/python benchmarks/vllm_pooling.py
 	$(PY) benchmarks/td3bc_pendulum.py
 	$(PY) benchmarks/judges.py
-	$(PY) benchmarks/steerability.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

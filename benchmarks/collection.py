@@ -22,6 +22,8 @@ took time (the LM's generate seconds alone). Writes ``results/collection.json`` 
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse
 import json
 import re
@@ -31,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (CPU settings before torch)
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ from dat_pipeline import collect as collect_entry  # noqa: E402
 from dat.config import CollectRunConfig, register_configs, to_config  # noqa: E402
 from dat.dialogue.dataset import TRANSCRIPTS, Dataset  # noqa: E402
 
-OUT, PAGE = common.RESULTS / "collection.json", ROOT / "docs" / "datasets.md"
+OUT, PAGE = measuring.RESULTS / "collection.json", ROOT / "docs" / "datasets.md"
 MARKERS = ("<!-- results:collection -->", "<!-- /results:collection -->")
 BEFORE = ["collect.do_sample=true", "collect.batch_size=16", "env.kv_cache=false", "model.memo_entries=0"]
 ONE_TURN = ["experiment=mood"]
@@ -130,7 +131,7 @@ def measure(args) -> None:
     speedups = {task: next(r["episodes_per_hour"] for r in rows if r["task"] == task and r["row"] == "dat collect")
                 / next(r["episodes_per_hour"] for r in rows if r["task"] == task and r["row"] == "before")
                 for task in dict.fromkeys(r["task"] for r in rows)}
-    common.write_result("collection", {"rows": rows, "speedup": speedups, "target_per_hour": 10_000})
+    measuring.write_result("collection", {"rows": rows, "speedup": speedups, "target_per_hour": 10_000})
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ The first of each pair is what ``FrozenLM.generate`` does; the table says what e
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from unittest import mock  # noqa: E402
 
-import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 from generation import TURNS, dialogue  # noqa: E402
 from transformers import DynamicCache, LogitsProcessorList  # noqa: E402
@@ -112,7 +113,7 @@ def main() -> None:
             for (cache, sampler, fast), t in times.items()]
     for row in rows:
         print(row, flush=True)
-    common.write_result("decode_costs", {
+    measuring.write_result("decode_costs", {
         "model": lm.name, "dtype": str(lm.dtype), "batch": args.batch, "chat_tokens": lm.count_tokens(chats[0]),
         "new_tokens": args.new_tokens, "sampling": "temperature 0.7, top_p 0.9, repetition_penalty 1.2",
         "prefix": "per-layer, 2 tokens, before the reply header", "rows": rows,

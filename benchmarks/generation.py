@@ -10,10 +10,11 @@ prefill = one forward pass over the batch's prompts (prompt tokens/s); decode = 
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse  # noqa: E402
 import time  # noqa: E402
 
-import common  # noqa: F401  (CPU settings before torch)
 import torch  # noqa: E402
 
 from dat.lm import kvcache  # noqa: E402
@@ -129,7 +130,7 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         split.append(prefill_decode(FrozenLM.load(ModelConfig(dtype=dtype)), args.split_batch, args.new_tokens))
         print(split[-1], flush=True)
-    common.write_result("generation", {
+    measuring.write_result("generation", {
         "model": lm.name, "dtype": str(lm.dtype), "prompt_tokens": prompt_tokens,
         "new_tokens": args.new_tokens, "load_from_cache_s": round(load_s, 2), "rows": rows,
         "prefill_decode": split, "states_vs_prefill": states, "command": "python benchmarks/generation.py",

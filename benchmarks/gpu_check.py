@@ -13,6 +13,8 @@ the device, and how fast and in how much memory. Writes ``benchmarks/results/gpu
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse
 import json
 import shutil
@@ -20,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (CPU settings before torch)
 import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/dat-gpu-check")
     parser.add_argument("--episodes", type=int, default=32, help="training dialogues in the round")
     parser.add_argument("--batch", type=int, default=16, help="dialogues in lockstep")
-    parser.add_argument("--out", default=str(common.RESULTS / "gpu_check.json"))
+    parser.add_argument("--out", default=str(measuring.RESULTS / "gpu_check.json"))
     args = parser.parse_args()
     cuda = torch.device(args.device).type == "cuda"
     device_name = torch.cuda.get_device_name(0) if cuda and torch.cuda.is_available() else args.device
@@ -91,7 +92,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     metrics = train_module.train(cfg, output_dir=work / "run")
     result = {
-        "machine": common.machine(),
+        "machine": measuring.machine(),
         "device": device_name,
         "model": f"random-weight {args.size} (bf16)",
         "settings": {"episodes": args.episodes, "batch": args.batch, "max_turns": cfg.env.max_turns,

@@ -7,10 +7,10 @@ all dimensions and 1 with ``goal`` only. No cache: every dialogue is judged. Wri
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse
 import time
-
-import common  # noqa: F401  (CPU settings before torch)
 
 from dat.judges.embedding import EmbeddingJudge  # noqa: E402
 from dat.judges.local import LocalJudge  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
     result["embedding"] = {"model": embedding.model, **measure(embedding, records(64))}
     result["rule"] = {"model": "rules", **measure(RuleJudge(), records(500))}
     print("embedding", result["embedding"], "\nrule", result["rule"])
-    common.write_result("judges", result)
+    measuring.write_result("judges", result)
 
 
 if __name__ == "__main__":

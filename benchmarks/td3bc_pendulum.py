@@ -19,6 +19,8 @@ return, plain offline TD3 falls below random (extrapolation error).
 
 from __future__ import annotations
 
+import dat_pipeline  # noqa: F401  (process settings before torch: see dat_pipeline/runtime.py)
+
 import argparse
 import copy
 import json
@@ -277,8 +279,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="short version (small nets, one seed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the update-rate measurement")
     args = parser.parse_args()
-    result = run(QUICK if args.quick else BenchConfig(), out=args.out)
+    result = run(QUICK if args.quick else BenchConfig(), out=args.out, throughput=not args.no_throughput)
     print(
         json.dumps({k: result[k] for k in ("random_return", "datasets", "checks", "wall_time_s")}, indent=2)
     )

@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dat_pipeline, for common (no project install here)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dat_pipeline (no project install here)
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
-import common  # noqa: E402  (CPU settings before torch)
+from dat_pipeline import measuring  # noqa: E402
+
 import torch  # noqa: E402
 
 DEFAULT_MODEL = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dat-pipeline" / "models" / \
@@ -122,7 +123,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     import vllm
 
-    common.write_result("vllm_pooling", {
+    measuring.write_result("vllm_pooling", {
         "vllm": vllm.__version__, "model": folder.name, "rows": args.rows, "lengths": lengths,
         "tokens": "random ids (cost only)", "results": rows,
         "command": ".venv-vllm/bin/python benchmarks/vllm_pooling.py",

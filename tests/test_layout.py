@@ -1,12 +1,16 @@
-"""The layout of ``dat``: subpackages in floors, every import pointing down, never into ``envs``, and no two modules
-importing each other (type-only imports count: a circle is a knot whatever guards it)."""
+"""The layout: ``dat``'s subpackages in floors, every import pointing down, never into ``envs``, and no two modules
+importing each other (type-only imports count: a circle is a knot whatever guards it); ``dat_pipeline`` (the
+entry points) on top, imported by no library module; the scripts of ``benchmarks/`` and ``experiments/`` standing on
+the library (and their own folder), and no test importing them (a script is tested by running it)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-DAT = Path(__file__).resolve().parents[1] / "dat"
+ROOT = Path(__file__).resolve().parents[1]
+DAT = ROOT / "dat"
+SCRIPTS = ("benchmarks", "experiments")
 FLOORS = {
     "seeding": 0, "records": 0, "atomic": 0,  # shared seeds, transcript records, atomic files
     "lm": 1,  # the frozen LM
@@ -17,14 +21,14 @@ FLOORS = {
 }
 
 
-def imports(path: Path) -> list[str]:
+def imports(path: Path, roots: tuple[str, ...] = ("dat", "envs")) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             found += [node.module + (f".{a.name}" if node.module == "dat" else "") for a in node.names]
         elif isinstance(node, ast.Import):
             found += [a.name for a in node.names]
-    return [name for name in found if name.split(".")[0] in ("dat", "envs")]
+    return [name for name in found if name.split(".")[0] in roots]
 
 
 def test_every_import_points_down_and_dat_never_imports_envs():
@@ -61,3 +65,23 @@ def test_no_import_circles():
     for start in sorted(graph):
         walk(start, [start])
     assert not circles, "\n".join(circles)
+
+
+def test_the_entry_package_sits_on_top():
+    library = [*DAT.rglob("*.py"), *(ROOT / "envs").rglob("*.py")]
+    below = [f"{p.relative_to(ROOT)} imports {name}" for p in library for name in imports(p, ("dat_pipeline",))]
+    assert not below, "\n".join(below)
+
+
+def test_scripts_stand_on_the_library_and_no_test_imports_them():
+    """A script may share a sibling's helpers (``prefix_strength`` plays the goals ``state_learning`` does), not the
+    other folder's."""
+    folders = {folder: {p.stem for p in (ROOT / folder).glob("*.py")} for folder in SCRIPTS}
+    assert {"rollout", "generation"} <= folders["benchmarks"] and {"state_learning", "update_docs"} <= folders[
+        "experiments"]  # the checks below look at real folders
+    tangled = [f"{p.relative_to(ROOT)} imports {name}" for folder in SCRIPTS for p in (ROOT / folder).glob("*.py")
+               for other in SCRIPTS if other != folder for name in imports(p, (other, *folders[other]))]
+    assert not tangled, "\n".join(tangled)
+    tests = [f"{p.relative_to(ROOT)} imports {name}" for p in (ROOT / "tests").rglob("*.py")
+             for name in imports(p, (*SCRIPTS, *folders["benchmarks"], *folders["experiments"]))]
+    assert not tests, "\n".join(tests)

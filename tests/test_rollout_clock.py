@@ -1,12 +1,13 @@
-"""The rollout benchmark's clock (``benchmarks/rollout.py``): decoding steps told from reads, each pass timed once."""
+"""The forward-pass clock (``dat.lm.clock``, read by ``benchmarks/rollout.py``): decoding steps told from reads, each
+pass timed once."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
+from dat.lm.clock import ForwardClock
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import ModelConfig
 from tests.dialogue_tasks import GREEDY
@@ -17,18 +18,10 @@ CHATS = [
 ]
 
 
-@pytest.fixture()
-def clock_type(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the script runs
-    from benchmarks.rollout import ForwardClock
-
-    return ForwardClock
-
-
-def test_clock_counts_one_read_then_a_step_per_new_token(tiny_model_dir, clock_type) -> None:
+def test_clock_counts_one_read_then_a_step_per_new_token(tiny_model_dir) -> None:
     lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
     longest = max(lm.count_tokens(c) for c in CHATS)
-    with clock_type(lm) as clock:
+    with ForwardClock(lm) as clock:
         lm.generate(CHATS, sampling=replace(GREEDY, max_new_tokens=6))
     # The read makes the first token; each later one is a step over both rows (a finished row stays in).
     # The decoder's call inside the model's is the same pass, counted once.
@@ -41,8 +34,8 @@ def test_clock_counts_one_read_then_a_step_per_new_token(tiny_model_dir, clock_t
     assert clock.reads == 1
 
 
-def test_clock_counts_a_state_pass_through_the_decoder_alone(tiny_model_dir, clock_type) -> None:
+def test_clock_counts_a_state_pass_through_the_decoder_alone(tiny_model_dir) -> None:
     lm = FrozenLM.load(ModelConfig(name=str(tiny_model_dir), memo_entries=0))
-    with clock_type(lm) as clock:
+    with ForwardClock(lm) as clock:
         lm.states(CHATS)
     assert (clock.reads, clock.steps) == (1, 0) and clock.read_seconds > 0

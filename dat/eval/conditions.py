@@ -87,7 +87,7 @@ def evaluate_conditions(
     Returns the summary and each condition's episodes. The baselines do not depend on the planner and
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
     (which it fills) instead of replaying them. ``eval_order`` gives the task of each episode, so
-    another condition can be played on the same episodes later (``benchmarks/state_matters.py``).
+    another condition can be played on the same episodes later (``experiments/state_matters.py``).
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse

@@ -11,7 +11,7 @@ The best action per prompt (chosen on its two samples) is sampled ``fresh`` time
 advantage over the average action survives. The statistics and the verdict are ``dat.action.steerability``'s.
 
 ``dat gate prefix=<preset>`` runs it on any action space and scenario set (``dat_pipeline.gate``);
-``benchmarks/steerability.py`` runs it over the presets and writes docs/results/steerability.md's tables.
+``experiments/steerability.py`` runs it over the presets and writes docs/results/steerability.md's tables.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Does the planner read its state? Trained runs of a task where it must, against the best constant action.
 
     python train.py experiment=mood seed=0        # and seed=1, seed=2
-    python benchmarks/state_matters.py "outputs/train/experiment=mood,seed=*"
+    python experiments/state_matters.py "outputs/train/experiment=mood,seed=*"
 
 On the ``moods`` family (``experiment=mood``) each steered agent's goal asks for warmth or anger, and
 the scenario's own graded sentiment check scores its line, so the best action depends on the scenario
@@ -23,12 +23,13 @@ Writes ``results/state_matters.json`` and ``.md``.
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse  # noqa: E402
 import glob  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import common  # noqa: F401  (CPU settings before torch)
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -184,7 +185,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="finished run folders or glob patterns")
     parser.add_argument("--select-per-task", type=int, default=1, help="episodes per training task and candidate")
     parser.add_argument("--reselect", action="store_true", help="choose the best constant again")
-    parser.add_argument("--out", default=str(common.RESULTS))
+    parser.add_argument("--out", default=str(measuring.RESULTS))
     parser.add_argument("--report-only", action="store_true",
                         help="recompute the choice shares and tables of an existing result from its runs' episodes")
     parser.add_argument("--name", default=NAME, help="file name of the results (a previous file's selection is reused)")
@@ -217,7 +218,7 @@ def main() -> None:
     result = {"note": __doc__.split("\n\n")[2].replace("\n", " "), "model": lm.name, "selection": selection,
               "runs": runs}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": common.machine(), **result}, indent=2))
+    path.write_text(json.dumps({"machine": measuring.machine(), **result}, indent=2))
     path.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 

@@ -6,18 +6,19 @@ under every condition with the same seeds, so each (seed, task) is a pair. The p
 *tasks* (a task's pairs from every seed move together, as in the per-seed reports). Writes
 ``benchmarks/results/stability_training.{json,md}``.
 
-    python benchmarks/stability_training.py outputs/train/experiment=stability,seed=0 ...=seed=1 ...=seed=2
-    python benchmarks/stability_training.py --name stability_rule_basis \
+    python experiments/stability_training.py outputs/train/experiment=stability,seed=0 ...=seed=1 ...=seed=2
+    python experiments/stability_training.py --name stability_rule_basis \
         outputs/train/experiment=stability_rule_basis,seed=0 ...=seed=1 ...=seed=2
 """
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import common  # noqa: F401  (CPU settings before torch)
 import numpy as np  # noqa: E402
 
 from dat.dialogue.episodes import load_episodes  # noqa: E402
@@ -66,9 +67,9 @@ def main() -> None:
         per_seed.append(row)
     summary = {c: paired_difference(t, b, g, n_boot=10_000, seed=0).to_dict() for c, (t, b, g) in pooled.items()}
     result = {"per_seed": per_seed, "pooled": summary, "reward": "probe score of the answer to the probe question "
-              "at the end of the dialogue (judge=probe)", "command": "python benchmarks/stability_training.py "
+              "at the end of the dialogue (judge=probe)", "command": "python experiments/stability_training.py "
               + (f"--name {args.name} " if args.name != NAME else "") + " ".join(str(r) for r in args.runs)}
-    common.write_result(args.name, result)
+    measuring.write_result(args.name, result)
 
     def cell(d):
         return f"{d['mean_diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] (p={d['p_value']:.2f})"
@@ -80,7 +81,7 @@ def main() -> None:
     lines.append("")
     lines += [f"Planner − unsteered after each round, {Path(r['run']).name}: "
               + ", ".join(f"{d:+.2f}" for d in r["policy_by_round"]) for r in per_seed]
-    (common.RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (measuring.RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,8 +1,11 @@
-"""Shared set-up for benchmarks: CPU settings before torch, machine description, JSON output."""
+"""What a measurement script (``benchmarks/``: speed and memory; ``experiments/``: research studies) shares: the
+folder its JSON goes to and the machine it ran on.
+
+Importing this module, like any of ``dat_pipeline``, applies the process settings before torch loads
+(``dat_pipeline/runtime.py``), so a script imports it first. ``RESULTS`` is a checkout's
+``benchmarks/results/``: the docs' tables are generated from the JSON there (``experiments/update_docs.py``)."""
 
 from __future__ import annotations
-
-import dat_pipeline  # noqa: F401  (process settings before torch: see dat_pipeline/runtime.py)
 
 import json
 import os
@@ -10,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def machine() -> dict:
@@ -35,6 +38,7 @@ def machine() -> dict:
 
 
 def write_result(name: str, result: dict) -> Path:
+    """``result`` with the machine it ran on, as ``RESULTS/<name>.json``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2))

@@ -1,7 +1,7 @@
 """Does a stronger prefix add the tone it stands for? Each moods behaviour at several strengths, per goal type.
 
-    python benchmarks/prefix_strength.py --data outputs/datasets/mood-greedy --norms 1 1.5 2 3
-    python benchmarks/prefix_strength.py --data outputs/datasets/mood-greedy --label "beta 0.1" --norms 1 \
+    python experiments/prefix_strength.py --data outputs/datasets/mood-greedy --norms 1 1.5 2 3
+    python experiments/prefix_strength.py --data outputs/datasets/mood-greedy --label "beta 0.1" --norms 1 \
         --basis behaviours.beta=0.1 behaviours.name=sentiment_angry_beta01
 
 On the moods task's held-out goals (every task, both sides, greedy decoding) the positive and the negative corner of
@@ -15,11 +15,13 @@ unsteered model, against that of the unsteered model's own lines.
 (``prefix=behaviours`` is the plain sentiment basis, made on the model's own replies only; stage 1 makes it on the
 moods train prompts, or reuses the cached copy), so a way of training the prefixes can be
 judged on the goals before any data is collected through it. Each ``--label`` is one section of
-``results/prefix_strength.json``; the tables go into ``docs/state-learning.md`` (``benchmarks/state_learning.py``
+``results/prefix_strength.json``; the tables go into ``docs/state-learning.md`` (``experiments/state_learning.py``
 reads the JSON).
 """
 
 from __future__ import annotations
+
+from dat_pipeline import measuring
 
 import argparse
 import json
@@ -27,7 +29,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import common  # noqa: F401  (CPU settings before torch)
 import numpy as np
 import torch
 from state_learning import CORNERS, Goals, compare, open_goals, setting
@@ -36,7 +37,7 @@ from dat.lm.frozen import FrozenLM
 from dat.stage1 import prepare_projection
 from envs.scenarios import load_scenarios
 
-OUT = common.RESULTS / "prefix_strength.json"
+OUT = measuring.RESULTS / "prefix_strength.json"
 
 
 def played(goals: Goals, actions: np.ndarray, lm: FrozenLM) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +76,7 @@ def measure(args) -> dict:
             print(json.dumps(row), flush=True)
     return {"data": str(args.data), "basis": args.basis, "held_out_goals": len(goals.goals),
             "unsteered": {t: float(unsteered[m].mean()) for t, m in groups.items()},
-            "unsteered_fluency": float(unsteered_fluency.mean()), "rows": rows, "machine": common.machine()}
+            "unsteered_fluency": float(unsteered_fluency.mean()), "rows": rows, "machine": measuring.machine()}
 
 
 def main() -> None:
@@ -88,7 +89,7 @@ def main() -> None:
     bases = json.loads(OUT.read_text()).get("bases", {}) if OUT.is_file() else {}
     with torch.no_grad():
         bases[args.label] = measure(args)
-    common.write_result("prefix_strength", {"bases": bases})
+    measuring.write_result("prefix_strength", {"bases": bases})
 
 
 if __name__ == "__main__":

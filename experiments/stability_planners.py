@@ -4,7 +4,7 @@ every measurement shares (same run seed, tasks and batches, so the same sample),
 pooled curve pairs each (task, planner) with that task's unsteered answer. Writes
 ``benchmarks/results/stability_planners.{json,md,png}``.
 
-    python benchmarks/stability_planners.py outputs/stability/<run of seed 0> <seed 1> <seed 2>
+    python experiments/stability_planners.py outputs/stability/<run of seed 0> <seed 1> <seed 2>
 
 A planner measured alone (``stability.py conditions=[policy]``, half the work) takes its unsteered answers
 from ``--unsteered``, an earlier measurement with the same run seed and tasks: a row's sample does not
@@ -13,14 +13,14 @@ depend on the other rows of its batch, so that sample is the one the planner's r
 
 from __future__ import annotations
 
+from dat_pipeline import measuring
+
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-import common  # noqa: F401  (CPU settings before torch)
 
 from dat.eval import stability_report  # noqa: E402
 from dat.eval.stability import BASELINE, ProbeAnswer  # noqa: E402
@@ -53,13 +53,13 @@ def main() -> None:
     model = json.loads((args.runs[0] / "stability.json").read_text())["metadata"].get("model", "")
     meta = {"model": model, "planners": [str(r) for r in args.runs], "unsteered": str(args.unsteered or args.runs[0]),
             "pairing": "each (task, planner) with the task's unsteered "
-            "answer", "command": "python benchmarks/stability_planners.py " + " ".join(map(str, args.runs))
+            "answer", "command": "python experiments/stability_planners.py " + " ".join(map(str, args.runs))
             + (f" --unsteered {args.unsteered}" if args.unsteered else "")}
     with tempfile.TemporaryDirectory() as tmp:
         paths = stability_report.write(stability_report.summarize(pooled), Path(tmp), meta)
         for path in paths.values():
-            shutil.copy(path, common.RESULTS / f"stability_planners{path.suffix}")
-    print((common.RESULTS / "stability_planners.md").read_text())
+            shutil.copy(path, measuring.RESULTS / f"stability_planners{path.suffix}")
+    print((measuring.RESULTS / "stability_planners.md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,18 +1,12 @@
-"""The steerability benchmark's picture, drawn from its JSON results (no model, nothing re-run).
+"""The steerability picture, drawn from the JSON results of the steerability study (no model, nothing re-run).
 
-For every configuration: the same-action correlation of each cheap reward (± SE) and the best-of-K advantage on
+For every action space: the same-action correlation of each cheap reward (± SE) and the best-of-K advantage on
 fresh samples (in SE), one marker per reward and result file, with the gate's two thresholds drawn
-(``dat.action.steerability.MIN_CORRELATION`` and ``MIN_BEST_OF_K_Z``). One picture per split:
-
-    python benchmarks/steerability_plot.py        # benchmarks/results/steerability*.json -> steerability.png (eval),
-                                                  # steerability_train.png (train)
-
-``benchmarks/steerability.py`` redraws them after every run.
-"""
+(``dat.action.steerability.MIN_CORRELATION`` and ``MIN_BEST_OF_K_Z``). One picture per split (``plot_all``);
+``experiments/steerability_plot.py`` draws them from a checkout's ``benchmarks/results/steerability*.json``."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +17,6 @@ from matplotlib.lines import Line2D
 
 from dat.action.steerability import MIN_BEST_OF_K_Z, MIN_CORRELATION
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REWARDS = {"sentiment": "tab:orange", "goal": "tab:blue", "keyword": "tab:green"}
 """The benchmark's cheap rewards and their colours."""
 MARKERS = ("o", "s", "^", "D", "v")
@@ -68,7 +61,7 @@ def steerability_figure(runs: Sequence[dict]) -> Figure:
     says on how many of the files the configuration passed the whole gate.
     """
     if not runs:
-        raise ValueError("no steerability results to plot; run benchmarks/steerability.py first.")
+        raise ValueError("no steerability results to plot; run experiments/steerability.py first.")
     names = rows(runs)
     labels = []
     for name in names:
@@ -124,7 +117,7 @@ def steerability_figure(runs: Sequence[dict]) -> Figure:
     return fig
 
 
-def plot_all(results: Path = RESULTS) -> list[Path]:
+def plot_all(results: Path) -> list[Path]:
     """One picture per split of the ``steerability*.json`` files in ``results``: ``steerability.png`` for the
     held-out split the gate reads, ``steerability_<split>.png`` for any other. Returns the files written."""
     by_split: dict[str, list[Path]] = {}
@@ -133,14 +126,3 @@ def plot_all(results: Path = RESULTS) -> list[Path]:
         by_split.setdefault(split, []).append(path)
     return [plot_steerability(paths, results / ("steerability.png" if split == "eval" else f"steerability_{split}.png"))
             for split, paths in by_split.items()]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder with the steerability*.json files")
-    for path in plot_all(parser.parse_args(argv).results):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,14 +8,14 @@ prebuilt basis, or one made now on the bundled *train* scenarios), and writes ``
 ``.md``. Finished presets are cached under ``<model artefacts>/steerability/<split>/`` so an interrupted run
 resumes per preset.
 
-    python benchmarks/steerability.py                                          # every preset, eval split
-    python benchmarks/steerability.py --configs behaviours --seed 1            # one preset, a second seed
-    python benchmarks/steerability.py --configs experimental/pca_reply:norm=8,action_dim=8   # a variant
+    python experiments/steerability.py                                          # every preset, eval split
+    python experiments/steerability.py --configs behaviours --seed 1            # one preset, a second seed
+    python experiments/steerability.py --configs experimental/pca_reply:norm=8,action_dim=8   # a variant
 """
 
 from __future__ import annotations
 
-from dat_pipeline import CONF
+from dat_pipeline import CONF, measuring
 
 import argparse
 import json
@@ -23,11 +23,9 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import common  # noqa: F401  (CPU settings before torch)
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
-from steerability_plot import plot_all
 
 from dat.action import steerability as st
 from dat.action.behaviours import BehaviourConfig
@@ -35,6 +33,7 @@ from dat.action.experimental.selfclone import SelfCloneConfig
 from dat.action.projection import PrefixConfig, UpProjection
 from dat.config import GateRunConfig, register_configs, to_config
 from dat.eval import gate as protocol
+from dat.eval.gate_plot import plot_all
 from dat.judges.embedding import EmbeddingJudge
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import ModelConfig, artefact_folder
@@ -187,7 +186,7 @@ def main() -> None:
     parser.add_argument("--dtype", default=ModelConfig().dtype, choices=("float32", "bfloat16"),
                         help="model.dtype (a bfloat16 run keeps its own baseline, cached results and JSON file)")
     parser.add_argument("--force", action="store_true", help="re-measure configurations cached from earlier runs")
-    parser.add_argument("--out", default=str(common.RESULTS))
+    parser.add_argument("--out", default=str(measuring.RESULTS))
     parser.add_argument("--tried", nargs="*", default=[],
                         help="earlier variants to list too (cached results of that name)")
     args = parser.parse_args()
@@ -228,7 +227,7 @@ def main() -> None:
         results["configs"][name] = res
         print(f"{name}: gate {'PASS' if res['gate'] else 'fail'}; " + "; ".join(res["gate_reasons"]), flush=True)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps({**results, "machine": common.machine()}, indent=2))
+        out_path.write_text(json.dumps({**results, "machine": measuring.machine()}, indent=2))
         out_path.with_suffix(".md").write_text(markdown(results))
     for picture in plot_all(Path(args.out)):  # the picture of docs/results/steerability.md
         print(f"wrote {picture}", flush=True)

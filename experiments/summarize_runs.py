@@ -1,6 +1,6 @@
 """Collect the final held-out evaluation of several training runs (e.g. seeds) into one JSON.
 
-    python benchmarks/summarize_runs.py --name sanity "outputs/train/experiment=sanity_sentiment,seed=*"
+    python experiments/summarize_runs.py --name sanity "outputs/train/experiment=sanity_sentiment,seed=*"
 
 For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and the run's config, and
 writes ``benchmarks/results/<name>.json`` with, per run and condition, the reward's mean and 95%
@@ -9,14 +9,14 @@ interval and the paired difference to the unsteered baseline (interval and p-val
 
 from __future__ import annotations
 
+from dat_pipeline.measuring import RESULTS
+
 import argparse
 import glob
 import json
 from pathlib import Path
 
 import yaml
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def final_eval(run: Path, round_name: str | None = None) -> dict:

@@ -7,18 +7,19 @@ the benchmark that writes them (``results:collection`` in docs/datasets.md: benc
 section whose result file is missing says so instead of keeping stale numbers, and a figure of the README's
 summary that no result file holds reads "see page".
 
-    python benchmarks/update_docs.py               # every section
-    python benchmarks/update_docs.py throughput    # only the named ones
+    python experiments/update_docs.py               # every section
+    python experiments/update_docs.py throughput    # only the named ones
 """
 
 from __future__ import annotations
+
+from dat_pipeline.measuring import RESULTS
 
 import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def load(name: str) -> dict | None:
@@ -54,7 +55,7 @@ def delta(entry: dict) -> str:
 def steerability() -> str:
     md = RESULTS / "steerability.md"
     if not md.is_file():
-        return "_Not measured yet: run `python benchmarks/steerability.py`._"
+        return "_Not measured yet: run `python experiments/steerability.py`._"
     return md.read_text().strip()
 
 
@@ -273,7 +274,7 @@ def td3bc() -> str:
 
 
 def state_matters() -> str:
-    """benchmarks/state_matters.py's tables: the pooled state (the experiment's default), then DAT's last token."""
+    """experiments/state_matters.py's tables: the pooled state (the experiment's default), then DAT's last token."""
     parts = []
     for name, label in (("state_matters", "state = mean over the chat (`env.state_pool=mean`, the default of "
                                           "`experiment=mood`)"),
@@ -281,7 +282,7 @@ def state_matters() -> str:
         md = RESULTS / f"{name}.md"
         if md.is_file():
             parts += [f"**{label}**", "", md.read_text().strip(), ""]
-    return "\n".join(parts).strip() or "_Not measured yet: run `python benchmarks/state_matters.py`._"
+    return "\n".join(parts).strip() or "_Not measured yet: run `python experiments/state_matters.py`._"
 
 
 def markdown_file(name: str, command: str) -> str:
@@ -410,7 +411,7 @@ def summary_state_matters() -> tuple[str, str]:
 
 
 def summary_state_learning() -> tuple[str, str]:
-    """benchmarks/state_learning.py's result: the bar per dataset, the figures of the first dataset's largest N."""
+    """experiments/state_learning.py's result: the bar per dataset, the figures of the first dataset's largest N."""
     data = load("state_learning")
 
     def text(d: dict) -> str:
@@ -565,7 +566,7 @@ PROSE_VERDICTS = {
 }
 
 
-# Pages another benchmark writes whole (benchmarks/state_learning.py): they get no opening answer from here.
+# Pages another benchmark writes whole (experiments/state_learning.py): they get no opening answer from here.
 WHOLE_PAGES = {"docs/state-learning.md", "docs/datasets.md"}
 
 
@@ -600,13 +601,13 @@ SECTIONS = {
     "stability_baselines": lambda: markdown_file(
         "stability_baselines", "python stability.py model.backend=vllm batch_size=66"),
     "stability_training": lambda: markdown_file(
-        "stability_training", "python benchmarks/stability_training.py <runs>"),
+        "stability_training", "python experiments/stability_training.py <runs>"),
     "stability_short_training": lambda: markdown_file(
-        "stability_short_training", "python benchmarks/stability_training.py --name stability_short_training <runs>"),
+        "stability_short_training", "python experiments/stability_training.py --name stability_short_training <runs>"),
     "stability_planners": lambda: markdown_file(
-        "stability_planners", "python benchmarks/stability_planners.py <runs> --unsteered <run>"),
+        "stability_planners", "python experiments/stability_planners.py <runs> --unsteered <run>"),
     "stability_rule_basis": lambda: markdown_file(
-        "stability_rule_basis", "python benchmarks/stability_training.py --name stability_rule_basis <runs>"),
+        "stability_rule_basis", "python experiments/stability_training.py --name stability_rule_basis <runs>"),
     "throughput": throughput,
     "td3bc": td3bc,
     **{f"answer-{s[0]}": (lambda slug=s[0]: answer(slug)) for s in STUDIES
@@ -623,7 +624,7 @@ def pages() -> list[Path]:
 
 def main() -> None:
     """Rewrite the generated sections from the JSON results: all of them, or those named on the command line
-    (``python benchmarks/update_docs.py throughput``)."""
+    (``python experiments/update_docs.py throughput``)."""
     import sys
 
     names = sys.argv[1:] or list(SECTIONS)
