@@ -9,6 +9,7 @@
     dat collect experiment=mood collect.episodes=2000 collect.out=outputs/datasets/mood   # a dataset
     dat dataset merge outputs/datasets/mood                                  # its shards into one
     dat gate prefix=behaviours seed=1                                        # does an action space steer?
+    dat rescore --run outputs/train/default                                  # judge failed episodes again
 
 ``dat train``, ``dat evaluate``, ``dat stability``, ``dat collect`` and ``dat gate`` hand everything after the
 subcommand to Hydra (overrides, ``-m``, ``--cfg job``, ``--help``), with the configs of ``dat_pipeline/conf``.
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in HYDRA_COMMANDS.items():
         commands.add_parser(name, help=text, add_help=False)  # listed here, run by run_entry_point
+    commands.add_parser("rescore", help="judge saved episodes again (--episodes IN --out OUT) or a run's failed "
+                        "episodes in place (--run RUN): see dat rescore --help", add_help=False)
     data = commands.add_parser("dataset", help="merge, check or make datasets (see dat collect)")
     data.add_argument("action", choices=("merge", "verify", "from-run"),
                       help="merge: a dataset's shards into it; verify: a dataset or its shards; "
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in HYDRA_COMMANDS:
         return run_entry_point(argv[0], argv[1:])
+    if argv and argv[0] == "rescore":
+        from dat_pipeline import rescore
+
+        return rescore.main(argv[1:])
     return run_parsed(argv)
 
 

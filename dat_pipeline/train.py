@@ -256,7 +256,7 @@ def round_line(rnd: int, rounds: int, episodes: int, metrics: dict[str, float]) 
 
 def _rejudge(run: Run, rnd: int) -> int:
     """Judge again the failed episodes of the rounds before ``rnd`` and add those that succeed to the
-    buffer, with the re-judgements ``python -m dat.judges.rescore --run`` logged; returns how many were added.
+    buffer, with the re-judgements ``dat rescore --run`` logged; returns how many were added.
 
     ``dat.judges.rejudge`` judges and logs (``episodes/round-NNNN/rejudged.jsonl``); an episode is added
     once, its key kept in the run state (saved with the buffer in the next checkpoint). After a crash

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dat.judges import JudgeConfig, make_judge
-from dat.judges.rescore import load_config, main
+from dat_pipeline.rescore import load_config, main
 from dat.records import DialogueRecord, Utterance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +85,18 @@ def test_errors_name_the_problem(episodes, tmp_path, capsys):
 def test_module_entry_point_runs(episodes, tmp_path):
     out = tmp_path / "rescored.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "dat.judges.rescore", "--episodes", str(episodes), "--out",
+    proc = subprocess.run([sys.executable, "-m", "dat_pipeline.rescore", "--episodes", str(episodes), "--out",
                            str(out), "judge=rule", "judge.cache=false"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_the_dat_command_runs_it(episodes, tmp_path):
+    from dat_pipeline import cli
+
+    out = tmp_path / "rescored.jsonl"
+    assert cli.main(["rescore", "--episodes", str(episodes), "--out", str(out), "judge=rule", "judge.cache=false"]) == 0
     assert len(out.read_text().splitlines()) == 3
 
 

@@ -118,7 +118,7 @@ def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_
         tmp_path, judge_server, capsys):
     from omegaconf import OmegaConf
 
-    from dat.judges.rescore import main as rescore
+    from dat_pipeline.rescore import main as rescore
 
     out = tmp_path / "run"
 

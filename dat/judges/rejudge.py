@@ -6,7 +6,7 @@ A run keeps every training episode under ``episodes/round-NNNN/batch-*.jsonl`` (
 round's ``rejudged.jsonl``, one line ``{"seed", "task_id", "steered", "reward", "judgement"}``.
 
 That log is the one record of a re-judgement, whoever made it: training between rounds and on resume,
-or ``python -m dat.judges.rescore --run RUN`` while training is stopped or running. An episode with a
+or ``dat rescore --run RUN`` while training is stopped or running. An episode with a
 line there is never judged again; training adds it to its replay buffer from the logged reward and
 keeps the key (``round-NNNN/SEED``, :attr:`Rejudged.key`) of what it added in its checkpoint, so each
 episode enters the buffer exactly once however many writers logged it (the first line counts).
