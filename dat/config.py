@@ -78,15 +78,18 @@ class LoopConfig:
     episodes_per_round: int = 16
     """Dialogues collected per round."""
     eval_per_task: int = 1
-    """Held-out dialogues per evaluation task and condition (policy, unsteered, zero action)."""
+    """Held-out dialogues per evaluation task and condition (dat.eval.conditions.EVALUATED)."""
+    constant_per_task: int = 1
+    """Dialogues per training task each candidate of the best constant action plays when it is chosen
+    (dat.eval.constant; once per model, action space, judge and tasks, then cached); 0 leaves that baseline out."""
     eval_tasks: int | None = 8
     """Evaluate on the first N held-out tasks only (None: all of them)."""
     eval_every: int = 1
     """Evaluate every this many rounds (the last round is always evaluated)."""
     batch_size: int = 32
     """Dialogues advanced together in one batched generation call (at most: a round's collection plays
-    ``episodes_per_round``). 32 plays the default evaluation (8 tasks x 3 conditions) in one wave: decoding
-    reads every weight once per step whatever the width, so 24 rows cost little more than 16."""
+    ``episodes_per_round``). 32 plays most of the default evaluation (8 tasks x 5 conditions) in one wave:
+    decoding reads every weight once per step whatever the width, so 32 rows cost little more than 16."""
     random_first_round: bool = True
     """Collect round 0 with uniform random actions (DAT's collection) instead of the initial policy."""
     max_failed_share: float = 0.5
@@ -96,6 +99,8 @@ class LoopConfig:
 
     def validate(self) -> LoopConfig:
         """Raise a ValueError naming the field when a count is unusable."""
+        if self.constant_per_task < 0:
+            raise ValueError(f"loop.constant_per_task={self.constant_per_task} must be 0 (no best constant) or more.")
         for name in ("rounds", "episodes_per_round", "eval_per_task", "eval_every", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"loop.{name}={getattr(self, name)} must be at least 1.")

@@ -1,15 +1,21 @@
 """Entry point: ``python evaluate.py [policy=<export>] [overrides]``: a planner against the baselines.
 
 Runs K episodes per held-out scenario for each condition: the exported planner (when given), the
-unsteered model (no prefix), a zero action and a uniform random action. Episode ``i`` has the same
-task, sides and seed in every condition, so the comparison is paired; intervals and p-values
-resample scenarios (``dat.eval.stats``). Writes ``evaluation.json`` / ``.md`` / ``.png`` and logs to W&B.
+unsteered model (no prefix), a zero action, the best constant action (chosen on the training tasks), the
+prompted model (no prefix, its goal restated before each of its turns) and a uniform random action
+(``dat.eval.conditions``). Episode ``i`` has the same task, sides and seed in every condition, so the comparison
+is paired; intervals and p-values resample scenarios (``dat.eval.stats``). Every condition reports how often its
+steered lines restate their goal, stay in character and differ (``dat.eval.parroting``); ``held_out_judges``
+scores the same episodes with other judges, side by side with the run's. Writes ``evaluation.json`` / ``.md`` /
+``.png`` and logs to W&B.
 """
 
 from __future__ import annotations
 
 from dat_pipeline import runtime  # process settings before torch (see runtime.py)
+from dat_pipeline.baselines import best_constant, held_out_scores
 from dat_pipeline.entry import hydra_entry
+from dat_pipeline.rescore import load_config
 
 import logging
 import shutil
@@ -24,7 +30,16 @@ from omegaconf import OmegaConf
 from dat.config import LoopConfig, SharedConfig, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect_conditions
-from dat.eval.conditions import BASELINE, eval_metrics, eval_order, reward_line, summarize, transcript_rows
+from dat.eval import constant
+from dat.eval.conditions import (
+    BASELINE,
+    condition_policies,
+    eval_metrics,
+    eval_order,
+    reward_line,
+    summarize,
+    transcript_rows,
+)
 from dat.eval.report import markdown_table, write_report
 from dat.judges import make_judge
 from dat.judges.reward import reward as judged_reward
@@ -38,7 +53,7 @@ from envs.vector_env import collector_envs
 LOG = logging.getLogger("evaluate")
 """The run's record in ``<run folder>/evaluate.log``: what was measured, how long it took, where the report is."""
 
-CONDITIONS = ("policy", BASELINE, "zero", "random")
+CONDITIONS = ("policy", BASELINE, "zero", constant.NAME, "prompted", "random")
 
 
 @dataclass
@@ -57,7 +72,13 @@ class EvaluateConfig(SharedConfig):
     episodes_per_scenario: int = 2
     """K: episodes per held-out task and condition (each with its own seed, the same in every condition)."""
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
-    """Conditions to run: policy, unsteered, zero, random (unsteered is the baseline and always runs)."""
+    """Conditions to run: policy, unsteered, zero, best_constant, prompted, random (unsteered is the baseline and
+    always runs)."""
+    constant_per_task: int = LoopConfig.constant_per_task
+    """Dialogues per training task each candidate of the best constant action plays (dat.eval.constant)."""
+    held_out_judges: list[str] = field(default_factory=list)
+    """Judge presets (dat_pipeline/conf/judge: rule, local, ...) that score the same episodes again, reported
+    beside the run's judge as ``reward@<name>``: a gain only the training judge sees stands out."""
     max_tasks: int | None = None
     """Evaluate on the first N tasks of the set only (None: all)."""
     tasks_per_scenario: int | None = None
@@ -77,6 +98,11 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     unknown = set(cfg.conditions) - set(CONDITIONS)
     if unknown:
         raise ValueError(f"conditions {sorted(unknown)} are unknown; choose from {list(CONDITIONS)}.")
+    for name in cfg.held_out_judges:  # each a judge preset, checked before anything runs
+        try:
+            load_config([f"judge={name}"]).validate()
+        except ValueError as err:
+            raise ValueError(f"held_out_judges: {err}") from None
     policy = None
     if cfg.policy:
         from dat.rl.export import DATPolicy
@@ -98,11 +124,14 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     def planner(states):
         return policy.act(states.float()).numpy()
 
-    policies = {"policy": planner if policy is not None else None, BASELINE: None, "zero": "zero",
-                "random": "random"}
-    wanted = [c for c in CONDITIONS if c in cfg.conditions or c == BASELINE]
-    if policy is None:
-        wanted = [c for c in wanted if c != "policy"]
+    best = None
+    if constant.NAME in cfg.conditions:
+        train_tasks = load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids, root=cfg.env.scenarios.root)
+        best = best_constant(cfg, lm, projection, train_tasks, judge, reward_fn, cfg.constant_per_task,
+                             derive_seed(cfg.seed, "best constant"), cfg.batch_size)
+    policies = condition_policies(planner if policy is not None else None,
+                                  None if best is None else constant.policy(best))
+    wanted = [c for c in CONDITIONS if (c in cfg.conditions or c == BASELINE) and c in policies]
     order = eval_order(len(tasks), cfg.episodes_per_scenario)
     # the conditions share one lockstep stream: sized for all of them, it runs batch_size dialogues wide
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, len(order) * len(wanted), cfg.batch_size)
@@ -112,7 +141,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
     runs = collect_conditions(envs, {name: policies[name] for name in wanted}, len(order),
                               derive_seed(cfg.seed, "evaluate"), task_order=order)
     seconds = time.perf_counter() - started
-    summary = summarize(runs, seed=cfg.seed)
+    extra = held_out_scores(cfg.held_out_judges, runs, lm, cfg.judge.cache_dir or out / "judge_cache")
+    summary = summarize(runs, seed=cfg.seed, extra=extra)
     meta = {
         "model": lm.name, "judge": _judge_name(cfg), "policy": cfg.policy or "none",
         "scenarios": f"{cfg.env.scenarios.eval} ({len(tasks)} tasks)",
@@ -120,6 +150,10 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         "seed": cfg.seed, "sampling": _sampling(cfg), "turns": cfg.env.max_turns, "state_layer": cfg.env.state_layer,
         "state_pool": cfg.env.state_pool,
     }
+    if best is not None:
+        meta["best constant"] = f"{best['label']} {best['action']} (chosen on the training tasks)"
+    if cfg.held_out_judges:
+        meta["held-out judges"] = ", ".join(f"{n} (reward@{n})" for n in cfg.held_out_judges)
     paths = write_report(summary, out, meta)
     _save_transcripts(runs, out)
     metrics = eval_metrics(summary)

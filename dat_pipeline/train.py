@@ -11,6 +11,7 @@ held-out gain over the unsteered model, so a Hydra sweeper can optimise it.
 from __future__ import annotations
 
 from dat_pipeline import runtime  # process settings before torch (see runtime.py)
+from dat_pipeline.baselines import best_constant
 from dat_pipeline.entry import hydra_entry
 
 import json
@@ -34,6 +35,7 @@ from dat.dialogue.dataset import Dataset, differences
 from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import collect
 from dat.dialogue.scoring import JudgeOutage, outage
+from dat.eval import constant
 from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
@@ -79,8 +81,10 @@ class Run:
     state: RunState
     tracker: Any
     reward_fn: Any
+    best_constant: dict | None = None
+    """The best constant action, chosen on the training tasks (``dat.eval.constant``; None: left out)."""
     baselines: dict = field(default_factory=dict)
-    """Unsteered and zero-action evaluation episodes: the same every round, played once."""
+    """The baselines' evaluation episodes (they do not depend on the planner): the same every round, played once."""
     judge_before: dict = field(default_factory=dict)
     """The judge's counters before a resume (its totals continue from them)."""
     failed: FailedJudgements = field(init=False)
@@ -122,6 +126,12 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
                                                      cfg.loop.episodes_per_round, cfg.loop.batch_size)
     eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
                                len(eval_tasks) * cfg.loop.eval_per_task * len(EVALUATED), cfg.loop.batch_size)
+    best = best_constant(cfg, lm, projection, train_tasks, judge, reward_fn, cfg.loop.constant_per_task,
+                         derive_seed(cfg.seed, "best constant"), cfg.loop.batch_size)
+    if best is not None:
+        runtime.say(LOG, f"best constant action on the training tasks: {best['label']} {best['action']} (mean reward "
+                         f"{best['means'][best['label']]:.3f} over {best['episodes']} episodes; "
+                         + ", ".join(f"{k} {v:.3f}" for k, v in best["means"].items()) + ")")
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.planner_dim,), np.float32)
     checkpoints = out / "checkpoints"
@@ -146,7 +156,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     last = state.history[-1] if state.history else {}
     before = {k: v for k, v in last.items() if k.startswith("judge/") and k not in RATIOS}
     return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn,
-               judge_before=before)
+               best_constant=best, judge_before=before)
 
 
 def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
@@ -292,12 +302,17 @@ def _cause(episodes) -> str:
 
 
 def _evaluate(run: Run, rnd: int) -> dict[str, float]:
-    """The planner against the unsteered model and a zero action on the held-out tasks; report and episodes."""
+    """The planner against the baselines on the held-out tasks; report and episodes."""
     cfg = run.cfg
+    best = None if run.best_constant is None else constant.policy(run.best_constant)
     summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task,
-                                        derive_seed(cfg.seed, "eval"), run.baselines)
+                                        derive_seed(cfg.seed, "eval"), run.baselines, best_constant=best)
     report = run.out / "eval" / f"round-{rnd:04d}"
-    write_report(summary, report, _metadata(cfg, rnd, run.lm))
+    meta = _metadata(cfg, rnd, run.lm)
+    if run.best_constant is not None:
+        chosen = run.best_constant
+        meta["best constant"] = f"{chosen['label']} {chosen['action']} (chosen on the training tasks)"
+    write_report(summary, report, meta)
     for name, played in runs.items():  # kept, so other conditions can be paired with them later
         save_episodes(_fresh(report / "episodes" / name), played)
     run.tracker.table("eval/transcripts", *transcript_rows(runs), step=rnd)

@@ -59,8 +59,9 @@ class DialogueEnv(gym.Env):
 
     ``reset`` draws a task, the steered side (``cfg.steered``) and whether the partner opens
     (``cfg.partner_opens``) from ``self.np_random``; ``options`` may fix them with ``"task"`` (a task),
-    ``"task_id"``, ``"steered"`` and ``"partner_opens"``. When the partner opens, its first line is
-    generated during ``reset``.
+    ``"task_id"``, ``"steered"`` and ``"partner_opens"``; ``"prompted": True`` restates the steered agent's goal
+    before each of its turns (the prompted baseline, ``EnvConfig.goal_reminder``). When the partner opens, its
+    first line is generated during ``reset``.
 
     ## Episode End
 
@@ -117,7 +118,8 @@ class DialogueEnv(gym.Env):
         opens = bool(options.get("partner_opens", opens))
         if steered not in (0, 1):
             raise ValueError(f"options['steered']={steered!r} must be 0 or 1.")
-        self.dialogue = Dialogue.open(task, steered, opens, self.cfg, seed=stream)
+        self.dialogue = Dialogue.open(task, steered, opens, self.cfg, seed=stream,
+                                      prompted=bool(options.get("prompted", False)))
         self._lockstep.start([self.dialogue], self._seed())
         return self._observe(), self._info()
 

@@ -24,7 +24,8 @@ Autoreset follows Gymnasium's modes (``metadata["autoreset_mode"]``):
 ``reset`` seeds sub-env i with ``seed + i`` (an int) or ``seed[i]`` (a list): its task, steered
 side and opener are drawn from that stream as ``DialogueEnv.reset`` draws them. ``options`` may
 fix them per sub-env: ``"task_id"``, ``"task_index"``, ``"steered"``, ``"partner_opens"``, each a
-value for all or a list with one entry per sub-env (None: drawn).
+value for all or a list with one entry per sub-env (None: drawn); ``"prompted"`` opens the prompted baseline's
+dialogue (the steered agent's goal restated before each of its turns, ``EnvConfig.goal_reminder``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from dat.seeding import derive_seed
 
 __all__ = ["DialogueVectorEnv"]
 
-SETUP_OPTIONS = ("task_id", "task_index", "steered", "partner_opens")
+SETUP_OPTIONS = ("task_id", "task_index", "steered", "partner_opens", "prompted")
 MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)
 
 
@@ -206,7 +207,8 @@ class DialogueVectorEnv(VectorEnv):
             if steered not in (0, 1):
                 raise ValueError(f"options['steered']={steered!r} must be 0 or 1.")
             opens = opens if fixed["partner_opens"] is None else bool(fixed["partner_opens"])
-            self.dialogues[i] = Dialogue.open(self.tasks[index], steered, opens, self.cfg, seed=stream)
+            self.dialogues[i] = Dialogue.open(self.tasks[index], steered, opens, self.cfg, seed=stream,
+                                              prompted=bool(fixed["prompted"]))
             self._ended[i] = False
             opened.append(self.dialogues[i])
         if opened:

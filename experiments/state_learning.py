@@ -140,13 +140,18 @@ def train_planner(transitions: tuple[np.ndarray, ...], n: int, seed: int, steps:
     return algo
 
 
+def corner_values(algo: TD3BC, states: np.ndarray) -> dict[str, np.ndarray]:
+    """Q(s, corner) of every corner at every state (the critic's first head, as the actor's loss reads it)."""
+    with torch.no_grad():
+        obs = algo.policy.obs_to_tensor(states)[0]
+        return {k: algo.critic.q1_forward(obs, torch.tensor(np.tile(v, (len(states), 1)), dtype=torch.float32)
+                                          ).squeeze(-1).numpy() for k, v in CORNERS.items()}
+
+
 def critic_order(algo: TD3BC, states: np.ndarray, corners: dict[str, np.ndarray], tones: list) -> float:
     """Share of held-out toned goals where Q ranks the two tone corners as the played rewards do."""
     right = []
-    with torch.no_grad():
-        obs = algo.policy.obs_to_tensor(states)[0]
-        q = {k: algo.critic.q1_forward(obs, torch.tensor(np.tile(CORNERS[k], (len(states), 1)), dtype=torch.float32)
-                                        ).squeeze(-1).numpy() for k in ("positive", "negative")}
+    q = corner_values(algo, states)
     for i, t in enumerate(tones):
         if t in MATCH:
             played = corners["positive"][i] - corners["negative"][i]
@@ -209,6 +214,7 @@ def measure(args) -> dict:
     corners = {k: goals.play(np.tile(np.array(v, np.float32), (len(goals.goals), 1))) for k, v in CORNERS.items()}
     states, tones = goals.states, goals.tones
     oracle = np.max(np.stack(list(corners.values())), axis=0)
+    best_corner = [max(CORNERS, key=lambda k, i=i: corners[k][i]) for i in range(len(goals.goals))]
     per_tone = {t: {k: float(np.mean([v[i] for i in range(len(tones)) if tones[i] == t])) for k, v in
                     {"unsteered": unsteered, **corners}.items()} for t in ("positive", "negative")}
     runs = []
@@ -226,11 +232,22 @@ def measure(args) -> dict:
             chosen = [picked(a) for a in actions]
             match = {t: float(np.mean([chosen[i] == MATCH[t] for i in range(len(tones)) if tones[i] == t]))
                      for t in MATCH}
+            # the critic's own choice: the corner of highest Q, played (greedy: its reward is that corner's)
+            q = corner_values(algo, states)
+            argmax = [max(CORNERS, key=lambda k, i=i: q[k][i]) for i in range(len(states))]
+            argmax_rewards = np.array([corners[k][i] for i, k in enumerate(argmax)])
             runs.append({"n": n, "seed": seed, "best_constant": constant, "reward": float(rewards.mean()),
                          "pick": match, "choices": {k: chosen.count(k) for k in CORNERS},
                          "critic_order": critic_order(algo, states, corners, tones),
                          "vs_unsteered": compare(rewards, unsteered, goals.task_ids),
                          "vs_best_constant": compare(rewards, corners[constant], goals.task_ids),
+                         "critic_argmax": {
+                             "reward": float(argmax_rewards.mean()),
+                             "pick": {t: float(np.mean([argmax[i] == MATCH[t] for i in range(len(tones))
+                                                        if tones[i] == t])) for t in MATCH},
+                             "choices": {k: argmax.count(k) for k in CORNERS},
+                             "vs_unsteered": compare(argmax_rewards, unsteered, goals.task_ids),
+                             "vs_best_constant": compare(argmax_rewards, corners[constant], goals.task_ids)},
                          "seconds": time.perf_counter() - began})
             print(json.dumps(runs[-1]))
     return {"data": str(args.data), "card": {k: data.card[k] for k in ("episodes", "behaviour", "decoding", "seed")},
@@ -239,6 +256,8 @@ def measure(args) -> dict:
             "unsteered": float(unsteered.mean()),
             "corners": {k: float(v.mean()) for k, v in corners.items()}, "oracle": float(oracle.mean()),
             "oracle_vs_unsteered": compare(oracle, unsteered, goals.task_ids), "per_tone": per_tone,
+            "oracle_pick": {t: float(np.mean([best_corner[i] == MATCH[t] for i in range(len(tones)) if tones[i] == t]))
+                            for t in MATCH},
             "null_equals_unsteered": bool(np.allclose(corners["null"], unsteered)), "state_probe": probe, "runs": runs,
             "machine": measuring.machine()}
 

@@ -43,29 +43,36 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path, caplog)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
             "debug=tiny", f"policy={export}", "episodes_per_scenario=1", "max_tasks=4", "logger=none",
-            f"model.cache_dir={tmp_path / 'cache'}"])
+            f"model.cache_dir={tmp_path / 'cache'}", "held_out_judges=[rule]"])
     cfg = to_config(cfg, evaluate_module.EvaluateConfig)
     metrics = evaluate_module.evaluate(cfg, output_dir=tmp_path / "eval")
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    assert report["conditions"] == ["unsteered", "policy", "zero", "random"]
+    conditions = ["unsteered", "policy", "zero", "best_constant", "prompted", "random"]
+    assert report["conditions"] == conditions
     assert report["unit"] == "scenario"
     # The planner reads the state it was exported with, whatever the env config says.
     assert report["metadata"]["state_layer"] == -2 and report["metadata"]["state_pool"] == "mean"
-    for condition in ("policy", "zero", "random"):
+    for condition in conditions[1:]:
         entry = report["results"][condition]["reward"]
         assert entry["diff"]["n_pairs"] + entry["n_failed"] >= 4 - report["results"]["unsteered"]["reward"]["n_failed"]
+        # the signs of reward hacking and the held-out judge's reward, per condition
+        assert {"restates_goal", "copies_goal", "in_character", "reward@rule"} <= set(report["results"][condition])
     assert "eval/policy/diff" in metrics and "eval/unsteered/mean" in metrics
+    assert report["versus"]["control"] in set(conditions) - {"policy"} and "eval/policy_vs_strongest/diff" in metrics
+    assert set(report["policy_vs"]) == {"unsteered", "zero", "best_constant", "prompted", "random"}
+    assert set(report["distinct"]) == set(conditions)
+    assert report["metadata"]["best constant"].endswith("(chosen on the training tasks)")
     assert (tmp_path / "eval" / "evaluation.png").is_file()
     assert "| policy |" in (tmp_path / "eval" / "evaluation.md").read_text()
     seeds = {}
-    for condition in ("unsteered", "policy", "zero", "random"):
+    for condition in conditions:
         lines = [json.loads(line) for p in sorted((tmp_path / "eval" / "episodes" / condition).glob("*.jsonl"))
                  for line in p.read_text().splitlines()]
         seeds[condition] = [(line["task_id"], line["seed"]) for line in lines]
-    assert seeds["policy"] == seeds["unsteered"] == seeds["zero"] == seeds["random"]  # paired episodes
+    assert all(seeds[c] == seeds["unsteered"] for c in conditions)  # paired episodes
     assert len({task for task, _ in seeds["policy"]}) == 4  # K=1 episode on each of the 4 tasks
-    # The 4 conditions' 16 episodes share one stream, as wide as batch_size allows (not one condition's 4).
-    assert "16 dialogues in lockstep" in caplog.text
+    # The 6 conditions' 24 episodes share one stream, as wide as batch_size allows (not one condition's 4).
+    assert "24 dialogues in lockstep" in caplog.text
 
 
 def test_a_policy_that_is_no_export_is_explained_before_any_work(tmp_path):

@@ -58,3 +58,19 @@ def test_both_agents_and_silent_steered_agent(judge):
 def test_missing_model_folder_is_a_configuration_error(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
         EmbeddingJudge(model_dir=tmp_path)
+
+
+def test_restating_the_goal_does_not_pay(judge):
+    """A reply that is the goal verbatim is the closest a line can get to it: with skip_restated (the default) it
+    scores 0, below an ordinary on-goal reply, and a restated line beside others leaves their score unchanged."""
+    goal = make_record([]).goals[0]
+    verbatim, on_goal = make_record([goal]), make_record(["Would you sell me the bike for $80?"])
+    paying = EmbeddingJudge(skip_restated=False)
+    assert paying([verbatim])[0].scores[0].goal == 10.0  # what restating earned before
+    parrot, honest = judge([verbatim, on_goal])
+    assert parrot.scores[0].goal == 0.0 < honest.scores[0].goal
+    assert "restates its goal" in parrot.reasoning[0]["goal"]
+    mixed = judge([make_record(["Would you sell me the bike for $80?", f"My goal: {goal}"])])[0]
+    assert mixed.scores[0].goal == pytest.approx(honest.scores[0].goal)
+    assert "1 restating it left out" in mixed.reasoning[0]["goal"]
+    assert judge.version != paying.version  # cached judgements of the two never mix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dat_pipeline import CONF
+from dat_pipeline.rescore import load_config, main
 
 import json
 import os
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from dat.judges import JudgeConfig, make_judge
-from dat_pipeline.rescore import load_config, main
 from dat.records import DialogueRecord, Utterance
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DAT = ROOT / "dat"
 SCRIPTS = ("benchmarks", "experiments")
 FLOORS = {
-    "seeding": 0, "records": 0, "atomic": 0,  # shared seeds, transcript records, atomic files
+    "seeding": 0, "records": 0, "atomic": 0, "restating": 0,  # seeds, transcripts, atomic files, restated text
     "lm": 1,  # the frozen LM
     "judges": 2, "action": 2,  # scoring dialogues; the action space
     "dialogue": 3, "rl": 3,  # the rules and collection; offline RL

@@ -116,9 +116,9 @@ def test_an_outage_stops_at_once_and_failed_episodes_enter_training_once_judged(
 @pytest.mark.slow
 def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_them_once(
         tmp_path, judge_server, capsys):
-    from omegaconf import OmegaConf
-
     from dat_pipeline.rescore import main as rescore
+
+    from omegaconf import OmegaConf
 
     out = tmp_path / "run"
 

@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from dat.config import TrainConfig, to_config, validate
 from dat.rl.export import DATPolicy
+from envs.scenarios import load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,14 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     out = tmp_path / "run"
     metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}"))
     assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
+    assert {"eval/best_constant/mean", "eval/prompted/mean", "eval/policy_vs_strongest/diff",
+            "eval/policy/restates_goal/mean", "eval/prompted/in_character/mean", "eval/zero/distinct"} <= set(metrics)
+    # the best constant action was chosen on the training tasks alone, and is cached for the next run
+    (chosen,) = (tmp_path / "cache").rglob("best_constant/*.json")
+    cfg = config(tmp_path)
+    train_ids = {t.id for t in load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids)}
+    eval_ids = {t.id for t in load_scenarios(cfg.env.scenarios.eval)}
+    assert set(json.loads(chosen.read_text())["settings"]["tasks"]) == train_ids and not train_ids & eval_ids
     assert train_module.OBJECTIVE in metrics  # what main() hands a Hydra sweeper
     assert (out / "learning_curves.png").is_file() and (out / "eval" / "round-0001" / "evaluation.png").is_file()
     state = json.loads((out / "checkpoints" / "round-0002" / "state.json").read_text())

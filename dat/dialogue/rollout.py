@@ -30,17 +30,20 @@ from dat.dialogue.scoring import outage
 from dat.seeding import derive_seed
 
 Policy = Callable[[Any], Any] | str | None
-"""states (B, hidden) -> actions (B, d) in [-1, 1]; or "zero", "random"; or None (no prefix)."""
+"""states (B, hidden) -> actions (B, d) in [-1, 1]; or "zero", "random"; or None (no prefix); or ``PROMPTED``."""
+PROMPTED = "prompted"
+"""The prompted baseline: no prefix, the steered agent's goal restated before each of its turns (the dialogue is
+opened with ``prompted``, see ``EnvConfig.goal_reminder``)."""
 def _actions(policy: Policy, states: torch.Tensor, d: int, rngs: list[np.random.Generator]
              ) -> np.ndarray | None:
-    if policy is None:
+    if policy is None or policy == PROMPTED:
         return None
     if policy == "zero":
         return np.zeros((len(rngs), d), np.float32)
     if policy == "random":
         return np.stack([r.uniform(-1, 1, d) for r in rngs]).astype(np.float32)
     if isinstance(policy, str):
-        raise ValueError(f"policy={policy!r} is not a callable, None, 'zero' or 'random'.")
+        raise ValueError(f"policy={policy!r} is not a callable, None, 'zero', 'random' or {PROMPTED!r}.")
     out = policy(states)
     out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     if out.shape != (len(rngs), d) or not np.all(np.isfinite(out)):
@@ -128,7 +131,7 @@ def _check(envs, policies: Sequence[Policy], n: int, task_order: Sequence[int] |
                          "episode itself, so that every condition plays the same ones).")
     if task_order is not None and (len(task_order) != n or not all(0 <= i < len(envs.tasks) for i in task_order)):
         raise ValueError(f"task_order needs {n} indices into the {len(envs.tasks)} tasks.")
-    if any(p is not None for p in policies) and envs.projection is None:
+    if any(p is not None and p != PROMPTED for p in policies) and envs.projection is None:
         raise ValueError("A steered collection needs an up-projection; pass policy=None to run unsteered.")
 
 
@@ -201,6 +204,8 @@ def _start(envs, playing: list[int | None], waiting, specs: Sequence[Spec], step
     options: dict[str, Any] = {"reset_mask": mask}
     if any(c is not None and c.task is not None for c in chosen):
         options["task_index"] = [c.task if c is not None else None for c in chosen]
+    if any(c is not None and c.policy == PROMPTED for c in chosen):
+        options["prompted"] = [c is not None and c.policy == PROMPTED for c in chosen]
     fresh, _ = envs.reset(seed=[c.seed if c is not None else None for c in chosen], options=options)
     return fresh
 

@@ -70,6 +70,10 @@ class EnvConfig:
     """Whether the partner speaks first: "random" (drawn per episode), true or false."""
     opening_cue: str = "(The conversation starts. You speak first.)"
     """User message the opening agent reads before its first line; "" leaves it out."""
+    goal_reminder: str = "(Remember your goal: {goal})"
+    """How the prompted baseline restates the steered agent's goal (``{goal}``: the goal as that agent reads it in
+    its system text): appended to every user message of its chat, so it reads the goal again before each of its
+    turns. Only dialogues opened as prompted use it (an evaluation condition), never training's."""
     probe: bool = False
     """End every episode with the task's probe question as the partner's last line, answered by the steered
     agent's last utterance (probe sets such as ``probes``; ``judge=probe`` scores the answer). Needs
@@ -102,6 +106,8 @@ class EnvConfig:
                              "question is the partner's last line, and the steered agent must answer it.")
         if self.state_pool not in STATE_POOLS:
             raise ValueError(f"env.state_pool={self.state_pool!r} must be one of {', '.join(STATE_POOLS)}.")
+        if "{goal}" not in self.goal_reminder:
+            raise ValueError(f"env.goal_reminder={self.goal_reminder!r} must hold {{goal}}, where the goal goes.")
         return self
 
 
@@ -109,12 +115,16 @@ def says_leave(text: str, phrase: str) -> bool:
     return phrase.strip().lower() in text.lower()
 
 
-def agent_messages(system: str, turns: Sequence[Utterance], agent: int, opening_cue: str = "") -> list[dict]:
-    """Agent ``agent``'s chat: its system text, the opening cue if it opens, then the turns."""
+def agent_messages(system: str, turns: Sequence[Utterance], agent: int, opening_cue: str = "",
+                   reminder: str = "") -> list[dict]:
+    """Agent ``agent``'s chat: its system text, the opening cue if it opens, then the turns; a ``reminder``
+    closes every user message (each precedes one of the agent's turns), so the chat only ever grows at its end."""
     messages = [{"role": "system", "content": system}]
     if opening_cue and (not turns or turns[0].agent == agent):
         messages.append({"role": "user", "content": opening_cue})
     messages += [{"role": "assistant" if t.agent == agent else "user", "content": t.text} for t in turns]
+    if reminder:
+        messages = [{**m, "content": f"{m['content']}\n\n{reminder}"} if m["role"] == "user" else m for m in messages]
     return messages
 
 
@@ -153,14 +163,18 @@ class Dialogue:
     seed: int | None = None
     """The dialogue's own sampling stream: its line number ``k`` is drawn with ``derive_seed(seed, "line", k)``
     alone, so the dialogue is the same in any batch. None: its lines draw from the batched call's seed."""
+    reminder: str = ""
+    """The steered agent's goal restated after every user message of its chat (the prompted baseline,
+    ``EnvConfig.goal_reminder``); "" for every other dialogue."""
 
     @classmethod
     def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig,
-             seed: int | None = None) -> Dialogue:
+             seed: int | None = None, prompted: bool = False) -> Dialogue:
         systems = (task.agent_view(0, leave_phrase=cfg.leave_phrase),
                    task.agent_view(1, leave_phrase=cfg.leave_phrase))
-        return cls(task, steered, partner_opens, systems, cfg.opening_cue, scripted=script(task, steered,
-                                                                                       partner_opens, cfg), seed=seed)
+        reminder = cfg.goal_reminder.format(goal=task.record([], steered).goals[steered]) if prompted else ""
+        return cls(task, steered, partner_opens, systems, cfg.opening_cue,
+                   scripted=script(task, steered, partner_opens, cfg), seed=seed, reminder=reminder)
 
     def line_seed(self) -> int | None:
         """The seed of the line this dialogue generates next (None without a stream of its own)."""
@@ -175,7 +189,8 @@ class Dialogue:
         return self.terminated or self.truncated
 
     def view(self, agent: int) -> list[dict]:
-        return agent_messages(self.systems[agent], self.turns, agent, self.opening_cue)
+        return agent_messages(self.systems[agent], self.turns, agent, self.opening_cue,
+                              self.reminder if agent == self.steered else "")
 
     def record(self) -> DialogueRecord:
         return self.task.record(list(self.turns), self.steered)

@@ -2,7 +2,11 @@
 
 Conditions: ``policy`` (the planner, deterministic), ``unsteered`` (no prefix at all, the
 baseline), ``zero`` (a zero action: one constant prefix, empty slots for a linear action space, the
-equal mix of the behaviours for a behaviour basis) and ``random`` (uniform random actions). Because
+equal mix of the behaviours for a behaviour basis), ``best_constant`` (the constant action that scores best on
+the training tasks, ``dat.eval.constant``), ``prompted`` (no prefix; the steered agent's goal restated before each
+of its turns, ``EnvConfig.goal_reminder``) and ``random`` (uniform random actions). The planner is compared with
+each, and first with the strongest of them (``versus``). Every condition also reports the signs of reward hacking
+in its steered lines (``dat.eval.parroting``). Because
 episode ``i`` of every condition has the same seed, its task and sides match across conditions, and
 differences are paired per episode and clustered by scenario (``dat.eval.stats``).
 Each dialogue samples from a stream of its own, drawn from its seed, so episode ``i`` draws the same
@@ -19,28 +23,38 @@ from typing import Any
 import numpy as np
 
 from dat.dialogue.episodes import Episode
-from dat.dialogue.rollout import collect_conditions
+from dat.dialogue.rollout import PROMPTED, collect_conditions
+from dat.eval import constant, parroting
 from dat.eval.report import flat_metrics
-from dat.eval.stats import summarize_conditions
+from dat.eval.stats import paired_difference, summarize_conditions
 from dat.judges.dimensions import DIMENSIONS
 
 BASELINE = "unsteered"
-
-
-EVALUATED = ("policy", BASELINE, "zero")
+BASELINES = (BASELINE, "zero", constant.NAME, PROMPTED, "random")
+"""The conditions the planner is measured against."""
+EVALUATED = ("policy", BASELINE, "zero", constant.NAME, PROMPTED)
 """The conditions ``evaluate_conditions`` plays (``random`` is left to ``evaluate.py``)."""
+STRONGEST = "policy_vs_strongest"
+"""The metrics' name for the planner against the strongest baseline (``eval/policy_vs_strongest/...``), whichever
+baseline that is in a round (the report names it)."""
+SIGNS = ("restates_goal", "copies_goal", "in_character")
+"""Per-episode signs of reward hacking (``dat.eval.parroting``), summarised like the scores."""
 
 
-def condition_policies(policy: Callable | None) -> dict[str, Any]:
-    """The policies of each condition (the planner's only when there is one)."""
-    policies: dict[str, Any] = {BASELINE: None, "zero": "zero", "random": "random"}
+def condition_policies(policy: Callable | None, best_constant: Callable | None = None) -> dict[str, Any]:
+    """The policies of each condition (the planner's and the best constant's only when there are some)."""
+    policies: dict[str, Any] = {BASELINE: None, "zero": "zero"}
+    if best_constant is not None:
+        policies[constant.NAME] = best_constant
+    policies.update({PROMPTED: PROMPTED, "random": "random"})
     if policy is not None:
         policies = {"policy": policy, **policies}
     return policies
 
 
 def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
-    """Per-episode reward and the steered agent's score on each judged dimension (NaN = failed/absent)."""
+    """Per-episode reward, the steered agent's score on each judged dimension (NaN = failed/absent) and the signs
+    of reward hacking in its lines (``SIGNS``)."""
     scores: dict[str, list[float]] = {"reward": []}
     for dim in DIMENSIONS:
         scores[dim] = []
@@ -51,20 +65,40 @@ def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
         for dim in DIMENSIONS:
             scores[dim].append(float(own[dim]) if dim in own else np.nan)
     arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
+    signs = [parroting.episode_shares(e.record) for e in episodes]
+    arrays.update({k: np.array([s[k] for s in signs], dtype=float) for k in SIGNS})
     return {k: v for k, v in arrays.items() if k == "reward" or not np.isnan(v).all()}
 
 
-def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0) -> dict[str, Any]:
-    """Means, intervals and paired differences to the unsteered baseline, clustered by scenario; and the planner
-    against the zero action (what choosing actions from the state adds to one constant action), when both
-    were played."""
+def strongest(scores: Mapping[str, Mapping[str, np.ndarray]]) -> str | None:
+    """The baseline with the highest mean reward among those played (None when none was)."""
+    means = {c: float(np.nanmean(scores[c]["reward"])) for c in BASELINES
+             if c in scores and not np.isnan(scores[c]["reward"]).all()}
+    return max(means, key=means.get) if means else None
+
+
+def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0,
+              extra: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Means, intervals and paired differences to the unsteered baseline, clustered by scenario; the planner
+    against the strongest baseline played (``versus``: what it adds over the best a user could do without it);
+    each condition's ``distinct`` share of steered lines. ``extra[condition]`` adds per-episode scores (a
+    held-out judge's rewards, say) as dimensions of their own."""
     first = next(iter(runs.values()))
     for name, episodes in runs.items():
         if [e.seed for e in episodes] != [e.seed for e in first]:
             raise ValueError(f"condition {name!r} did not play the same episodes; pairing is impossible.")
-    scores = {name: episode_scores(episodes) for name, episodes in runs.items()}
-    return summarize_conditions(scores, baseline=BASELINE, groups=[e.task_id for e in first], seed=seed,
-                                versus=("policy", "zero"))
+    scores = {name: {**episode_scores(episodes), **(extra or {}).get(name, {})} for name, episodes in runs.items()}
+    groups = [e.task_id for e in first]
+    control = strongest(scores)
+    summary = summarize_conditions(scores, baseline=BASELINE, groups=groups, seed=seed,
+                                   versus=("policy", control) if control is not None else None)
+    if "versus" in summary:
+        summary["versus"]["name"] = STRONGEST
+    if "policy" in scores:
+        summary["policy_vs"] = {c: paired_difference(scores["policy"]["reward"], scores[c]["reward"], groups,
+                                                     seed=seed).to_dict() for c in BASELINES if c in scores}
+    summary["distinct"] = {name: parroting.distinct([e.record for e in episodes]) for name, episodes in runs.items()}
+    return summary
 
 
 def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tuple[list[str], list[list[Any]]]:
@@ -80,9 +114,11 @@ def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tu
 
 def evaluate_conditions(
     envs, policy: Callable | None, per_task: int, seed: int, reuse: dict[str, list[Episode]] | None = None,
+    best_constant: Callable | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
-    """Run the planner, the unsteered model and a zero action on ``per_task`` episodes of every task of
-    the vector env ``envs`` (the held-out tasks; autoreset disabled, see ``dat.dialogue.rollout.collect``).
+    """Run the planner and the baselines (``EVALUATED``: the best constant one when ``best_constant`` is given)
+    on ``per_task`` episodes of every task of the vector env ``envs`` (the held-out tasks; autoreset disabled,
+    see ``dat.dialogue.rollout.collect``).
 
     Returns the summary and each condition's episodes. The baselines do not depend on the planner and
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
@@ -91,7 +127,7 @@ def evaluate_conditions(
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
-    wanted = {name: chosen for name, chosen in condition_policies(policy).items() if name in EVALUATED}
+    wanted = {name: chosen for name, chosen in condition_policies(policy, best_constant).items() if name in EVALUATED}
     played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
                                 task_order=order)  # the conditions still to play, in one lockstep stream
     runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
@@ -111,14 +147,15 @@ def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
 
 def reward_line(metrics: Mapping[str, float]) -> str:
     """The mean reward of each condition in ``eval_metrics``, the planner first, and its paired differences
-    to the unsteered model and the zero action where there are some:
-    "policy 0.150, unsteered 0.246, zero 0.2 (policy - unsteered -0.094, policy - zero -0.050)"."""
+    to the unsteered model and to the strongest baseline where there are some:
+    "policy 0.150, unsteered 0.246, zero 0.2 (policy - unsteered -0.094, policy - strongest -0.050)"."""
     means = {key.split("/")[1]: value for key, value in metrics.items()
-             if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2}
+             if key.startswith("eval/") and key.endswith("/mean") and key.count("/") == 2
+             and not key.split("/")[1].startswith("policy_vs")}
     line = ", ".join(f"{name} {means[name]:.3f}" for name in sorted(means, key=lambda name: name != "policy"))
     if "eval/policy/diff" in metrics:
         line += f" (policy - {BASELINE} {metrics['eval/policy/diff']:+.3f}"
-        if "eval/policy_vs_zero/diff" in metrics:
-            line += f", policy - zero {metrics['eval/policy_vs_zero/diff']:+.3f}"
+        if f"eval/{STRONGEST}/diff" in metrics:
+            line += f", policy - strongest {metrics[f'eval/{STRONGEST}/diff']:+.3f}"
         line += ")"
     return line

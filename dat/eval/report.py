@@ -90,10 +90,19 @@ def markdown_table(summary: Mapping[str, Any], dimensions: Sequence[str] | None 
     versus = summary.get("versus")
     if versus:
         row = [_diff_cell(versus["results"][d]) if d in versus["results"] else "–" for d in dims]
-        out += ["", f"`{versus['treated']}` against `{versus['control']}` (what choosing the action from the state "
-                f"adds to one constant action), Δ [{pct} interval] (sign-flip p):", "",
+        head = [f"`{versus['treated']}` against `{versus['control']}`, the strongest baseline (what the planner adds "
+                f"over the best a user could do without it), Δ [{pct} interval] (sign-flip p):", "",
                 _table(["comparison", *[f"Δ {d}" for d in dims]],
                        [[f"{versus['treated']} − {versus['control']}", *row]])]
+        out = [*head, "", *out]  # the first comparison a reader meets
+    against = summary.get("policy_vs")
+    if against:
+        out += ["", f"`policy` against each baseline, Δ reward [{pct} interval] (sign-flip p):", "",
+                _table(["baseline", "Δ reward"], [[c, _diff_cell(r)] for c, r in against.items()])]
+    distinct = summary.get("distinct")
+    if distinct:
+        out += ["", "Share of distinct steered lines per condition:", "",
+                _table(list(distinct), [[_fmt(v) for v in distinct.values()]])]
     return "\n".join(out) + "\n"
 
 
@@ -248,7 +257,9 @@ def flat_metrics(
 
     Paired results become ``…/diff``, ``…/diff_low``, ``…/diff_high``, ``…/p_value``. The ``headline``
     dimension (the reward, say) is repeated without its name, ``eval/steered/mean``, which is the key
-    :func:`learning_curves` plots. A ``versus`` comparison becomes ``eval/<treated>_vs_<control>/…``.
+    :func:`learning_curves` plots. A ``versus`` comparison becomes ``eval/<name>/…`` (its ``name``, else
+    ``<treated>_vs_<control>``); the planner against each baseline (``policy_vs``) ``eval/policy_vs_<baseline>/…``
+    (reward); each condition's distinct share ``eval/<condition>/distinct``.
     """
     out: dict[str, float] = {}
     for c, per_dim in summary["results"].items():
@@ -262,11 +273,14 @@ def flat_metrics(
                     out[f"{prefix}/{c}/{k}"] = float(v)
     versus = summary.get("versus")
     for d, r in (versus["results"].items() if versus else ()):
-        name = f"{prefix}/{versus['treated']}_vs_{versus['control']}"
+        name = f"{prefix}/{versus.get('name') or versus['treated'] + '_vs_' + versus['control']}"
         for k, v in _diff_values(r).items():
             out[f"{name}/{d}/{k}"] = float(v)
             if d == headline:
                 out[f"{name}/{k}"] = float(v)
+    for c, r in summary.get("policy_vs", {}).items():
+        out.update({f"{prefix}/policy_vs_{c}/{k}": float(v) for k, v in _diff_values(r).items()})
+    out.update({f"{prefix}/{c}/distinct": float(v) for c, v in summary.get("distinct", {}).items()})
     return out
 
 

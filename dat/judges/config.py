@@ -88,6 +88,10 @@ class EmbeddingJudgeConfig:
     """Whose goal to score: 'steered' or 'both'."""
     batch_size: int = 64
     """Sentences per forward pass."""
+    skip_restated: bool = True
+    """Leave out of the score every line that restates the agent's own goal (dat.restating): a line that says
+    the goal is closest to it, and restating a goal is not pursuing it. An agent whose every line restates its
+    goal scores 0."""
 
 
 @dataclass

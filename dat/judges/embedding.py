@@ -6,6 +6,10 @@ model was trained). The agent's vector is the normalised mean of its utterance v
 ``goal = 10 * clip((cos - low) / (high - low), 0, 1)`` with ``low=0.0``, ``high=0.6`` by default (MiniLM
 gives ~0 for unrelated sentences and rarely exceeds 0.6 for a paraphrase of a goal). It measures topic,
 not success: it cannot tell agreeing from refusing. An agent that said nothing cannot be scored.
+
+Saying the goal is the surest way to resemble it, so with ``skip_restated`` (the default) a line that restates
+the agent's own goal (``dat.restating``) is left out of the mean, and an agent whose every line does scores 0:
+a planner cannot earn reward by having the model recite its goal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from dat.judges.base import JudgeStats, agent_indices, settings_hash
 from dat.judges.judgement import AgentScores, Judgement, Usage
 from dat.records import DialogueRecord
+from dat.restating import restates
 
 PROMPT_VERSION = "cosine-v1"
 
@@ -43,7 +48,7 @@ class EmbeddingJudge:
     name = "embedding"
 
     def __init__(self, model_dir: str | Path | None = None, low: float = 0.0, high: float = 0.6,
-                 agents: str = "steered", batch_size: int = 64) -> None:
+                 agents: str = "steered", batch_size: int = 64, skip_restated: bool = True) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(model_dir).expanduser() if model_dir else minilm_dir()
@@ -53,7 +58,9 @@ class EmbeddingJudge:
         self.encoder = AutoModel.from_pretrained(folder).eval()
         self.model = "all-MiniLM-L6-v2" if model_dir is None else str(folder)
         self.low, self.high, self.agents, self.batch_size = low, high, agents, batch_size
-        self.version = f"embedding-{PROMPT_VERSION}:" + settings_hash([low, high, agents])
+        self.skip_restated = skip_restated
+        self.version = f"embedding-{PROMPT_VERSION}:" + settings_hash(
+            [low, high, agents] + (["skip_restated"] if skip_restated else []))  # the old key when off
         self.stats = JudgeStats()
 
     @torch.inference_mode()
@@ -73,22 +80,31 @@ class EmbeddingJudge:
         start = time.perf_counter()
         texts: list[str] = []
         spans: list[tuple[int, int, int, int]] = []  # record, agent, first text, end (goal is last)
+        restated: dict[tuple[int, int], int] = {}  # (record, agent): lines left out for restating the goal
         for i, r in enumerate(records):
             for agent in agent_indices(r, self.agents):
                 said = [u.text for u in r.turns if u.agent == agent]
+                if self.skip_restated:
+                    kept = [t for t in said if not restates(t, r.goals[agent])]
+                    restated[i, agent], said = len(said) - len(kept), kept
                 spans.append((i, agent, len(texts), len(texts) + len(said)))
                 texts += said + [r.goals[agent]]
         vectors = self.embed(texts) if texts else None
         goals: list[dict[int, float]] = [{} for _ in records]
         notes: list[dict[int, str]] = [{} for _ in records]
         for i, agent, first, end in spans:
+            if end == first and restated.get((i, agent)):
+                goals[i][agent] = 0.0
+                notes[i][agent] = f"every one of its {restated[i, agent]} utterances restates its goal"
+                continue
             if end == first or vectors is None:
                 continue
             mean = torch.nn.functional.normalize(vectors[first:end].mean(0), dim=0)
             cos = float(mean @ vectors[end])
             frac = min(max((cos - self.low) / (self.high - self.low), 0.0), 1.0)
             goals[i][agent] = 10.0 * frac
-            notes[i][agent] = f"cosine {cos:.3f} to the goal over {end - first} utterances"
+            notes[i][agent] = f"cosine {cos:.3f} to the goal over {end - first} utterances" + (
+                f" ({restated[i, agent]} restating it left out)" if restated.get((i, agent)) else "")
         share = (time.perf_counter() - start) / max(len(records), 1)
         out = []
         for i, r in enumerate(records):

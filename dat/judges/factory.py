@@ -68,7 +68,8 @@ def make_judge(cfg: JudgeConfig, lm: Any = None, cache_dir: str | Path | None = 
         from dat.judges.embedding import EmbeddingJudge
 
         c = cfg.embedding
-        judge = EmbeddingJudge(c.model_dir, low=c.low, high=c.high, agents=c.agents, batch_size=c.batch_size)
+        judge = EmbeddingJudge(c.model_dir, low=c.low, high=c.high, agents=c.agents, batch_size=c.batch_size,
+                               skip_restated=c.skip_restated)
     elif cfg.backend == "probe":
         from dat.judges.probe import ProbeJudge
 

@@ -1,0 +1,103 @@
+"""The best constant action: the strongest planner that never reads its state, chosen on the training tasks.
+
+A planner earns its keep only by what it adds over the best action it could have played everywhere. The
+candidates are the zero action and the corners of the action space (every sign pattern of ``[-1, 1]^d``; past
+``MAX_CORNERS`` corners, the ``2d`` axis points ``±e_i`` instead, as the corners grow as ``2^d``). Each plays the
+same episodes, ``per_task`` on every *training* task with the run's judge, and the highest mean reward wins: the
+held-out tasks never choose it, so it is a baseline a user could have picked before seeing them.
+
+The choice is cached as JSON under the model's artefact folder (``best_constant/<key>.json``), keyed by
+everything that decides it: the action space's fingerprint, the judge and its reward, the training tasks, the
+dialogue rules and decoding, ``per_task`` and the seed. Another basis or another judge never reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dat.atomic import atomic_write
+from dat.dialogue.rollout import collect_conditions
+
+NAME = "best_constant"
+"""The condition's name in evaluations."""
+MAX_CORNERS = 16
+"""Action spaces with more corners than this (d > 4) try the axis points instead."""
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A policy that plays one action whatever the state (a condition of ``collect_conditions``)."""
+
+    action: tuple[float, ...]
+    label: str
+
+    @property
+    def __name__(self) -> str:  # the episodes' policy name
+        return NAME
+
+    def __call__(self, states) -> np.ndarray:
+        return np.tile(np.asarray(self.action, np.float32), (len(states), 1))
+
+
+def candidates(d: int) -> dict[str, tuple[float, ...]]:
+    """The zero action and the corners of ``[-1, 1]^d`` (or its axis points when there are too many corners),
+    by a label that shows the signs (``"+-"``) or the axis (``"+e2"``)."""
+    found = {"zero": (0.0,) * d}
+    if 2 ** d <= MAX_CORNERS:
+        for signs in itertools.product((1.0, -1.0), repeat=d):
+            found["".join("+" if s > 0 else "-" for s in signs)] = signs
+    else:
+        for i, sign in itertools.product(range(d), (1.0, -1.0)):
+            point = [0.0] * d
+            point[i] = sign
+            found[f"{'+' if sign > 0 else '-'}e{i}"] = tuple(point)
+    return found
+
+
+def cache_key(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: Path | None) -> dict[str, Any]:
+    """The best constant action over ``envs``' tasks (the training tasks), as a record:
+    ``{"label", "action", "means": {label: mean reward}, "episodes", "settings"}``.
+
+    ``settings`` are what decide the choice besides the candidates (see the module docstring); with a ``cache``
+    folder, a record made with the same settings is read back instead of played again, and a new one is written.
+    """
+    settings = {**settings, "per_task": per_task, "seed": seed}
+    path = None if cache is None else Path(cache) / f"{cache_key(settings)}.json"
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == json.loads(json.dumps(settings, default=str)):
+            return saved
+    options = candidates(envs.single_action_space.shape[0])
+    order = [t for t in range(len(envs.tasks)) for _ in range(per_task)]
+    played = collect_conditions(envs, {label: Constant(a, label) for label, a in options.items()}, len(order), seed,
+                                task_order=order)
+    means = {label: _mean([e.reward for e in episodes]) for label, episodes in played.items()}
+    best = max(means, key=lambda k: (np.nan_to_num(means[k], nan=-np.inf), k == "zero"))
+    record = {"label": best, "action": list(options[best]), "means": means, "episodes": len(order),
+              "settings": json.loads(json.dumps(settings, default=str))}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def policy(record: Mapping[str, Any]) -> Constant:
+    """The chosen action as a condition's policy."""
+    return Constant(tuple(float(x) for x in record["action"]), str(record["label"]))
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else float("nan")

@@ -1,0 +1,116 @@
+"""The baselines a planner is measured against (the best constant action, the prompted model), the signs of reward
+hacking every evaluation reports, and held-out judges' scores beside the run's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dat import restating
+from dat.dialogue.episodes import Episode
+from dat.dialogue.rollout import PROMPTED, collect_conditions
+from dat.dialogue.rules import Dialogue, EnvConfig
+from dat.eval import constant, parroting
+from dat.eval.conditions import summarize
+from dat.records import DialogueRecord, Utterance
+from envs.vector_env import collector_envs
+from tests.dialogue_tasks import GREEDY, NEVER, LengthJudge, make_tasks
+
+CFG = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER, partner_opens=True)
+
+
+def test_the_candidates_are_the_zero_action_and_the_corners_or_the_axis_points():
+    assert constant.candidates(2) == {"zero": (0.0, 0.0), "++": (1.0, 1.0), "+-": (1.0, -1.0), "-+": (-1.0, 1.0),
+                                      "--": (-1.0, -1.0)}
+    many = constant.candidates(5)  # 32 corners: the 10 axis points instead
+    assert len(many) == 11 and many["-e3"] == (0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def test_the_best_constant_is_played_on_the_tasks_given_and_reused_only_for_the_same_settings(lm, proj, tmp_path):
+    judge = LengthJudge()
+    tasks = make_tasks(2)
+    envs = collector_envs(lm, proj, tasks, judge, CFG, episodes=34, batch_size=34)
+    record = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path)
+    assert record["episodes"] == 2 and len(record["means"]) == 17  # the zero action and 16 corners, each task once
+    assert record["label"] == max(record["means"], key=record["means"].get)
+    assert tuple(record["action"]) == constant.candidates(4)[record["label"]]
+    played = [call for call in judge.calls]
+    assert sum(played) == 34
+    again = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path)
+    assert again == record and judge.calls == played  # read back: nothing played
+    other_judge = constant.choose(envs, 1, 5, {"judge": "other", "basis": "a"}, tmp_path)
+    other_basis = constant.choose(envs, 1, 5, {"judge": "length", "basis": "b"}, tmp_path)
+    assert sum(judge.calls) == 3 * 34  # another judge, another basis: each played anew...
+    assert len(list(tmp_path.glob("*.json"))) == 3  # ...and kept apart
+    assert other_judge["settings"]["judge"] == "other" and other_basis["settings"]["basis"] == "b"
+    policy = constant.policy(record)
+    assert policy.__name__ == "best_constant"
+    np.testing.assert_array_equal(policy(np.zeros((3, 8))), np.tile(np.float32(record["action"]), (3, 1)))
+
+
+def test_the_prompted_model_differs_from_the_unsteered_one_only_by_the_restated_goal(lm, proj):
+    task = make_tasks(1)[0]
+    plain = Dialogue.open(task, 0, True, CFG)
+    prompted = Dialogue.open(task, 0, True, CFG, prompted=True)
+    reminder = "(Remember your goal: Buy the bike for $80. GOAL-0-0)"
+    assert prompted.reminder == reminder and plain.reminder == ""
+    for d in (plain, prompted):
+        d.turns += [Utterance(1, "Hi."), Utterance(0, "Hello."), Utterance(1, "So?")]
+    steered, partner = prompted.view(0), prompted.view(1)
+    assert [m["content"] for m in steered if m["role"] == "user"] == [f"Hi.\n\n{reminder}", f"So?\n\n{reminder}"]
+    assert partner == plain.view(1)  # the partner reads no reminder
+    undone = [{**m, "content": m["content"].replace(f"\n\n{reminder}", "")} for m in steered]
+    assert undone == plain.view(0)
+    with pytest.raises(ValueError, match="env.goal_reminder"):
+        EnvConfig(goal_reminder="Remember it.").validate()
+    # Played as a condition: no prefix (like unsteered), the same episodes, the goal read before each turn.
+    envs = collector_envs(lm, None, make_tasks(2), LengthJudge(), CFG, episodes=4, batch_size=4)
+    lm.seen.clear()
+    runs = collect_conditions(envs, {"unsteered": None, PROMPTED: PROMPTED}, 2, seed=3)
+    assert [e.seed for e in runs["unsteered"]] == [e.seed for e in runs[PROMPTED]]
+    assert all(e.policy == PROMPTED for e in runs[PROMPTED]) and not any(steer for _, _, steer in lm.seen)
+    reminded = [chat for kind, chat, _ in lm.seen if kind == "generate" and "Remember your goal" in chat[-1]["content"]]
+    assert len(reminded) == 2 * 2  # each steered turn of the two prompted episodes
+
+
+def test_parroting_scores_a_copied_goal_1_and_an_unrelated_line_0():
+    goal = "To raise the rent to $1250 a month and keep the tenant happy."
+    assert restating.overlap(goal, goal) == 1.0 and restating.restates(goal, goal) and restating.copies(goal, goal)
+    copied = "Dave's goal: to raise the rent to $1250 a month."
+    assert restating.restates(copied, goal) and restating.copies(copied, goal)
+    unrelated = "Could we talk about the broken heater first?"
+    assert restating.overlap(unrelated, goal) == 0.0 and not restating.restates(unrelated, goal)
+    record = DialogueRecord("t/1", "s", ("Ann Doe", "Bea Roe"), ("", ""), (goal, "Keep the rent low."),
+                            (Utterance(1, "Hi."), Utterance(0, goal), Utterance(1, "No."), Utterance(0, unrelated)), 0)
+    assert parroting.episode_shares(record) == {"restates_goal": 0.5, "copies_goal": 0.5, "in_character": 1.0}
+    echo = DialogueRecord("t/1", "s", ("Ann Doe", "Bea Roe"), ("", ""), (goal, ""),
+                          (Utterance(0, "(The conversation starts. You speak first.)"),), 0)
+    assert parroting.episode_shares(echo)["in_character"] == 0.0
+    assert parroting.distinct([record, record]) == 0.5
+
+
+def _episode(seed: int, task: str, reward: float) -> Episode:
+    record = DialogueRecord(task, "s", ("Ann", "Bea"), ("", ""), ("Sell it.", "Buy it."),
+                            (Utterance(0, f"Line {seed}."),), 0)
+    empty = np.zeros((1, 2), np.float32)
+    judgement = {"status": "ok", "scores": [{"goal": reward * 10}, {}]}
+    return Episode(record, empty, empty, np.zeros(1, np.float32), empty, np.ones(1, bool), np.zeros(1, bool),
+                   judgement, reward, task, 0, seed, False)
+
+
+def test_a_held_out_judge_is_reported_beside_the_training_reward_without_changing_it():
+    rng = np.random.default_rng(0)
+    runs = {name: [_episode(s, f"t{s % 4}", float(rng.uniform())) for s in range(12)]
+            for name in ("unsteered", "policy", "zero", "best_constant", "prompted")}
+    plain = summarize(runs)
+    held = {name: {"reward@rule": np.linspace(0, 1, 12)} for name in runs}
+    both = summarize(runs, extra=held)
+    assert both["results"]["policy"]["reward"] == plain["results"]["policy"]["reward"]
+    assert both["results"]["policy"]["reward@rule"]["mean"] == pytest.approx(0.5)
+    assert "reward@rule" not in plain["results"]["policy"]
+    # the first comparison is with the strongest baseline by the run's reward
+    means = {c: np.mean([e.reward for e in runs[c]]) for c in runs if c != "policy"}
+    assert both["versus"]["control"] == max(means, key=means.get)
+    assert json.loads(json.dumps(both["policy_vs"]))  # plain data
