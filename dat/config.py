@@ -86,10 +86,10 @@ class LoopConfig:
     """Evaluate on the first N held-out tasks only (None: all of them)."""
     eval_every: int = 1
     """Evaluate every this many rounds (the last round is always evaluated)."""
-    batch_size: int = 32
+    batch_size: int = 40
     """Dialogues advanced together in one batched generation call (at most: a round's collection plays
-    ``episodes_per_round``). 32 plays most of the default evaluation (8 tasks x 5 conditions) in one wave:
-    decoding reads every weight once per step whatever the width, so 32 rows cost little more than 16."""
+    ``episodes_per_round``). 40 plays the default evaluation (8 tasks x 5 conditions) in one wave: decoding
+    reads every weight once per step whatever the width, so 40 rows cost little more than 16."""
     random_first_round: bool = True
     """Collect round 0 with uniform random actions (DAT's collection) instead of the initial policy."""
     max_failed_share: float = 0.5
