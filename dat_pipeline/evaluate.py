@@ -142,7 +142,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
                               derive_seed(cfg.seed, "evaluate"), task_order=order)
     seconds = time.perf_counter() - started
     extra = held_out_scores(cfg.held_out_judges, runs, lm, cfg.judge.cache_dir or out / "judge_cache")
-    summary = summarize(runs, seed=cfg.seed, extra=extra)
+    summary = summarize(runs, seed=cfg.seed, extra=extra, cue=cfg.env.opening_cue)
     meta = {
         "model": lm.name, "judge": _judge_name(cfg), "policy": cfg.policy or "none",
         "scenarios": f"{cfg.env.scenarios.eval} ({len(tasks)} tasks)",

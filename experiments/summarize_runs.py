@@ -3,8 +3,9 @@
     python experiments/summarize_runs.py --name sanity "outputs/train/experiment=sanity_sentiment,seed=*"
 
 For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and the run's config, and
-writes ``benchmarks/results/<name>.json`` with, per run and condition, the reward's mean and 95%
-interval and the paired difference to the unsteered baseline (interval and p-value).
+writes ``benchmarks/results/<name>.json`` with, per run and condition, each dimension's mean and 95%
+interval and the paired difference to the unsteered baseline (interval and p-value); the planner against the
+strongest baseline (``versus``) and against each (``policy_vs``), and each condition's distinct share.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def final_eval(run: Path, round_name: str | None = None) -> dict:
     return {
         "run": str(run), "round": reports[-1].parent.name, "seed": config.get("seed"),
         "metadata": report.get("metadata", {}), "results": rows,
+        **{k: report[k] for k in ("versus", "policy_vs", "distinct") if k in report},
         "rounds_completed": state["round"], "episodes_collected": state["episodes"],
         "round_seconds": [h.get("perf/round_seconds") for h in state["history"]],
         "history": [{k: h.get(k) for k in ("round", "eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean",

@@ -396,6 +396,23 @@ def summary_sanity() -> tuple[str, str]:
     return verdict, figure
 
 
+def summary_default_run() -> tuple[str, str]:
+    """The default run at three seeds (``summarize_runs.py --name default_run``): the planner against the strongest
+    baseline of each seed's final evaluation."""
+    data = load("default_run")
+    if not data or not data.get("runs") or not all("versus" in r for r in data["runs"]):
+        return PROSE_VERDICTS["default-run"], SEE_PAGE
+    runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
+    versus = [r["versus"]["results"]["reward"] for r in runs]
+    above = sum(where(d) > 0 for d in versus)
+    controls = sorted({r["versus"]["control"] for r in runs})
+    verdict = (f"{'yes' if above == len(runs) else 'no'}: the planner beats the strongest baseline "
+               f"({', '.join(controls)}) at {above} of {len(runs)} seeds")
+    figure = (f"policy − strongest baseline {', '.join(diff_text(d) for d in versus)} (95 %; seeds "
+              f"{', '.join(str(r['seed']) for r in runs)}; {versus[0].get('n_groups')} held-out tasks)")
+    return verdict, figure
+
+
 def summary_state_matters() -> tuple[str, str]:
     data = load("state_matters")
     if not data or not data.get("runs"):
@@ -532,8 +549,8 @@ STUDIES = (
      "Does the choice of action change the reply reproducibly?",
      "docs/results/steerability.md", summary_steerability),
     ("default-run", "Default run",
-     "Does the default run's planner beat the unsteered model and the zero action?",
-     "docs/results/default-run.md", None),
+     "Does the default run's planner beat the unsteered model and the best baseline a user could pick instead?",
+     "docs/results/default-run.md", summary_default_run),
     ("sanity", "Sanity task", "Does the planner learn to use the action on a reward the prefix moves?",
      "docs/results/sanity.md", summary_sanity),
     ("state-matters", "State matters",
@@ -595,6 +612,7 @@ SECTIONS = {
     "steerability": steerability,
     "steerability_levers": steerability_levers,
     "sanity": lambda: runs_table("sanity"),
+    "default_run": lambda: runs_table("default_run", ("reward", "restates_goal", "in_character")),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "stability_baselines": lambda: markdown_file(

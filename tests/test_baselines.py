@@ -88,6 +88,10 @@ def test_parroting_scores_a_copied_goal_1_and_an_unrelated_line_0():
     echo = DialogueRecord("t/1", "s", ("Ann Doe", "Bea Roe"), ("", ""), (goal, ""),
                           (Utterance(0, "(The conversation starts. You speak first.)"),), 0)
     assert parroting.episode_shares(echo)["in_character"] == 0.0
+    hello = DialogueRecord("t/1", "s", ("Ann Doe", "Bea Roe"), ("", ""), (goal, ""),
+                           (Utterance(0, "Hello! Please start."), Utterance(1, "Hi."), Utterance(0, "I'm Ann.")), 0)
+    assert parroting.episode_shares(hello)["in_character"] == 1.0  # the rule knows only the default cue's words
+    assert parroting.episode_shares(hello, cue="Hello! Please start.")["in_character"] == 0.5
     assert parroting.distinct([record, record]) == 0.5
 
 

@@ -52,7 +52,7 @@ def condition_policies(policy: Callable | None, best_constant: Callable | None =
     return policies
 
 
-def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+def episode_scores(episodes: Sequence[Episode], cue: str = "") -> dict[str, np.ndarray]:
     """Per-episode reward, the steered agent's score on each judged dimension (NaN = failed/absent) and the signs
     of reward hacking in its lines (``SIGNS``)."""
     scores: dict[str, list[float]] = {"reward": []}
@@ -65,7 +65,7 @@ def episode_scores(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
         for dim in DIMENSIONS:
             scores[dim].append(float(own[dim]) if dim in own else np.nan)
     arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
-    signs = [parroting.episode_shares(e.record) for e in episodes]
+    signs = [parroting.episode_shares(e.record, cue) for e in episodes]
     arrays.update({k: np.array([s[k] for s in signs], dtype=float) for k in SIGNS})
     return {k: v for k, v in arrays.items() if k == "reward" or not np.isnan(v).all()}
 
@@ -78,16 +78,18 @@ def strongest(scores: Mapping[str, Mapping[str, np.ndarray]]) -> str | None:
 
 
 def summarize(runs: Mapping[str, Sequence[Episode]], seed: int = 0,
-              extra: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> dict[str, Any]:
+              extra: Mapping[str, Mapping[str, np.ndarray]] | None = None, cue: str = "") -> dict[str, Any]:
     """Means, intervals and paired differences to the unsteered baseline, clustered by scenario; the planner
     against the strongest baseline played (``versus``: what it adds over the best a user could do without it);
     each condition's ``distinct`` share of steered lines. ``extra[condition]`` adds per-episode scores (a
-    held-out judge's rewards, say) as dimensions of their own."""
+    held-out judge's rewards, say) as dimensions of their own; ``cue`` is the dialogues' opening cue, whose echo
+    is never in character."""
     first = next(iter(runs.values()))
     for name, episodes in runs.items():
         if [e.seed for e in episodes] != [e.seed for e in first]:
             raise ValueError(f"condition {name!r} did not play the same episodes; pairing is impossible.")
-    scores = {name: {**episode_scores(episodes), **(extra or {}).get(name, {})} for name, episodes in runs.items()}
+    scores = {name: {**episode_scores(episodes, cue), **(extra or {}).get(name, {})}
+              for name, episodes in runs.items()}
     groups = [e.task_id for e in first]
     control = strongest(scores)
     summary = summarize_conditions(scores, baseline=BASELINE, groups=groups, seed=seed,
@@ -132,7 +134,7 @@ def evaluate_conditions(
                                 task_order=order)  # the conditions still to play, in one lockstep stream
     runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
     reuse.update({name: episodes for name, episodes in played.items() if name != "policy"})
-    return summarize(runs, seed), runs
+    return summarize(runs, seed, cue=envs.cfg.opening_cue), runs
 
 
 def eval_order(n_tasks: int, per_task: int) -> list[int]:

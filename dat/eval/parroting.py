@@ -8,7 +8,8 @@ evaluation counts, per condition:
 * ``restates_goal``: the share of an episode's steered lines that restate the goal text (``dat.restating``: at
   least ``OVERLAP`` of the line's word pairs are the goal's, or a copied run of ``COPY_SPAN`` goal words);
 * ``copies_goal``: the share that copy a run of at least ``COPY_SPAN`` consecutive goal words;
-* ``in_character``: the share that are the agent speaking in character (``dat.action.steerability``'s rule);
+* ``in_character``: the share that are the agent speaking in character (``dat.action.steerability``'s rule, and
+  not an echo of the dialogue's opening cue, whatever its wording);
 * ``distinct``: over a condition's episodes, the share of distinct steered lines.
 """
 
@@ -27,15 +28,17 @@ def steered_lines(record: DialogueRecord) -> list[str]:
     return [t.text for t in record.turns if t.agent == record.steered]
 
 
-def episode_shares(record: DialogueRecord) -> dict[str, float]:
-    """``restates_goal``, ``copies_goal`` and ``in_character`` of one episode's steered lines (NaN: none)."""
+def episode_shares(record: DialogueRecord, cue: str = "") -> dict[str, float]:
+    """``restates_goal``, ``copies_goal`` and ``in_character`` of one episode's steered lines (NaN: none); a line
+    that restates the opening ``cue`` is an echo of the prompt, never in character."""
     lines, goal = steered_lines(record), record.goals[record.steered]
     own, other = record.names[record.steered], record.names[1 - record.steered]
     if not lines:
         return {"restates_goal": np.nan, "copies_goal": np.nan, "in_character": np.nan}
     return {"restates_goal": float(np.mean([restates(t, goal) for t in lines])),
             "copies_goal": float(np.mean([copies(t, goal) for t in lines])),
-            "in_character": float(np.mean([not out_of_character(t, own, other) for t in lines]))}
+            "in_character": float(np.mean([not out_of_character(t, own, other) and not (cue and restates(t, cue))
+                                           for t in lines]))}
 
 
 def distinct(records: Sequence[DialogueRecord]) -> float:
