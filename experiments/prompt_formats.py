@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 
 from dat.config import TrainConfig, register_configs, to_config
 from dat.dialogue.rollout import collect
+from dat.dialogue.rules import EnvConfig
 from dat.eval import parroting
 from dat.eval.stats import paired_difference
 from dat.judges import make_judge
@@ -40,14 +41,16 @@ from envs.vector_env import collector_envs
 ROOT = Path(__file__).resolve().parents[1]
 OUT = measuring.RESULTS / "prompt_formats.json"
 PAGE = ROOT / "docs" / "results" / "prompt-formats.md"
+STAGE_DIRECTION = "env.opening_cue='(The conversation starts. You speak first.)'"
 FORMATS = {
-    "default cue": [],
+    "default cue": [STAGE_DIRECTION],
     "cue reworded": ["env.opening_cue='Hello! Please start.'"],
     "no cue": ["env.opening_cue=''"],
-    "partner opens": ["env.partner_opens=true"],
+    "partner opens": ["env.partner_opens=true", STAGE_DIRECTION],
     "partner opens, cue reworded": ["env.partner_opens=true", "env.opening_cue='Hello! Please start.'"],
 }
-"""Each format's overrides on the default training config."""
+"""Each format's overrides on the training config ("default cue": the stage direction the cue was when this was
+measured)."""
 
 
 def config(overrides: list[str]) -> TrainConfig:
@@ -112,7 +115,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {' '.join(f'`{o}`' for o in row['overrides']) or '(none)'} | "
                      f"{fair[name]:.0%} | {row['echoes_cue']:.0%} | {row['restates_goal']:.0%} | {row['reward']:.3f} | "
                      f"{diff} |")
-    lines += ["", "In character: the in-character rule's share less the lines that echo the format's own cue.",
+    lines += ["", "In character: the in-character rule's share less the lines that echo the format's own cue.", "",
+              f"The default since (`env.opening_cue`): {EnvConfig().opening_cue!r}, the reworded cue: within a point "
+              "of the best, with who opens still drawn at random (the task's shape), and no measurable change in "
+              "reward.",
               "", "The first episode of each format:", ""]
     for name, row in rows.items():
         lines += [f"**{name}**", "", "```", row["example"], "```", ""]

@@ -413,6 +413,22 @@ def summary_default_run() -> tuple[str, str]:
     return verdict, figure
 
 
+def summary_prompt_formats() -> tuple[str, str]:
+    data = load("prompt_formats")
+    if not data:
+        return SEE_PAGE, SEE_PAGE
+    rows = data["formats"]
+    fair = {k: r["in_character"] - r["echoes_cue"] for k, r in rows.items()}
+    new, old = rows["cue reworded"], "default cue"
+    d = new["reward_vs_default"]
+    verdict = (f"the stage-direction cue was: the unsteered model speaks in character on {fair[old]:.0%} of its lines "
+               f"with it, {fair['cue reworded']:.0%} with a plain greeting (now the default)")
+    figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; reward {d['diff']:+.3f} "
+              f"[{d['low']:.3f}, {d['high']:.3f}] (95 %; {data['tasks']} training tasks × {data['per_task']}, seed "
+              f"{data['seed']})")
+    return verdict, figure
+
+
 def summary_state_matters() -> tuple[str, str]:
     data = load("state_matters")
     if not data or not data.get("runs"):
@@ -551,6 +567,9 @@ STUDIES = (
     ("default-run", "Default run",
      "Does the default run's planner beat the unsteered model and the best baseline a user could pick instead?",
      "docs/results/default-run.md", summary_default_run),
+    ("prompt-formats", "Prompt formats",
+     "Does the dialogue prompt give the unsteered model a fair chance (in character, not echoing the prompt)?",
+     "docs/results/prompt-formats.md", summary_prompt_formats),
     ("sanity", "Sanity task", "Does the planner learn to use the action on a reward the prefix moves?",
      "docs/results/sanity.md", summary_sanity),
     ("state-matters", "State matters",
@@ -583,7 +602,7 @@ PROSE_VERDICTS = {
 
 
 # Pages another benchmark writes whole (experiments/state_learning.py): they get no opening answer from here.
-WHOLE_PAGES = {"docs/state-learning.md", "docs/datasets.md"}
+WHOLE_PAGES = {"docs/state-learning.md", "docs/datasets.md", "docs/results/prompt-formats.md"}
 
 
 def verdict_and_figure(slug: str) -> tuple[str, str]:

@@ -68,8 +68,10 @@ class EnvConfig:
     """Which agent the planner steers: "random" (drawn per episode), 0 or 1."""
     partner_opens: Any = "random"
     """Whether the partner speaks first: "random" (drawn per episode), true or false."""
-    opening_cue: str = "(The conversation starts. You speak first.)"
-    """User message the opening agent reads before its first line; "" leaves it out."""
+    opening_cue: str = "Hello! Please start."
+    """User message the opening agent reads before its first line; "" leaves it out. A plain greeting: a stage
+    direction such as "(The conversation starts. You speak first.)" is what a small model repeats instead of
+    speaking in character (docs/results/prompt-formats.md)."""
     goal_reminder: str = "(Remember your goal: {goal})"
     """How the prompted baseline restates the steered agent's goal (``{goal}``: the goal as that agent reads it in
     its system text): appended to every user message of its chat, so it reads the goal again before each of its
