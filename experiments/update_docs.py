@@ -421,8 +421,8 @@ def summary_prompt_formats() -> tuple[str, str]:
     fair = {k: r["in_character"] - r["echoes_cue"] for k, r in rows.items()}
     new, old = rows["cue reworded"], "default cue"
     d = new["reward_vs_default"]
-    verdict = (f"the stage-direction cue was: the unsteered model speaks in character on {fair[old]:.0%} of its lines "
-               f"with it, {fair['cue reworded']:.0%} with a plain greeting (now the default)")
+    verdict = (f"not with the old stage-direction cue ({fair[old]:.0%} of the unsteered lines in character); with a "
+               f"plain greeting, now the default, {fair['cue reworded']:.0%}")
     figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; reward {d['diff']:+.3f} "
               f"[{d['low']:.3f}, {d['high']:.3f}] (95 %; {data['tasks']} training tasks × {data['per_task']}, seed "
               f"{data['seed']})")
