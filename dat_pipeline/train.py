@@ -81,8 +81,10 @@ class Run:
     state: RunState
     tracker: Any
     reward_fn: Any
-    best_constant: dict | None = None
-    """The best constant action, chosen on the training tasks (``dat.eval.constant``; None: left out)."""
+    train_tasks: list = field(default_factory=list)
+    """The training tasks, on which the best constant action is chosen."""
+    chosen_constant: dict | None = None
+    """The best constant action's record once chosen (``best_constant``)."""
     baselines: dict = field(default_factory=dict)
     """The baselines' evaluation episodes (they do not depend on the planner): the same every round, played once."""
     judge_before: dict = field(default_factory=dict)
@@ -92,6 +94,22 @@ class Run:
 
     def __post_init__(self) -> None:
         self.failed = FailedJudgements(self.out / "episodes")
+
+    def best_constant(self) -> dict | None:
+        """The best constant action on the training tasks (``dat.eval.constant``; None: left out), chosen at the
+        first evaluation, so that nothing is played before the first round's collection; cached on disk, so a
+        resumed run reads it back."""
+        cfg = self.cfg
+        if self.chosen_constant is None and cfg.loop.constant_per_task > 0:
+            best = best_constant(cfg, self.lm, self.projection, self.train_tasks, self.judge, self.reward_fn,
+                                 cfg.loop.constant_per_task, derive_seed(cfg.seed, "best constant"),
+                                 cfg.loop.batch_size)
+            if best is not None:
+                runtime.say(LOG, f"best constant action on the training tasks: {best['label']} {best['action']} "
+                                 f"(mean reward {best['means'][best['label']]:.3f} over {best['episodes']} episodes; "
+                                 + ", ".join(f"{k} {v:.3f}" for k, v in best["means"].items()) + ")")
+            self.chosen_constant = best
+        return self.chosen_constant
 
     @property
     def checkpoints(self) -> Path:
@@ -126,12 +144,6 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
                                                      cfg.loop.episodes_per_round, cfg.loop.batch_size)
     eval_envs = collector_envs(lm, projection, eval_tasks, judge, cfg.env, reward_fn,
                                len(eval_tasks) * cfg.loop.eval_per_task * len(EVALUATED), cfg.loop.batch_size)
-    best = best_constant(cfg, lm, projection, train_tasks, judge, reward_fn, cfg.loop.constant_per_task,
-                         derive_seed(cfg.seed, "best constant"), cfg.loop.batch_size)
-    if best is not None:
-        runtime.say(LOG, f"best constant action on the training tasks: {best['label']} {best['action']} (mean reward "
-                         f"{best['means'][best['label']]:.3f} over {best['episodes']} episodes; "
-                         + ", ".join(f"{k} {v:.3f}" for k, v in best["means"].items()) + ")")
     obs_space = spaces.Box(-np.inf, np.inf, (lm.hidden_size,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (cfg.prefix.planner_dim,), np.float32)
     checkpoints = out / "checkpoints"
@@ -156,7 +168,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     last = state.history[-1] if state.history else {}
     before = {k: v for k, v in last.items() if k.startswith("judge/") and k not in RATIOS}
     return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn,
-               best_constant=best, judge_before=before)
+               train_tasks=train_tasks, judge_before=before)
 
 
 def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
@@ -304,13 +316,13 @@ def _cause(episodes) -> str:
 def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     """The planner against the baselines on the held-out tasks; report and episodes."""
     cfg = run.cfg
-    best = None if run.best_constant is None else constant.policy(run.best_constant)
+    chosen = run.best_constant()
+    best = None if chosen is None else constant.policy(chosen)
     summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task,
                                         derive_seed(cfg.seed, "eval"), run.baselines, best_constant=best)
     report = run.out / "eval" / f"round-{rnd:04d}"
     meta = _metadata(cfg, rnd, run.lm)
-    if run.best_constant is not None:
-        chosen = run.best_constant
+    if chosen is not None:
         meta["best constant"] = f"{chosen['label']} {chosen['action']} (chosen on the training tasks)"
     write_report(summary, report, meta)
     for name, played in runs.items():  # kept, so other conditions can be paired with them later

@@ -92,7 +92,7 @@ def test_train_dataset_runs_offline_and_the_state_travels_to_checkpoint_and_expo
 
 
 def test_a_null_point_is_recorded_by_the_dataset_and_kept_by_the_export(tmp_path):
-    behaviours = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "behaviours.pool=2",
+    behaviours = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "behaviours.pool=4",
                   "behaviours.top=1", "behaviours.steps=1", "behaviours.prompts=2", "env.max_turns=1",
                   "env.partner_opens=true"]
     collected = compose_config("collect", CollectRunConfig, tmp_path, *behaviours, "collect.episodes=6",
