@@ -78,6 +78,21 @@ def runs_table(name: str, dims: tuple[str, ...] = ("reward",)) -> str:
     return "\n".join(lines)
 
 
+def versus_table(name: str) -> str:
+    """Per seed, the planner against the strongest baseline and against each (``summarize_runs.py``)."""
+    data = load(name)
+    if data is None or not all("policy_vs" in r for r in data["runs"]):
+        return ""
+    runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
+    baselines = list(runs[0]["policy_vs"])
+    lines = ["| seed | strongest baseline | " + " | ".join(f"policy − {b}" for b in baselines) + " |",
+             "|" + " --- |" * (2 + len(baselines))]
+    for r in runs:
+        cells = [diff_text(r["policy_vs"][b]) + f" (p = {r['policy_vs'][b]['p_value']:.2f})" for b in baselines]
+        lines.append(f"| {r['seed']} | {r['versus']['control']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report_section(name: str) -> str:
     """An evaluate.py report (evaluation.md copied to benchmarks/results/<name>.md), without its title."""
     md = RESULTS / f"{name}.md"
@@ -631,7 +646,8 @@ SECTIONS = {
     "steerability": steerability,
     "steerability_levers": steerability_levers,
     "sanity": lambda: runs_table("sanity"),
-    "default_run": lambda: runs_table("default_run", ("reward", "restates_goal", "in_character")),
+    "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
+        "default_run", ("reward", "restates_goal", "in_character")),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "stability_baselines": lambda: markdown_file(
