@@ -83,7 +83,7 @@ def main() -> None:
         f"model.name={folder}", f"model.device={args.device}", "model.dtype=bfloat16", f"algo.device={args.device}",
         "prefix=pca", "judge=rule", "logger=none", f"output_dir={work / 'run'}", "resume=false",
         "loop.rounds=1", f"loop.episodes_per_round={args.episodes}", f"loop.batch_size={args.batch}",
-        "loop.eval_tasks=8", "loop.eval_per_task=1", "algo.gradient_steps_per_round=200",
+        "loop.eval_tasks=8", "loop.eval_per_task=1", "algo.gradient_steps_per_round=200", "loop.constant_per_task=0",
         f"model.cache_dir={work / 'cache'}",
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -86,6 +86,8 @@ KEY_LIKE = re.compile(
 """What API keys look like (OpenAI and compatible, Hugging Face, GitHub, AWS, Slack): never to be written down."""
 VARIABLE_FIELDS = ("judge.api.api_key_env",)
 """Fields that hold the *name* of an environment variable (the key stays in the environment)."""
+URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
+"""A URL with a user (and maybe a password or token) before its host: ``http://user:TOKEN@host/v1``."""
 
 
 def secret_problem(values: dict[str, str]) -> str | None:
@@ -97,6 +99,15 @@ def secret_problem(values: dict[str, str]) -> str | None:
             return (f"{name} must name an environment variable (such as OPENAI_API_KEY) that holds the key; the "
                     "value given is not a variable name and is not shown. Export the key in your shell and pass "
                     "its variable's name.")
+        if value and values.get("judge.backend") == "api" and value not in os.environ:
+            # a key of any shape may have been given where the name belongs: neither shown nor written
+            return (f"{name} names an environment variable that is not set in this shell (the value is not shown, "
+                    "in case it is the key itself). Export the key as a variable (export OPENAI_API_KEY=...) and "
+                    "pass the variable's name, or judge.api.api_key_env= for a server that needs no key.")
+    for name, value in values.items():
+        if URL_CREDENTIALS.search(value):
+            return (f"{name} holds a URL with credentials before its host (not shown). Pass the key through "
+                    "judge.api.api_key_env instead, so it never reaches the run folder, logs or W&B.")
     for name, value in values.items():
         if KEY_LIKE.search(value):
             return (f"{name} holds what looks like an API key (not shown). Keys are read from environment "

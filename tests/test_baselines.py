@@ -24,8 +24,9 @@ CFG = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER, partner_opens=
 def test_the_candidates_are_the_zero_action_and_the_corners_or_the_axis_points():
     assert constant.candidates(2) == {"zero": (0.0, 0.0), "++": (1.0, 1.0), "+-": (1.0, -1.0), "-+": (-1.0, 1.0),
                                       "--": (-1.0, -1.0)}
-    many = constant.candidates(5)  # 32 corners: the 10 axis points instead
-    assert len(many) == 11 and many["-e3"] == (0.0, 0.0, 0.0, -1.0, 0.0)
+    many = constant.candidates(8)  # 256 corners: 16 of them, the same every time
+    assert len(many) == 17 and many == constant.candidates(8)
+    assert all(set(a) <= {1.0, -1.0} and len(a) == 8 for label, a in many.items() if label != "zero")
 
 
 def test_the_best_constant_is_played_on_the_tasks_given_and_reused_only_for_the_same_settings(lm, proj, tmp_path):

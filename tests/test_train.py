@@ -84,7 +84,8 @@ def test_mistyped_config_fails_at_start(tmp_path, override, error):
 
 def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_path):
     out = tmp_path / "run"
-    metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}"))
+    metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}",
+                                        "loop.constant_per_task=1"))
     assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
     assert {"eval/best_constant/mean", "eval/prompted/mean", "eval/policy_vs_strongest/diff",
             "eval/policy/restates_goal/mean", "eval/prompted/in_character/mean", "eval/zero/distinct"} <= set(metrics)
@@ -105,7 +106,8 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     assert policy.base_model == "tiny-random" and policy.act(torch.zeros(1, 64)).shape == (1, 8)
     check_wandb_run(out)
 
-    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3"))
+    train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3",
+                              "loop.constant_per_task=1"))  # read back from its cache
     state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
     assert [h["round"] for h in state["history"]] == [0, 1, 2]  # resumed at round 2, nothing repeated
     calls = [h["judge/calls"] for h in state["history"]]
@@ -251,6 +253,8 @@ def test_a_checkpoint_resumes_only_under_the_same_settings(tmp_path):
 @pytest.mark.parametrize("override", [
     "judge.api.api_key_env=sk-proj-PLANTEDkey0123456789abcdef",  # the key where its variable's name belongs
     "name=sk-proj-PLANTEDkey0123456789abcdef",  # a key-like value anywhere
+    "judge.api.api_key_env=gsk_PLANTEDsecret4242abcdEFGHijkl",  # a key of another shape: no such variable is set
+    "judge.api.base_url=http://user:PLANTEDtoken@127.0.0.1:9/v1",  # a token inside a URL
 ])
 def test_a_key_in_the_config_is_refused_before_anything_is_written(tmp_path, override):
     result = subprocess.run(

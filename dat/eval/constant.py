@@ -29,7 +29,7 @@ from dat.dialogue.rollout import collect_conditions
 NAME = "best_constant"
 """The condition's name in evaluations."""
 MAX_CORNERS = 16
-"""Action spaces with more corners than this (d > 4) try the axis points instead."""
+"""Action spaces with more corners than this (d > 4) try this many of them, drawn at random."""
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,15 @@ class Constant:
 
 
 def candidates(d: int) -> dict[str, tuple[float, ...]]:
-    """The zero action and the corners of ``[-1, 1]^d`` (or its axis points when there are too many corners),
-    by a label that shows the signs (``"+-"``) or the axis (``"+e2"``)."""
-    found = {"zero": (0.0,) * d}
+    """The zero action and the corners of ``[-1, 1]^d`` (``MAX_CORNERS`` of them, drawn with a fixed seed, when
+    there are more), by a label that shows the signs (``"+-"``)."""
     if 2 ** d <= MAX_CORNERS:
-        for signs in itertools.product((1.0, -1.0), repeat=d):
-            found["".join("+" if s > 0 else "-" for s in signs)] = signs
+        corners = list(itertools.product((1.0, -1.0), repeat=d))
     else:
-        for i, sign in itertools.product(range(d), (1.0, -1.0)):
-            point = [0.0] * d
-            point[i] = sign
-            found[f"{'+' if sign > 0 else '-'}e{i}"] = tuple(point)
-    return found
+        rng = np.random.default_rng(2 ** 16 + d)
+        drawn = {tuple(float(x) for x in rng.choice((1.0, -1.0), d)) for _ in range(4 * MAX_CORNERS)}
+        corners = sorted(drawn, reverse=True)[:MAX_CORNERS]
+    return {"zero": (0.0,) * d, **{"".join("+" if s > 0 else "-" for s in c): c for c in corners}}
 
 
 def cache_key(settings: Mapping[str, Any]) -> str:
