@@ -469,15 +469,14 @@ def summary_state_learning() -> tuple[str, str]:
 
     try:
         blocks = data["datasets"] if "datasets" in data else {"greedy": data}
-        best, seeds, settings = 0, 0, []
-        for name, block in blocks.items():
+        best, seeds = 0, 0
+        for block in blocks.values():
             sizes = sorted({r["n"] for r in block["runs"]})
             best = max(best, *(sum(passed(r) for r in block["runs"] if r["n"] == n) for n in sizes))
             seeds = max(seeds, len({r["seed"] for r in block["runs"]}))
-            span = f"N = {sizes[0]:,}" + (f"–{sizes[-1]:,}" if sizes[-1] != sizes[0] else "")
-            settings.append(f"{name}, {span}")
         verdicts = [f"{'yes' if best == seeds else 'no'}: the bar is met at {best} of {seeds} seeds at best, over "
-                    f"{len(settings)} settings ({'; '.join(settings)})"]
+                    f"{len(blocks)} settings of data, basis and training (N up to "
+                    f"{max(r['n'] for b in blocks.values() for r in b['runs']):,})"]
         def score(item: tuple[int, tuple[str, dict]]) -> tuple[int, int]:  # most seeds passing at one N, then latest
             runs = item[1][1]["runs"]
             return max(sum(passed(r) for r in runs if r["n"] == n) for n in {r["n"] for r in runs}), item[0]
