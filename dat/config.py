@@ -82,6 +82,8 @@ class LoopConfig:
     constant_per_task: int = 1
     """Dialogues per training task each candidate of the best constant action plays when it is chosen
     (dat.eval.constant; once per model, action space, judge and tasks, then cached); 0 leaves that baseline out."""
+    constant_tasks: int | None = None
+    """Choose the best constant action on the first N training tasks only (None: all of them)."""
     eval_tasks: int | None = 8
     """Evaluate on the first N held-out tasks only (None: all of them)."""
     eval_every: int = 1
@@ -101,6 +103,8 @@ class LoopConfig:
         """Raise a ValueError naming the field when a count is unusable."""
         if self.constant_per_task < 0:
             raise ValueError(f"loop.constant_per_task={self.constant_per_task} must be 0 (no best constant) or more.")
+        if self.constant_tasks is not None and self.constant_tasks < 1:
+            raise ValueError(f"loop.constant_tasks={self.constant_tasks} must be at least 1 (or null for all).")
         for name in ("rounds", "episodes_per_round", "eval_per_task", "eval_every", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"loop.{name}={getattr(self, name)} must be at least 1.")

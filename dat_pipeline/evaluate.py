@@ -76,6 +76,8 @@ class EvaluateConfig(SharedConfig):
     always runs)."""
     constant_per_task: int = LoopConfig.constant_per_task
     """Dialogues per training task each candidate of the best constant action plays (dat.eval.constant)."""
+    constant_tasks: int | None = LoopConfig.constant_tasks
+    """Choose the best constant action on the first N training tasks only (None: all of them)."""
     held_out_judges: list[str] = field(default_factory=list)
     """Judge presets (dat_pipeline/conf/judge: rule, local, ...) that score the same episodes again, reported
     beside the run's judge as ``reward@<name>``: a gain only the training judge sees stands out."""
@@ -126,7 +128,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
 
     best = None
     if constant.NAME in cfg.conditions:
-        train_tasks = load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids, root=cfg.env.scenarios.root)
+        train_tasks = load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids,
+                                     root=cfg.env.scenarios.root)[: cfg.constant_tasks]
         best = best_constant(cfg, lm, projection, train_tasks, judge, reward_fn, cfg.constant_per_task,
                              derive_seed(cfg.seed, "best constant"), cfg.batch_size)
     policies = condition_policies(planner if policy is not None else None,

@@ -101,7 +101,8 @@ class Run:
         resumed run reads it back."""
         cfg = self.cfg
         if self.chosen_constant is None and cfg.loop.constant_per_task > 0:
-            best = best_constant(cfg, self.lm, self.projection, self.train_tasks, self.judge, self.reward_fn,
+            best = best_constant(cfg, self.lm, self.projection, self.train_tasks[: cfg.loop.constant_tasks],
+                                 self.judge, self.reward_fn,
                                  cfg.loop.constant_per_task, derive_seed(cfg.seed, "best constant"),
                                  cfg.loop.batch_size)
             if best is not None:

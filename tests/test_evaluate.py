@@ -43,7 +43,7 @@ def test_evaluate_runs_paired_conditions_and_writes_the_report(tmp_path, caplog)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
             "debug=tiny", f"policy={export}", "episodes_per_scenario=1", "max_tasks=4", "logger=none",
-            f"model.cache_dir={tmp_path / 'cache'}", "held_out_judges=[rule]"])
+            f"model.cache_dir={tmp_path / 'cache'}", "held_out_judges=[rule]", "constant_tasks=4"])
     cfg = to_config(cfg, evaluate_module.EvaluateConfig)
     metrics = evaluate_module.evaluate(cfg, output_dir=tmp_path / "eval")
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())

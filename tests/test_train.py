@@ -85,14 +85,14 @@ def test_mistyped_config_fails_at_start(tmp_path, override, error):
 def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_path):
     out = tmp_path / "run"
     metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}",
-                                        "loop.constant_per_task=1"))
+                                        "loop.constant_per_task=1", "loop.constant_tasks=3"))
     assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
     assert {"eval/best_constant/mean", "eval/prompted/mean", "eval/policy_vs_strongest/diff",
             "eval/policy/restates_goal/mean", "eval/prompted/in_character/mean", "eval/zero/distinct"} <= set(metrics)
     # the best constant action was chosen on the training tasks alone, and is cached for the next run
     (chosen,) = (tmp_path / "cache").rglob("best_constant/*.json")
     cfg = config(tmp_path)
-    train_ids = {t.id for t in load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids)}
+    train_ids = {t.id for t in load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids)[:3]}
     eval_ids = {t.id for t in load_scenarios(cfg.env.scenarios.eval)}
     assert set(json.loads(chosen.read_text())["settings"]["tasks"]) == train_ids and not train_ids & eval_ids
     assert train_module.OBJECTIVE in metrics  # what main() hands a Hydra sweeper
@@ -107,7 +107,7 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
     check_wandb_run(out)
 
     train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=3",
-                              "loop.constant_per_task=1"))  # read back from its cache
+                              "loop.constant_per_task=1", "loop.constant_tasks=3"))  # read back from its cache
     state = json.loads((out / "checkpoints" / "round-0003" / "state.json").read_text())
     assert [h["round"] for h in state["history"]] == [0, 1, 2]  # resumed at round 2, nothing repeated
     calls = [h["judge/calls"] for h in state["history"]]
