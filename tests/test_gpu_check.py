@@ -32,6 +32,7 @@ def test_gpu_check_runs_a_round_and_an_evaluation_in_place(tmp_path) -> None:
     assert (tmp_path / "work" / "run" / "export").is_dir()  # the round exported its planner
 
 
+@pytest.mark.slow
 def test_gpu_check_refuses_cuda_where_there_is_none() -> None:
     if __import__("torch").cuda.is_available():
         pytest.skip("a CUDA device is here")

@@ -250,6 +250,7 @@ def test_a_checkpoint_resumes_only_under_the_same_settings(tmp_path):
     assert state["settings"]["seed"] == 5 and [h["round"] for h in state["history"]] == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override", [
     "judge.api.api_key_env=sk-proj-PLANTEDkey0123456789abcdef",  # the key where its variable's name belongs
     "name=sk-proj-PLANTEDkey0123456789abcdef",  # a key-like value anywhere
