@@ -397,6 +397,12 @@ def summary_steerability() -> tuple[str, str]:
     return verdict, figure
 
 
+def per_seed(label: str, diffs: list[dict], runs: list[dict]) -> str:
+    """``<label> +0.18 [0.11, 0.25], ... (95 %; seeds 0, 1, 2; 14 held-out tasks)``: one paired difference per seed."""
+    return (f"{label} {', '.join(diff_text(d) for d in diffs)} (95 %; seeds "
+            f"{', '.join(str(r['seed']) for r in runs)}; {diffs[0].get('n_groups')} held-out tasks)")
+
+
 def summary_sanity() -> tuple[str, str]:
     data = load("sanity")
     if not data or not data.get("runs"):
@@ -404,11 +410,8 @@ def summary_sanity() -> tuple[str, str]:
     runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
     diffs = [r["results"]["policy"]["reward"]["diff"] for r in runs]
     above = sum(where(d) > 0 for d in diffs)
-    n_tasks = diffs[0].get("n_groups")
     verdict = f"yes: the planner beats the unsteered model at {above} of {len(runs)} seeds"
-    figure = (f"policy − unsteered {', '.join(diff_text(d) for d in diffs)} (95 %; seeds "
-              f"{', '.join(str(r['seed']) for r in runs)}; {n_tasks} held-out tasks)")
-    return verdict, figure
+    return verdict, per_seed("policy − unsteered", diffs, runs)
 
 
 def summary_default_run() -> tuple[str, str]:
@@ -423,9 +426,7 @@ def summary_default_run() -> tuple[str, str]:
     controls = sorted({r["versus"]["control"] for r in runs})
     verdict = (f"{'yes' if above == len(runs) else 'no'}: the planner beats the strongest baseline "
                f"({', '.join(controls)}) at {above} of {len(runs)} seeds")
-    figure = (f"policy − strongest baseline {', '.join(diff_text(d) for d in versus)} (95 %; seeds "
-              f"{', '.join(str(r['seed']) for r in runs)}; {versus[0].get('n_groups')} held-out tasks)")
-    return verdict, figure
+    return verdict, per_seed("policy − strongest baseline", versus, runs)
 
 
 def summary_prompt_formats() -> tuple[str, str]:
