@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dat.dialogue.episodes import Episode
+from dat.dialogue.scoring import OutageWatch
 from dat.eval import constant
 from dat.judges import make_judge
 from dat.judges.reward import reward
@@ -50,7 +51,7 @@ def best_constant(cfg: Any, lm: FrozenLM, projection, tasks: Sequence, judge: Ca
     n = len(tasks) * per_task * len(constant.candidates(projection.cfg.planner_dim))
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, n, batch_size)
     return constant.choose(envs, per_task, seed, constant_settings(cfg, lm, projection, tasks),
-                           artefact_folder(cfg.model) / "best_constant")
+                           artefact_folder(cfg.model) / "best_constant", watch=OutageWatch(cfg.judge.outage_after))
 
 
 def held_out_scores(names: Sequence[str], runs: Mapping[str, Sequence[Episode]], lm: FrozenLM,

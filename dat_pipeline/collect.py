@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dat.config import CollectRunConfig, data_settings, validate
 from dat.dialogue.collection import fill, missing
 from dat.dialogue.dataset import Dataset, shard_folder
+from dat.dialogue.scoring import OutageWatch
 from dat.judges import make_judge
 from dat.judges.rejudge import run_cache_dir
 from dat.judges.reward import reward as judged_reward
@@ -73,7 +74,7 @@ def collect(cfg: CollectRunConfig) -> dict[str, float]:
 
     try:
         fill(data, envs, policy, c.episodes, batch=c.batch_size, noise=0.0 if c.policy is None else c.noise,
-             on_batch=committed)
+             on_batch=committed, watch=OutageWatch(cfg.judge.outage_after))
     finally:
         bar.close()
     seconds = time.perf_counter() - started

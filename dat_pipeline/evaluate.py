@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from dat.config import LoopConfig, SharedConfig, validate
 from dat.dialogue.episodes import save_episodes
 from dat.dialogue.rollout import collect_conditions
+from dat.dialogue.scoring import OutageWatch
 from dat.eval import constant
 from dat.eval.conditions import (
     BASELINE,
@@ -142,7 +143,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
                          f"{envs.num_envs} dialogues in lockstep")
     started = time.perf_counter()
     runs = collect_conditions(envs, {name: policies[name] for name in wanted}, len(order),
-                              derive_seed(cfg.seed, "evaluate"), task_order=order)
+                              derive_seed(cfg.seed, "evaluate"), task_order=order,
+                              watch=OutageWatch(cfg.judge.outage_after))
     seconds = time.perf_counter() - started
     extra = held_out_scores(cfg.held_out_judges, runs, lm, cfg.judge.cache_dir or out / "judge_cache")
     summary = summarize(runs, seed=cfg.seed, extra=extra, cue=cfg.env.opening_cue)

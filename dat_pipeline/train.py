@@ -34,7 +34,7 @@ from dat.config import TrainConfig, data_settings, datasets, identity, validate
 from dat.dialogue.dataset import Dataset, differences
 from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import collect
-from dat.dialogue.scoring import JudgeOutage, outage
+from dat.dialogue.scoring import JudgeOutage, OutageWatch, outage
 from dat.eval import constant
 from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
 from dat.eval.report import learning_curves, write_report
@@ -91,9 +91,12 @@ class Run:
     """The judge's counters before a resume (its totals continue from them)."""
     failed: FailedJudgements = field(init=False)
     """The failed judgements of the training episodes, judged again between rounds."""
+    watch: OutageWatch = field(init=False)
+    """Failed judgements in a row, over the whole run (collection and evaluation): an outage stops it."""
 
     def __post_init__(self) -> None:
         self.failed = FailedJudgements(self.out / "episodes")
+        self.watch = OutageWatch(self.cfg.judge.outage_after)
 
     def best_constant(self) -> dict | None:
         """The best constant action on the training tasks (``dat.eval.constant``; None: left out), chosen at the
@@ -224,10 +227,15 @@ def _collect_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     bar.set_description(f"round {rnd + 1}/{cfg.loop.rounds}: collect")
     explore = "random" if rnd == 0 and cfg.loop.random_first_round else run.policy
     stats: dict[str, float] = {}
-    episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
-                       noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
-                       keep_failed=True)
-    save_episodes(_fresh(out / "episodes" / f"round-{rnd:04d}"), episodes)  # failed ones too, with the cause
+    folder = out / "episodes" / f"round-{rnd:04d}"
+    try:
+        episodes = collect(run.train_envs, explore, cfg.loop.episodes_per_round, derive_seed(cfg.seed, "collect", rnd),
+                           noise=0.0 if explore == "random" else cfg.algo.exploration_noise, stats=stats,
+                           keep_failed=True, watch=run.watch)
+    except JudgeOutage as stopped:  # what the round finished is written, with each failure's cause; a re-run
+        save_episodes(_fresh(folder), [e for _, e in stopped.episodes])  # plays the round again from its start
+        raise
+    save_episodes(_fresh(folder), episodes)  # failed ones too, with the cause
     failed = [e for e in episodes if e.judgement_failed]
     if len(failed) > cfg.loop.max_failed_share * len(episodes):
         raise outage([e.judgement for e in failed]) if len(failed) == len(episodes) else JudgeOutage(
@@ -320,7 +328,8 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     chosen = run.best_constant()
     best = None if chosen is None else constant.policy(chosen)
     summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task,
-                                        derive_seed(cfg.seed, "eval"), run.baselines, best_constant=best)
+                                        derive_seed(cfg.seed, "eval"), run.baselines, best_constant=best,
+                                        watch=run.watch)
     report = run.out / "eval" / f"round-{rnd:04d}"
     meta = _metadata(cfg, rnd, run.lm)
     if chosen is not None:

@@ -78,10 +78,37 @@ def test_failed_judgements_stay_in_the_transcripts_and_out_of_the_data(lm, proj,
     for a, b in zip(back, played, strict=True):
         if not b.judgement_failed:
             same(a, b)
-    with pytest.raises(ValueError, match="judge failed all"):  # a batch where every judgement fails is an outage
-        fill(new(tmp_path / "e", envs_for(lm, proj, judge=LengthJudge(fail_after=3))), envs_for(
-            lm, proj, judge=LengthJudge(fail_after=3)), "random", 4, batch=4)
-    assert len(Dataset(tmp_path / "e")) == 0
+
+
+class GoesDown(LengthJudge):
+    """Judges its first ``calls_up`` calls, then fails every dialogue (a judge that goes down mid-collection)."""
+
+    def __init__(self, calls_up: int):
+        super().__init__()
+        self.calls_up = calls_up
+
+    def __call__(self, records):
+        judged = super().__call__(records)
+        return judged if len(self.calls) <= self.calls_up else [None] * len(records)
+
+
+def test_an_outage_commits_the_judged_episodes_of_its_batch_and_a_rerun_plays_the_rest(lm, proj, tmp_path):
+    from dat.dialogue.scoring import JudgeOutage, OutageWatch
+
+    envs = envs_for(lm, proj, judge=GoesDown(calls_up=1))
+    data = new(tmp_path / "d", envs)
+    with pytest.raises(JudgeOutage, match="failed 4 judgements in a row"):
+        fill(data, envs, "random", 8, batch=8, watch=OutageWatch(4))
+    kept = Dataset(tmp_path / "d")
+    assert len(kept) == 4 and not any(r.failed for r in kept.rows)  # the judged half, no failed row
+    healthy = envs_for(lm, proj)
+    assert fill(kept, healthy, "random", 8, batch=8) == 4  # only the episodes the outage left
+    played = collect(healthy, "random", 8, 7, indices=list(range(8)), keep_failed=True)
+    final = Dataset(tmp_path / "d")
+    back = dict(zip([r.index for r in final.rows], read_episodes(tmp_path / "d"), strict=True))
+    assert sorted(back) == list(range(8)) and not any(r.failed for r in final.rows)
+    for i, episode in enumerate(played):
+        same(back[i], episode)
 
 
 def test_a_killed_collection_resumes_without_duplicates(lm, proj, tmp_path, monkeypatch):

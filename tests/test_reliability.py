@@ -25,13 +25,15 @@ from tests.test_train import ROOT, config
 
 
 class Judge(ThreadingHTTPServer):
-    """mode "down": HTTP 401 to everything; "first": HTTP 500 to the first request, then answers; "up"."""
+    """mode "down": HTTP 401 to everything; "first": HTTP 500 to the first request, then answers; "up"; "script":
+    request k (from 1) gets ``script[k - 1]`` (an HTTP status; 200 answers), past its end 200."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.mode, self.requests = "up", 0
+        self.script: list[int] = []
         self.bodies: list[str] = []
         """The conversation of every request, as sent."""
         self.authorizations: set[str] = set()
@@ -54,11 +56,12 @@ class Handler(ScriptedHandler):
             self.server.requests += 1
             self.server.bodies.append(json.dumps(body["messages"]))
             self.server.authorizations.add(self.headers.get("Authorization", ""))
-            first = self.server.requests == 1
+            first, number = self.server.requests == 1, self.server.requests
+        scripted = self.server.script[number - 1] if number <= len(self.server.script) else 200
         if self.server.mode == "down":
             self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
-        elif self.server.mode == "first" and first:
-            self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
+        elif (self.server.mode == "first" and first) or (self.server.mode == "script" and scripted != 200):
+            self._send(scripted if self.server.mode == "script" else 500, {"error": {"message": "overloaded", "type": "server_error"}})
         else:
             self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
                              "choices": [{"index": 0, "finish_reason": "stop",
@@ -83,13 +86,16 @@ def test_an_outage_stops_at_once_and_failed_episodes_enter_training_once_judged(
         return train_module.train(config(
             tmp_path, "judge=api", f"judge.api.base_url={judge_server.url}", "judge.api.api_key_env=",
             "judge.api.max_retries=0", "judge.api.concurrency=1", "judge.api.timeout_s=5", "logger=none",
-            f"output_dir={out}", f"loop.rounds={rounds}", "loop.episodes_per_round=6", "loop.batch_size=2"))
+            f"output_dir={out}", f"loop.rounds={rounds}", "loop.episodes_per_round=6", "loop.batch_size=2",
+            "judge.outage_after=3"))
 
     judge_server.mode = "down"
-    with pytest.raises(JudgeOutage, match=r"failed all 2 judgements of a batch \(.*401"):
+    with pytest.raises(JudgeOutage, match=r"failed 4 judgements in a row \(.*401"):
         run(1)
-    assert judge_server.requests == 2  # stopped after the first batch, not at the end of the round
+    assert judge_server.requests == 4  # stopped after the second batch, not at the end of the round
     assert not (out / "checkpoints").exists()
+    stopped = load_episodes(out / "episodes" / "round-0000")  # the interrupted round's episodes are written
+    assert len(stopped) == 4 and all("401" in e.judgement["cause"] for e in stopped)
 
     judge_server.mode, judge_server.requests = "first", 0
     run(1)  # one judgement fails (1 of 6: under loop.max_failed_share), the round completes
@@ -174,6 +180,20 @@ def test_rescore_of_a_run_judges_its_failed_episodes_in_place_and_a_resume_adds_
     new = [e for e in load_episodes(out / "episodes" / "round-0002") if not e.judgement_failed]
     assert history[2]["rollout/buffer_transitions"] - history[1]["rollout/buffer_transitions"] == sum(
         len(e) for e in new)
+
+
+def test_one_failed_judgement_in_a_batch_of_one_does_not_stop_the_run(tmp_path, judge_server):
+    out = tmp_path / "run"
+    judge_server.mode, judge_server.script = "script", [200, 200, 500, 500]  # the third dialogue's two tries fail
+    train_module.train(config(
+        tmp_path, "judge=api", f"judge.api.base_url={judge_server.url}", "judge.api.api_key_env=",
+        "judge.api.max_retries=1", "judge.api.concurrency=1", "logger=none", f"output_dir={out}",
+        "loop.rounds=1", "loop.episodes_per_round=6", "loop.batch_size=1"))
+    episodes = load_episodes(out / "episodes" / "round-0000")
+    assert len(episodes) == 6 and [e.judgement_failed for e in episodes].count(True) == 1
+    assert "500" in next(e for e in episodes if e.judgement_failed).judgement["cause"]
+    state = json.loads((out / "checkpoints" / "round-0001" / "state.json").read_text())
+    assert state["history"][0]["rollout/failed_judgements"] == 1
 
 
 def test_a_round_with_too_many_failures_stops_with_the_cause_and_keeps_its_episodes(tmp_path, judge_server):

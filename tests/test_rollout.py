@@ -139,8 +139,8 @@ def test_failed_judgements_are_dropped_unless_kept(lm, proj):
     assert stats["rollout/dropped_failed_judgements"] == len(failed)
 
 
-def test_a_judge_that_fails_a_whole_batch_stops_collection_at_once(lm, proj):
-    from dat.dialogue.scoring import JudgeOutage
+def test_an_outage_is_failed_judgements_in_a_row_and_stops_with_the_episodes_it_finished(lm, proj):
+    from dat.dialogue.scoring import JudgeOutage, OutageWatch
     from dat.judges import Judgement
 
     class Down(LengthJudge):
@@ -150,9 +150,31 @@ def test_a_judge_that_fails_a_whole_batch_stops_collection_at_once(lm, proj):
 
     judge = Down()
     cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
-    with pytest.raises(JudgeOutage, match="failed all 2 judgements of a batch \\(HTTP 401"):
-        collect(lm, proj, make_tasks(), "zero", 6, cfg, judge, seed=0, batch_size=2, keep_failed=True)
-    assert judge.calls == [2]  # stopped after the first batch, not at the end of the round
+    with pytest.raises(JudgeOutage, match="failed 4 judgements in a row \\(HTTP 401") as stopped:
+        collect(lm, proj, make_tasks(), "zero", 8, cfg, judge, seed=0, batch_size=2, keep_failed=True,
+                indices=list(range(10, 18)), watch=OutageWatch(4))
+    assert judge.calls == [2, 2]  # stopped after the second batch, not at the end of the round
+    numbers = [g for g, _ in stopped.value.episodes]
+    assert numbers == [10, 11, 12, 13] and all(e.judgement_failed for _, e in stopped.value.episodes)
+
+    watch = OutageWatch(3)  # one watch spans calls: two failures, then one more in the next call
+    assert len(collect(lm, proj, make_tasks(), "zero", 2, cfg, Down(), seed=0, batch_size=2, keep_failed=True,
+                       watch=watch)) == 2
+    with pytest.raises(JudgeOutage, match="failed 3 judgements in a row"):
+        collect(lm, proj, make_tasks(), "zero", 1, cfg, Down(), seed=0, batch_size=1, keep_failed=True, watch=watch)
+
+
+def test_one_failed_judgement_in_a_batch_of_one_does_not_stop_collection(lm, proj):
+    class FailsOnce(LengthJudge):
+        def __call__(self, records):
+            judged = super().__call__(records)
+            return [None] * len(records) if len(self.calls) == 3 else judged
+
+    judge = FailsOnce()
+    cfg = EnvConfig(max_turns=2, sampling=GREEDY, leave_phrase=NEVER)
+    played = collect(lm, proj, make_tasks(), "zero", 5, cfg, judge, seed=0, batch_size=1, keep_failed=True)
+    assert judge.calls == [1] * 5
+    assert [e.judgement_failed for e in played] == [False, False, True, False, False]
 
 
 def test_per_turn_failure_mid_episode_flags_the_episode(lm, proj):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dat.dialogue.episodes import Episode
-from dat.dialogue.scoring import outage
+from dat.dialogue.scoring import JudgeOutage, OutageWatch
 from dat.seeding import derive_seed
 
 Policy = Callable[[Any], Any] | str | None
@@ -70,6 +70,7 @@ def collect(
     stats: dict[str, float] | None = None,
     task_order: Sequence[int] | None = None,
     indices: Sequence[int] | None = None,
+    watch: OutageWatch | None = None,
 ) -> list[Episode]:
     """Play ``n`` episodes on the vector env ``envs`` (``num_envs`` at a time) and return them in order.
 
@@ -79,10 +80,11 @@ def collect(
     ``task_order`` fixes the task of each episode (indices into ``envs.tasks``, one per episode;
     sides are still drawn from the episode seed), e.g. K episodes per scenario for evaluation.
     Episodes whose judgement failed are dropped unless ``keep_failed``; ``stats``, when given,
-    receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped). When every
-    judgement of a step's ending dialogues fails, the judge is down: ``JudgeOutage`` is raised at
-    once, naming the cause, instead of collecting a round that cannot be used. ``indices`` (n of them) numbers
-    the episodes instead of ``offset + i``: a dataset shard plays every k-th index (``dat.dialogue.dataset``).
+    receives ``rollout/…`` and ``perf/…`` metrics (including how many were dropped). ``watch`` counts
+    failed judgements in a row (a fresh ``OutageWatch`` when None; pass the run's own so that a streak spans
+    calls): once it sees an outage, ``JudgeOutage`` is raised, naming the cause, with the episodes finished so far
+    (failed ones included) numbered as below, for the caller to write. ``indices`` (n of them) numbers the
+    episodes instead of ``offset + i``: a dataset shard plays every k-th index (``dat.dialogue.dataset``).
     """
     _check(envs, [policy], n, task_order)
     if indices is not None and len(indices) != n:
@@ -90,7 +92,11 @@ def collect(
     numbers = list(indices) if indices is not None else [offset + i for i in range(n)]
     specs = [Spec(derive_seed(seed, "episode", numbers[i]), task_order[i] if task_order else None, policy)
              for i in range(n)]
-    episodes, used, elapsed = _play(envs, specs, noise)
+    try:
+        episodes, used, elapsed = _play(envs, specs, noise, watch or OutageWatch())
+    except JudgeOutage as stopped:
+        stopped.episodes = [(numbers[i], e) for i, e in stopped.episodes]
+        raise
     kept = [e for e in episodes if keep_failed or not e.judgement_failed]
     if stats is not None:
         stats.update(_metrics(episodes, len(episodes) - len(kept), used, elapsed))
@@ -98,18 +104,20 @@ def collect(
 
 
 def collect_conditions(envs, policies: dict[str, Policy], n: int, seed: int, *,
-                       task_order: Sequence[int] | None = None) -> dict[str, list[Episode]]:
+                       task_order: Sequence[int] | None = None, watch: OutageWatch | None = None
+                       ) -> dict[str, list[Episode]]:
     """Play the same ``n`` episodes under every policy of ``policies``, all in one lockstep stream.
 
     Episode ``i`` of every condition has the seed ``collect`` would give it, so the conditions stay
     paired; interleaving them fills the vector env's batch (evaluation's small per-condition batches
-    otherwise leave most of it empty). Failed judgements are kept (evaluation counts them).
+    otherwise leave most of it empty). Failed judgements are kept (evaluation counts them); an outage stops it
+    as it stops ``collect`` (``watch``).
     """
     _check(envs, list(policies.values()), n, task_order)
     seeds = [derive_seed(seed, "episode", i) for i in range(n)]
     specs = [Spec(seeds[i], task_order[i] if task_order else None, policy)
              for i in range(n) for policy in policies.values()]
-    episodes, _, _ = _play(envs, specs, 0.0)
+    episodes, _, _ = _play(envs, specs, 0.0, watch or OutageWatch())
     k = len(policies)
     return {name: episodes[c::k] for c, name in enumerate(policies)}
 
@@ -135,9 +143,11 @@ def _check(envs, policies: Sequence[Policy], n: int, task_order: Sequence[int] |
         raise ValueError("A steered collection needs an up-projection; pass policy=None to run unsteered.")
 
 
-def _play(envs, specs: Sequence[Spec], noise: float) -> tuple[list[Episode], dict[str, int], float]:
+def _play(envs, specs: Sequence[Spec], noise: float, watch: OutageWatch
+          ) -> tuple[list[Episode], dict[str, int], float]:
     """Play every spec (``num_envs`` at a time, a freed sub-env takes the next one); the episodes in spec
-    order, the LM calls they took and the seconds."""
+    order, the LM calls they took and the seconds. ``watch`` sees every ending judgement; the outage it raises
+    carries the finished episodes as ``(spec index, episode)``."""
     width, d = envs.num_envs, envs.single_action_space.shape[0]
     counts, start = dict(envs.counts), time.perf_counter()
     rngs = [np.random.default_rng(derive_seed(spec.seed, "actions")) for spec in specs]
@@ -159,8 +169,6 @@ def _play(envs, specs: Sequence[Spec], noise: float) -> tuple[list[Episode], dic
             actions[group] = np.clip(chosen, -1.0, 1.0)
         next_obs, rewards, terminated, truncated, infos = envs.step(actions)
         ended = [j for j in live if terminated[j] or truncated[j]]
-        if ended and all(infos["episode_reward"][j] is None for j in ended):
-            raise outage([infos["judgement"][j] for j in ended])
         for j in live:
             i = playing[j]
             failed[i] |= bool(infos["judgement_failed"][j])
@@ -169,6 +177,11 @@ def _play(envs, specs: Sequence[Spec], noise: float) -> tuple[list[Episode], dic
             if terminated[j] or truncated[j]:
                 finished[i] = _episode(infos, j, steps.pop(i), failed.pop(i), specs[i].seed, specs[i].policy)
                 playing[j] = None
+        try:
+            watch.see([infos["judgement"][j] for j in ended], [infos["episode_reward"][j] is None for j in ended])
+        except JudgeOutage as stopped:
+            stopped.episodes = sorted(finished.items())
+            raise
         obs = _start(envs, playing, waiting, specs, steps, failed, next_obs)
     used = {k: v - counts.get(k, 0) for k, v in envs.counts.items()}
     return [finished[i] for i in range(len(specs))], used, time.perf_counter() - start

@@ -13,21 +13,49 @@ from typing import Any
 import numpy as np
 
 from dat.dialogue.rules import Dialogue
+from dat.judges.config import OUTAGE_AFTER
 
 RewardFn = Callable[[Any, int], "float | None"]
 
 
 class JudgeOutage(ValueError):
-    """Every judgement of a batch failed: the judge is down or misconfigured, so collecting on is pointless."""
+    """Judgements failed many in a row: the judge is down or misconfigured, so collecting on is pointless.
+
+    ``episodes`` holds what the interrupted call had finished, failed ones included, as ``(number, episode)`` pairs
+    (the episode's number in its call, or the index it was given); the caller writes them before it stops.
+    """
+
+    def __init__(self, message: str, episodes: Sequence[tuple[int, Any]] = ()):
+        super().__init__(message)
+        self.episodes = list(episodes)
 
 
 def outage(judgements: Sequence[dict | None]) -> JudgeOutage:
-    """The error for a batch of failed judgements, naming the first cause (HTTP status, refused connection)."""
+    """The error for failed judgements in a row, naming the first cause (HTTP status, refused connection)."""
     causes = [j.get("cause") for j in judgements if isinstance(j, dict) and j.get("cause")]
     cause = causes[0] if causes else "the judge returned no judgement"
-    return JudgeOutage(f"the judge failed all {len(judgements)} judgements of a batch ({cause}). Check the judge "
+    return JudgeOutage(f"the judge failed {len(judgements)} judgements in a row ({cause}). Check the judge "
                        "settings (judge.backend, judge.api.base_url, judge.api.api_key_env) and re-run: collected "
                        "episodes and cached judgements are kept.")
+
+
+class OutageWatch:
+    """Tells a judge outage from a passing failure: failed judgements counted in a row, across calls (a run or a
+    collection keeps one watch for its whole life), an outage once ``after`` have failed without a success between.
+    """
+
+    def __init__(self, after: int = OUTAGE_AFTER):
+        if after < 1:
+            raise ValueError(f"An outage needs at least one failed judgement in a row; got after={after}.")
+        self.after = after
+        self.failures: list[dict | None] = []
+
+    def see(self, judgements: Sequence[dict | None], failed: Sequence[bool]) -> None:
+        """Count a step's judgements, in order; raise ``JudgeOutage`` once ``after`` failed in a row."""
+        for judgement, bad in zip(judgements, failed, strict=True):
+            self.failures = [*self.failures, judgement] if bad else []
+        if len(self.failures) >= self.after:
+            raise outage(self.failures)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from dat.dialogue.episodes import Episode
 from dat.dialogue.rollout import PROMPTED, collect_conditions
+from dat.dialogue.scoring import OutageWatch
 from dat.eval import constant, parroting
 from dat.eval.report import flat_metrics
 from dat.eval.stats import paired_difference, summarize_conditions
@@ -116,7 +117,7 @@ def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tu
 
 def evaluate_conditions(
     envs, policy: Callable | None, per_task: int, seed: int, reuse: dict[str, list[Episode]] | None = None,
-    best_constant: Callable | None = None,
+    best_constant: Callable | None = None, watch: OutageWatch | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
     """Run the planner and the baselines (``EVALUATED``: the best constant one when ``best_constant`` is given)
     on ``per_task`` episodes of every task of the vector env ``envs`` (the held-out tasks; autoreset disabled,
@@ -125,13 +126,14 @@ def evaluate_conditions(
     Returns the summary and each condition's episodes. The baselines do not depend on the planner and
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
     (which it fills) instead of replaying them. ``eval_order`` gives the task of each episode, so
-    another condition can be played on the same episodes later (``experiments/state_matters.py``).
+    another condition can be played on the same episodes later (``experiments/state_matters.py``). ``watch``: the
+    caller's judge outage watch (``dat.dialogue.rollout.collect``).
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
     wanted = {name: chosen for name, chosen in condition_policies(policy, best_constant).items() if name in EVALUATED}
     played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
-                                task_order=order)  # the conditions still to play, in one lockstep stream
+                                task_order=order, watch=watch)  # the conditions still to play, in one lockstep stream
     runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
     reuse.update({name: episodes for name, episodes in played.items() if name != "policy"})
     return summarize(runs, seed, cue=envs.cfg.opening_cue), runs

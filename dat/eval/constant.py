@@ -25,6 +25,7 @@ import numpy as np
 
 from dat.atomic import atomic_write
 from dat.dialogue.rollout import collect_conditions
+from dat.dialogue.scoring import OutageWatch
 
 NAME = "best_constant"
 """The condition's name in evaluations."""
@@ -63,12 +64,14 @@ def cache_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: Path | None) -> dict[str, Any]:
+def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: Path | None,
+           watch: OutageWatch | None = None) -> dict[str, Any]:
     """The best constant action over ``envs``' tasks (the training tasks), as a record:
     ``{"label", "action", "means": {label: mean reward}, "episodes", "settings"}``.
 
     ``settings`` are what decide the choice besides the candidates (see the module docstring); with a ``cache``
     folder, a record made with the same settings is read back instead of played again, and a new one is written.
+    ``watch``: the caller's judge outage watch (``dat.dialogue.rollout.collect``).
     """
     settings = {**settings, "per_task": per_task, "seed": seed}
     path = None if cache is None else Path(cache) / f"{cache_key(settings)}.json"
@@ -79,7 +82,7 @@ def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: P
     options = candidates(envs.single_action_space.shape[0])
     order = [t for t in range(len(envs.tasks)) for _ in range(per_task)]
     played = collect_conditions(envs, {label: Constant(a, label) for label, a in options.items()}, len(order), seed,
-                                task_order=order)
+                                task_order=order, watch=watch)
     means = {label: _mean([e.reward for e in episodes]) for label, episodes in played.items()}
     best = max(means, key=lambda k: (np.nan_to_num(means[k], nan=-np.inf), k == "zero"))
     record = {"label": best, "action": list(options[best]), "means": means, "episodes": len(order),

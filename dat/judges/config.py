@@ -13,6 +13,10 @@ from dat.judges.dimensions import DIMENSIONS
 
 BACKENDS = ("api", "local", "embedding", "rule", "probe")
 AGENT_CHOICES = ("steered", "both")
+OUTAGE_AFTER = 8
+"""Failed judgements in a row (each after the judge's own retries) that make an outage (``judge.outage_after``).
+One failure is not one: a failed dialogue is kept and judged again later (``loop.max_failed_share`` bounds how many a
+round may hold); a judge that is down fails every call and stops a run within a batch or two."""
 
 
 @dataclass
@@ -125,6 +129,8 @@ class JudgeConfig:
     """Settings of the rule backend."""
     weights: RewardWeights = field(default_factory=RewardWeights)
     """Dimension weighting that turns a judgement into the reward."""
+    outage_after: int = OUTAGE_AFTER
+    """Failed judgements in a row that stop a run or a collection as a judge outage (everything finished is kept)."""
     cache: bool = True
     """Keep judgements in a persistent SQLite cache so re-runs make no new calls."""
     cache_dir: str | None = None
@@ -154,4 +160,7 @@ class JudgeConfig:
             raise ValueError("judge.api.budget_s and judge.api.timeout_s must be positive (seconds)")
         if self.api.max_retries < 0 or self.api.concurrency < 1:
             raise ValueError("judge.api: max_retries must be >= 0 and concurrency >= 1")
+        if self.outage_after < 1:
+            raise ValueError(f"judge.outage_after={self.outage_after}: an outage needs at least 1 failed judgement "
+                             f"in a row (the default is {OUTAGE_AFTER}).")
         return self
