@@ -172,7 +172,7 @@ def build_run(cfg: TrainConfig, out: Path, bar: tqdm) -> Run:
     last = state.history[-1] if state.history else {}
     before = {k: v for k, v in last.items() if k.startswith("judge/") and k not in RATIOS}
     return Run(cfg, out, lm, projection, train_envs, eval_envs, judge, algo, state, tracker, reward_fn,
-               train_tasks=train_tasks, judge_before=before)
+               train_tasks=train_tasks, judge_before=before, baselines=saved_baselines(out, state.round))
 
 
 def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
@@ -192,7 +192,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     updates = time.perf_counter()
     train_metrics = algo.learn_offline(cfg.algo.gradient_steps_per_round)
     updates = time.perf_counter() - updates
-    metrics = {**stats, **train_metrics, **_judge_metrics(run.judge, run.judge_before),
+    metrics = {**stats, **train_metrics,
                "perf/updates_per_s": cfg.algo.gradient_steps_per_round / max(updates, 1e-9),
                "rollout/buffer_transitions": float(algo.replay_buffer.size())}
     if rnd == cfg.loop.rounds - 1 or (rnd + 1) % cfg.loop.eval_every == 0:
@@ -201,6 +201,7 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
         bar.set_postfix(episodes=state.episodes, updates=algo.updates,
                         eval=f"{metrics.get('eval/policy/mean', float('nan')):.3f}",
                         unsteered=f"{metrics.get('eval/unsteered/mean', float('nan')):.3f}")
+    metrics.update(_judge_metrics(run.judge, run.judge_before))  # after the evaluation: the checkpoint counts it
     metrics["perf/round_seconds"] = time.perf_counter() - started
     LOG.info(round_line(rnd, cfg.loop.rounds, state.episodes, metrics))
     run.tracker.log(metrics, step=rnd)
@@ -218,6 +219,20 @@ def run_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:
     run.tracker.artifact(f"{cfg.name}-checkpoint", "checkpoint", run.checkpoints / f"round-{rnd + 1:04d}",
                          aliases=[f"round-{rnd + 1}"])
     return metrics
+
+
+def saved_baselines(out: Path, rounds_done: int) -> dict[str, list]:
+    """The baselines' episodes of the last evaluation a resumed run checkpointed, read back from its report.
+
+    An uninterrupted run plays the baselines once and keeps them in memory; a resumed one reads them here, so its
+    evaluations play the planner alone, in the batches the uninterrupted run plays them in (another batch
+    composition changes the states by float rounding), and judge none of them again. Empty for a fresh run.
+    """
+    done = [p for p in sorted((out / "eval").glob("round-*")) if int(p.name.removeprefix("round-")) < rounds_done]
+    folder = done[-1] / "episodes" if done else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.name: load_episodes(p) for p in sorted(folder.iterdir()) if p.is_dir() and p.name != "policy"}
 
 
 def _collect_round(run: Run, rnd: int, bar: tqdm) -> dict[str, float]:

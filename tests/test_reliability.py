@@ -61,7 +61,8 @@ class Handler(ScriptedHandler):
         if self.server.mode == "down":
             self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
         elif (self.server.mode == "first" and first) or (self.server.mode == "script" and scripted != 200):
-            self._send(scripted if self.server.mode == "script" else 500, {"error": {"message": "overloaded", "type": "server_error"}})
+            self._send(scripted if self.server.mode == "script" else 500,
+                       {"error": {"message": "overloaded", "type": "server_error"}})
         else:
             self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
                              "choices": [{"index": 0, "finish_reason": "stop",

@@ -118,6 +118,36 @@ def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_p
         train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", "loop.rounds=4", "resume=false"))
 
 
+def test_a_resumed_run_ends_as_the_uninterrupted_one_to_the_bit(tmp_path):
+    """Resumed after round 1 or 2 of 3: the judge's totals and every saved evaluation array as the run that never
+    stopped has them (the resumed process reads the baselines' episodes back instead of playing them again)."""
+    def run(out: Path, rounds: int) -> list[dict]:
+        train_module.train(config(tmp_path, "logger=none", f"output_dir={out}", f"loop.rounds={rounds}"))
+        return json.loads((out / "checkpoints" / f"round-{rounds:04d}" / "state.json").read_text())["history"]
+
+    def arrays(out: Path) -> dict[str, np.ndarray]:
+        found = {}
+        for path in sorted((out / "eval").rglob("batch-*.npz")):
+            with np.load(path) as data:
+                found.update({f"{path.relative_to(out)}:{k}": data[k] for k in data.files})
+        return found
+
+    straight = run(tmp_path / "straight", 3)
+    expected = arrays(tmp_path / "straight")
+    assert any("unsteered" in key for key in expected) and any("policy" in key for key in expected)
+    for stop in (1, 2):
+        out = tmp_path / f"resumed-{stop}"
+        run(out, stop)
+        resumed = run(out, 3)
+        for key in ("judge/calls", "judge/cache_hits", "eval/policy/mean", "eval/unsteered/mean"):
+            assert [h[key] for h in resumed] == [h[key] for h in straight], (stop, key)
+        found = arrays(out)
+        assert found.keys() == expected.keys()
+        differing = {k: float(np.abs(found[k].astype(float) - expected[k]).max()) for k in expected
+                     if not np.array_equal(found[k], expected[k], equal_nan=True)}
+        assert not differing, (stop, differing)
+
+
 def check_wandb_run(out: Path) -> None:
     """Read the offline run back with W&B's own reader and check every metric family is there."""
     runs = list((out / "wandb").glob("offline-run-*"))

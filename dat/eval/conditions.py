@@ -131,6 +131,8 @@ def evaluate_conditions(
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
+    for name in [n for n, episodes in reuse.items() if len(episodes) != len(order)]:
+        del reuse[name]  # played for another evaluation size: played again
     wanted = {name: chosen for name, chosen in condition_policies(policy, best_constant).items() if name in EVALUATED}
     played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
                                 task_order=order, watch=watch)  # the conditions still to play, in one lockstep stream
