@@ -21,7 +21,7 @@ from dat.action.projection import PrefixConfig
 from dat.dialogue.rules import EnvConfig
 from dat.eval.gate import GateConfig
 from dat.judges.config import JudgeConfig
-from dat.lm.loading import BACKENDS, DTYPES, ModelConfig, resolve_device
+from dat.lm.loading import BACKENDS, DTYPES, ModelConfig, check_name, resolve_device
 from dat.rl.td3bc import AlgoConfig
 
 
@@ -267,6 +267,7 @@ def validate(cfg: Any) -> Any:
     if cfg.model.vllm.dtype is not None and cfg.model.vllm.dtype not in DTYPES:
         raise ValueError(f"model.vllm.dtype={cfg.model.vllm.dtype!r} is not one of: {', '.join(DTYPES)} (or null).")
     resolve_device(cfg.model.device)  # a device torch does not have here fails now, not after stage 1
+    check_name(cfg.model)  # a model folder that is not there, too
     if cfg.model.kv_store_mib < 0:
         raise ValueError(f"model.kv_store_mib={cfg.model.kv_store_mib} must be >= 0 (0 turns the store off).")
     if cfg.model.memo_entries < 0:

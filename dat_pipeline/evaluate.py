@@ -87,25 +87,30 @@ class EvaluateConfig(SharedConfig):
     tasks_per_scenario: int | None = None
     """Keep at most this many tasks (character pairs) per scenario, e.g. 1 for one task per scenario."""
 
+    def check_inputs(self) -> None:
+        """Evaluation's own inputs, checked before anything is written (``runtime.StartChecks``): the planner
+        export, the conditions and the held-out judge presets."""
+        if self.policy:
+            from dat.rl.export import DATPolicy
+
+            DATPolicy.check_source(self.policy)
+        unknown = set(self.conditions) - set(CONDITIONS)
+        if unknown:
+            raise ValueError(f"conditions {sorted(unknown)} are unknown; choose from {list(CONDITIONS)}.")
+        for name in self.held_out_judges:  # each a judge preset
+            try:
+                load_config([f"judge={name}"]).validate()
+            except ValueError as err:
+                raise ValueError(f"held_out_judges: {err}") from None
+
 
 def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, float]:
     """Run every condition on the same episodes and write the report; return flat eval metrics."""
     validate(cfg)  # every value checked before the model loads or anything is written
-    if cfg.policy:
-        from dat.rl.export import DATPolicy
-
-        DATPolicy.check_source(cfg.policy)
+    cfg.check_inputs()  # (the command line ran both before Hydra made the run folder: runtime.StartChecks)
     out = Path(output_dir or cfg.output_dir or HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    unknown = set(cfg.conditions) - set(CONDITIONS)
-    if unknown:
-        raise ValueError(f"conditions {sorted(unknown)} are unknown; choose from {list(CONDITIONS)}.")
-    for name in cfg.held_out_judges:  # each a judge preset, checked before anything runs
-        try:
-            load_config([f"judge={name}"]).validate()
-        except ValueError as err:
-            raise ValueError(f"held_out_judges: {err}") from None
     policy = None
     if cfg.policy:
         from dat.rl.export import DATPolicy

@@ -98,6 +98,11 @@ def run_config(run: Path, overrides: Sequence[str], conf_dir: Path = CONF) -> Ju
     reward weights must be the run's (``dat.config.identity`` holds a resume to the same); the server,
     model name, timeouts and the like may change. A run paid per turn is refused: training never adds
     its failed episodes (see ``train._rejudge``)."""
+    if not Path(run).is_dir():
+        raise FileNotFoundError(f"--run {run}: no such folder; pass a training run's folder (outputs/train/<run>, "
+                                "the one train.py prints at the end).")
+    if not (Path(run) / "episodes").is_dir():
+        raise FileNotFoundError(f"--run {run} holds no episodes/ folder; is it a training run folder?")
     if (saved(run, "env") or {}).get("reward_per_turn"):
         raise ValueError(f"{run} pays a reward per turn (env.reward_per_turn): one judgement cannot rebuild "
                          "those rewards, so its failed episodes stay out of training")

@@ -128,6 +128,21 @@ def _strings(node, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def check_inputs(cfg) -> None:
+    """The files a validated config names, read before anything is written: its scenario sets (every file parsed,
+    so an empty or non-UTF-8 one is named now) and the entry's own inputs (``cfg.check_inputs()`` where its schema
+    has one, such as evaluate.py's planner export)."""
+    from envs.scenarios import load_scenarios
+
+    scenarios = getattr(getattr(cfg, "env", None), "scenarios", None)
+    if scenarios is not None:
+        load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
+        load_scenarios(scenarios.eval, root=scenarios.root)
+    own = getattr(cfg, "check_inputs", None)
+    if callable(own):
+        own()
+
+
 try:  # Hydra is a dependency of the entry points; this module stays importable without it
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover
@@ -166,7 +181,7 @@ class StartChecks(Callback):
             try:
                 from dat.config import validate as check
 
-                check(OmegaConf.to_object(task))
+                check_inputs(check(OmegaConf.to_object(task)))
             except EXPECTED_ERRORS as err:
                 problem = str(err).strip().splitlines()[0]
         if problem:

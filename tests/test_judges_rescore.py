@@ -102,6 +102,8 @@ def test_the_dat_command_runs_it(episodes, tmp_path):
 
 def test_run_mode_explains_what_it_cannot_do(tmp_path, capsys):
     run = tmp_path / "run"
+    assert main(["--run", str(run), "judge=rule"]) == 2  # the folder is named as missing, whatever the judge
+    assert f"--run {run}: no such folder" in capsys.readouterr().err
     (run / "episodes").mkdir(parents=True)
     assert main(["--run", str(run)]) == 2  # no saved config and no judge given
     assert ".hydra/config.yaml not found: pass the run's judge settings" in capsys.readouterr().err

@@ -250,6 +250,42 @@ def test_bad_values_are_refused_with_a_message_that_names_them(tmp_path, overrid
     assert message in str(refused.value)
 
 
+def bad_scenarios(tmp_path: Path, name: str, content: bytes) -> Path:
+    """A copy of the bundled scenario files whose tasks.jsonl holds ``content``."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for source in (ROOT / "envs" / "scenarios" / "data").glob("*.jsonl"):
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "tasks.jsonl").write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize("entry, overrides, message", [
+    ("train", ["env.scenarios.train=/nope-folder"], "/nope-folder: neither a known set nor a folder"),
+    ("train", ["env.scenarios.train={non_utf8}"], "tasks.jsonl, line 1: not UTF-8 text"),
+    ("train", ["env.scenarios.eval={empty}"], "tasks.jsonl: the file holds no rows"),
+    ("train", ["model.name=/nope-model"], "model.name='/nope-model' is not a folder here"),
+    ("evaluate", ["policy=/nope-export"], "policy=/nope-export: no such folder"),
+    ("evaluate", ["conditions=[policy,foo]"], "conditions ['foo'] are unknown"),
+])
+def test_bad_paths_are_refused_before_hydra_makes_the_run_folder(tmp_path, capsys, entry, overrides, message):
+    """What the start check (the Hydra callback that runs before the run folder exists) refuses: every file
+    a config names is read there (the subprocess test above shows nothing is written before it)."""
+    from dat_pipeline import evaluate as evaluate_module  # noqa: F401  (registers the evaluate schema)
+    from dat_pipeline.runtime import StartChecks
+
+    paths = {"non_utf8": bad_scenarios(tmp_path, "non_utf8", b"\xff\xfe{}\n"),
+             "empty": bad_scenarios(tmp_path, "empty", b"")}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(entry, overrides=["debug=tiny", "logger=none", f"model.cache_dir={tmp_path / 'cache'}",
+                                        *(o.format(**paths) for o in overrides)])
+    with pytest.raises(SystemExit) as stopped:
+        StartChecks().on_run_start(cfg)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
 def test_a_bad_value_fails_in_one_line_before_the_model_loads(tmp_path):
     """The command-line path of every refusal above: the start check's one line, and nothing written."""
     override, message = BAD_VALUES[3]

@@ -89,6 +89,18 @@ def bundled_gguf(alias: str) -> Path:
     return path
 
 
+def check_name(cfg: ModelConfig) -> None:
+    """A ``model.name`` written as a path (or naming something on disk) must be a saved model folder; checked
+    before any work starts. A hub id is not checked here (whether it is cached shows when it loads)."""
+    if cfg.name in BUNDLED or cfg.name == TINY_MODEL:
+        return
+    path = Path(cfg.name).expanduser()
+    if (cfg.name.startswith(("/", ".", "~")) or path.exists()) and not (path / "config.json").is_file():
+        what = "a folder without config.json" if path.is_dir() else "not a folder here"
+        raise ModelLoadError(f"model.name={cfg.name!r} is {what}; point it at a saved transformers model folder "
+                             f"(save_pretrained output), or name a bundled model ({', '.join(BUNDLED)}).")
+
+
 def model_folder(cfg: ModelConfig) -> Path | str:
     """Resolve ``cfg.name`` to a loadable folder (converting the bundled GGUF on first use) or a hub id."""
     if cfg.name in BUNDLED:
@@ -109,15 +121,9 @@ def model_folder(cfg: ModelConfig) -> Path | str:
             except OSError:  # another process finished first
                 shutil.rmtree(staging, ignore_errors=True)
         return folder
+    check_name(cfg)
     path = Path(cfg.name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"model.name={cfg.name!r} is a folder without config.json; point it at a saved "
-                "transformers model folder (save_pretrained output)."
-            )
-        return path
-    return cfg.name
+    return path if path.exists() else cfg.name
 
 
 def convert_gguf(gguf: Path, folder: Path) -> None:
