@@ -74,10 +74,19 @@ def one_line_errors(task):
             if os.environ.get("DAT_DEBUG") == "1":
                 raise
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            _close_progress_bars()  # the error starts a line of its own, not the end of a bar's
             print(f"error: {message}  (DAT_DEBUG=1 shows the traceback)", file=sys.stderr)
             raise SystemExit(2) from None
 
     return run
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars still on the console (each ends its line, or clears it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 KEY_LIKE = re.compile(

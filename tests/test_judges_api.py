@@ -47,6 +47,9 @@ SCRIPTS = {
     "hangonce": [("hang",), ok(reply_json())],
     "badrequest": [("status", 400, {})],
     "leak": [("status", 401, {}, f"Incorrect API key provided: {KEY}")],
+    "html502": [("html", 502, "<html><head><title>502 Bad Gateway</title><style>body {color: red}</style></head>"
+                              "<body><h1>502 Bad Gateway</h1>" + "<p>nginx</p>" * 200 + "</body></html>")],
+    "cutstop": [ok(reply_json()[:300])],  # cut, but the server says finish_reason=stop
 }
 
 
@@ -84,6 +87,14 @@ class Handler(BaseHTTPRequestHandler):
                              "choices": [{"index": 0, "finish_reason": "length",
                                           "message": {"role": "assistant", "content": reply_json()[:40]}}],
                              "usage": {"prompt_tokens": 100, "completion_tokens": 2048, "total_tokens": 2148}})
+            return
+        if step[0] == "html":  # a proxy's error page, not the API's JSON error
+            data = step[2].encode()
+            self.send_response(step[1])
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if step[0] == "status":
             message = step[3] if len(step) > 3 else "scripted failure"
@@ -153,6 +164,9 @@ def test_valid_reply_gives_all_scores_reasoning_and_usage(judge, server):
     ("down500", "http 500: scripted failure", 3),
     ("hang", "timeout", 3),
     ("badrequest", "http 400: scripted failure", 1),
+    ("cutstop", "unparseable reply: the JSON object is cut off (it opens at char 0 and never closes; a server that "
+                "stops at its token limit without saying so cuts replies: raise judge.api.max_tokens or the server's "
+                "own limit)", 1),
 ])
 def test_failures_end_in_a_failed_judgement_with_cause(judge, server, case, cause, requests):
     [j] = judge([record(case)])
@@ -167,6 +181,13 @@ def test_recoverable_replies_end_ok(judge, server, case):
     assert j.ok and j.scores[0].available() == SCORES_1
     retries = 0 if case == "fenced" else 1
     assert j.usage.retries == retries and server.hits[case] == 1 + retries
+
+
+def test_an_html_error_page_becomes_a_short_line_of_its_text(judge, server):
+    [j] = judge([record("html502")])
+    assert j.status == "failed" and j.cause.startswith("http 502: 502 Bad Gateway 502 Bad Gateway nginx")
+    assert "<" not in j.cause and "color: red" not in j.cause and len(j.cause) <= 210
+    assert server.hits["html502"] == 3  # a 502 is transient: retried
 
 
 def test_key_never_appears_in_a_cause(judge):

@@ -286,6 +286,24 @@ def test_bad_paths_are_refused_before_hydra_makes_the_run_folder(tmp_path, capsy
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
+def test_an_error_starts_its_own_line_under_a_progress_bar(capsys):
+    from dat_pipeline.runtime import one_line_errors
+
+    from tqdm import tqdm
+
+    @one_line_errors
+    def task():
+        bar = tqdm(total=3, desc="round 1/3: collect")  # left open, as an error deep in a round leaves it
+        bar.update(1)
+        raise ValueError("the judge failed 8 judgements in a row")
+
+    with pytest.raises(SystemExit):
+        task()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("error: the judge failed 8 judgements in a row"), lines[-2:]
+    assert "round 1/3: collect" in "".join(lines[:-1])
+
+
 def test_a_bad_value_fails_in_one_line_before_the_model_loads(tmp_path):
     """The command-line path of every refusal above: the start check's one line, and nothing written."""
     override, message = BAD_VALUES[3]

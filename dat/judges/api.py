@@ -9,6 +9,7 @@ raises past ``__call__``; only a bad configuration (e.g. an unset API-key variab
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,12 +122,18 @@ class ApiJudge:
 
 
 def _message(err: openai.APIStatusError) -> str:
+    """The server's error message, as one short line: an HTML error page (a proxy's 502) becomes its text."""
     body = err.body
     if isinstance(body, dict):
         body = body.get("error", body)
         if isinstance(body, dict):
             body = body.get("message", body)
-    return str(body or err.message)[:200]
+    text = str(body or err.message)
+    if re.search(r"<[a-zA-Z!/][^>]*>", text):
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+        text = re.sub(r"<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:

@@ -56,15 +56,40 @@ def extract_json(text: str) -> Any:
     fenced = re.search(r"```(?:json|JSON)?\s*(.*?)```", text, re.DOTALL)
     body = fenced.group(1) if fenced else text
     start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end <= start:
+    if start < 0:
         raise ReplyError("unparseable reply: no JSON object found")
-    candidate = body[start:end + 1]
-    for attempt in (candidate, _repair(candidate)):
-        try:
-            return json.loads(attempt)
-        except json.JSONDecodeError as err:
-            error = err
+    error = None
+    if end > start:
+        candidate = body[start:end + 1]
+        for attempt in (candidate, _repair(candidate)):
+            try:
+                return json.loads(attempt)
+            except json.JSONDecodeError as err:
+                error = err
+    if _cut_off(body[start:]):
+        raise ReplyError(f"unparseable reply: the JSON object is cut off (it opens at char {start} and never closes; "
+                         "a server that stops at its token limit without saying so cuts replies: raise "
+                         "judge.api.max_tokens or the server's own limit)")
     raise ReplyError(f"unparseable reply: invalid JSON ({error.msg} at char {error.pos})")
+
+
+def _cut_off(text: str) -> bool:
+    """Whether ``text`` (from its first ``{``) is JSON that stops before its end: it runs out inside a string or
+    with brackets open, none of them closed by the wrong bracket (that is invalid JSON, not a cut one)."""
+    closers, stack, quoted, escaped = {"{": "}", "[": "]"}, [], False, False
+    for char in text:
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char in closers:
+            stack.append(closers[char])
+        elif char in "}]":
+            if not stack or stack.pop() != char:
+                return False
+            if not stack:
+                return False  # one whole object, closed
+    return quoted or bool(stack)
 
 
 def _repair(text: str) -> str:
