@@ -11,7 +11,7 @@ goal, and the mean reward with a paired interval against the current default, cl
 
     python experiments/prompt_formats.py    # -> benchmarks/results/prompt_formats.json, docs/results/prompt-formats.md
 
-The system text itself (``envs.scenarios.Task.agent_view``) is the same in every format.
+The system text (``envs.scenarios.Task.agent_view``) is the labelled sheet but in the Sotopia-style formats.
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ FORMATS = {
     "no cue": ["env.opening_cue=''"],
     "partner opens": ["env.partner_opens=true", STAGE_DIRECTION],
     "partner opens, cue reworded": ["env.partner_opens=true", "env.opening_cue='Hello! Please start.'"],
+    "Sotopia-style system text": ["env.system_wording=sotopia", "env.opening_cue='Hello! Please start.'"],
+    "Sotopia-style system text, no cue": ["env.system_wording=sotopia", "env.opening_cue=''"],
 }
-"""Each format's overrides on the training config ("default cue": the stage direction the cue was when this was
-measured)."""
+"""Each format's overrides on the training config ("default cue": the stage direction the cue was before this was
+measured; the Sotopia-style formats word the system text as Sotopia's agent prompt does, ``env.system_wording``)."""
+DEFAULT = "cue reworded"
+"""The format the defaults are (``EnvConfig``: the greeting cue, the labelled system text, who opens drawn)."""
 
 
 def config(overrides: list[str]) -> TrainConfig:
@@ -115,11 +119,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {' '.join(f'`{o}`' for o in row['overrides']) or '(none)'} | "
                      f"{fair[name]:.0%} | {row['echoes_cue']:.0%} | {row['restates_goal']:.0%} | {row['reward']:.3f} | "
                      f"{diff} |")
+    default = EnvConfig()
     lines += ["", "In character: the in-character rule's share less the lines that echo the format's own cue.", "",
-              f"The default since (`env.opening_cue`): {EnvConfig().opening_cue!r}, the reworded cue: within a point "
-              "of the best, with who opens still drawn at random (the task's shape), and no measurable change in "
-              "reward.",
-              "", "The first episode of each format:", ""]
+              f"The defaults (`env.opening_cue={default.opening_cue!r}`, `env.system_wording={default.system_wording}`"
+              f", who opens drawn per episode) are the format \"{DEFAULT}\": {fair[DEFAULT]:.0%} in character, "
+              f"{fair[best] - fair[DEFAULT]:.0%} below the best format, reward {rows[DEFAULT]['reward']:.3f} against "
+              f"{rows[best]['reward']:.3f}.", "", "The first episode of each format:", ""]
     for name, row in rows.items():
         lines += [f"**{name}**", "", "```", row["example"], "```", ""]
     lines += ["", "Intervals: 95 % paired bootstrap over episodes, clustered by task.", ""]

@@ -153,6 +153,25 @@ def test_agent_view_follows_relationship_gate() -> None:
         _task(RelationshipType.friend).agent_view(2)
 
 
+def test_every_system_wording_tells_the_same_facts_and_no_more() -> None:
+    from dat.dialogue.rules import SYSTEM_WORDINGS, EnvConfig
+
+    for rel in (RelationshipType.stranger, RelationshipType.friend):
+        task = _task(rel)
+        sheet = task.agent_view(0)
+        for wording in SYSTEM_WORDINGS:
+            view = task.agent_view(0, wording=wording)
+            assert "Buy it for $100 or less Budget $120" in view and "She cannot swim." in view
+            assert "Sell it high" not in view and "He owes money" not in view  # the partner's goal and secret
+            assert ("Bob is loud." in view) == ("Bob is loud." in sheet)  # what the relationship lets through
+            assert view.endswith('"Goodbye!".') or view.endswith('say "Goodbye!"')
+    assert task.agent_view(0, wording="sotopia").startswith("Imagine you are Ada Stone.")
+    with pytest.raises(ValueError, match="wording='prose'"):
+        task.agent_view(0, wording="prose")
+    with pytest.raises(ValueError, match="env.system_wording='prose' must be one of sheet, sotopia"):
+        EnvConfig(system_wording="prose").validate()
+
+
 def test_record_is_the_judge_view() -> None:
     task = _task(RelationshipType.stranger)
     rec = task.record([Utterance(0, "Hi, $90?"), Utterance(1, "No.")], steered=0)

@@ -45,12 +45,16 @@ class DialogueTask(Protocol):
 
     id: str
 
-    def agent_view(self, i: int, leave_phrase: str | None = ...) -> str: ...
+    def agent_view(self, i: int, leave_phrase: str | None = ..., wording: str = ...) -> str: ...
 
     def record(self, turns: Iterable[Utterance], steered: int) -> DialogueRecord: ...
 
 
 STATE_POOLS = ("last", "mean")
+SYSTEM_WORDINGS = ("sheet", "sotopia")
+"""How a task words an agent's system text (``EnvConfig.system_wording``): "sheet", labelled lines (scenario,
+participants, background, goal, one instruction); "sotopia", the same facts as a second-person brief in the style
+of Sotopia's agent prompt (imagine you are..., a private goal, stay in character, natural, no repeats)."""
 
 
 @dataclass
@@ -72,6 +76,9 @@ class EnvConfig:
     """User message the opening agent reads before its first line; "" leaves it out. A plain greeting: a stage
     direction such as "(The conversation starts. You speak first.)" is what a small model repeats instead of
     speaking in character (docs/results/prompt-formats.md)."""
+    system_wording: str = "sheet"
+    """How each agent's system text is worded, one of ``SYSTEM_WORDINGS`` (the facts are the same in each;
+    docs/results/prompt-formats.md compares them)."""
     goal_reminder: str = "(Remember your goal: {goal})"
     """How the prompted baseline restates the steered agent's goal (``{goal}``: the goal as that agent reads it in
     its system text): appended to every user message of its chat, so it reads the goal again before each of its
@@ -106,6 +113,8 @@ class EnvConfig:
         if self.probe and self.partner_opens is not True:
             raise ValueError(f"env.probe=true needs env.partner_opens=true (got {self.partner_opens!r}): the probe "
                              "question is the partner's last line, and the steered agent must answer it.")
+        if self.system_wording not in SYSTEM_WORDINGS:
+            raise ValueError(f"env.system_wording={self.system_wording!r} must be one of {', '.join(SYSTEM_WORDINGS)}.")
         if self.state_pool not in STATE_POOLS:
             raise ValueError(f"env.state_pool={self.state_pool!r} must be one of {', '.join(STATE_POOLS)}.")
         if "{goal}" not in self.goal_reminder:
@@ -172,8 +181,7 @@ class Dialogue:
     @classmethod
     def open(cls, task: DialogueTask, steered: int, partner_opens: bool, cfg: EnvConfig,
              seed: int | None = None, prompted: bool = False) -> Dialogue:
-        systems = (task.agent_view(0, leave_phrase=cfg.leave_phrase),
-                   task.agent_view(1, leave_phrase=cfg.leave_phrase))
+        systems = tuple(task.agent_view(i, leave_phrase=cfg.leave_phrase, wording=cfg.system_wording) for i in (0, 1))
         reminder = cfg.goal_reminder.format(goal=task.record([], steered).goals[steered]) if prompted else ""
         return cls(task, steered, partner_opens, systems, cfg.opening_cue,
                    scripted=script(task, steered, partner_opens, cfg), seed=seed, reminder=reminder)

@@ -81,8 +81,9 @@ class ProbeTask:
     def prompts(self) -> tuple[ProbePrompt, ProbePrompt]:
         return (self.prompt, self.partner)
 
-    def agent_view(self, i: int, leave_phrase: str | None = None) -> str:
-        """Agent ``i``'s system prompt, as written (``leave_phrase`` is not mentioned)."""
+    def agent_view(self, i: int, leave_phrase: str | None = None, wording: str = "sheet") -> str:
+        """Agent ``i``'s system prompt, as written, whatever ``wording`` (the prompt is what a probe set studies;
+        ``leave_phrase`` is not mentioned)."""
         if i not in (0, 1):
             raise ValueError(f"agent index must be 0 or 1, got {i}")
         return self.prompts[i].system

@@ -167,12 +167,29 @@ class Task:
         """Rendered goals (tag text kept): what each owner and the judge read."""
         return (render_goal(self.scenario.agent_goals[0]), render_goal(self.scenario.agent_goals[1]))
 
-    def agent_view(self, i: int, leave_phrase: str | None = DEFAULT_LEAVE_PHRASE) -> str:
-        """The system text agent ``i`` (0 or 1) sees; ``leave_phrase=None`` omits the leave hint."""
+    def agent_view(self, i: int, leave_phrase: str | None = DEFAULT_LEAVE_PHRASE, wording: str = "sheet") -> str:
+        """The system text agent ``i`` (0 or 1) sees, worded as ``wording`` says (``dat.dialogue.rules.
+        SYSTEM_WORDINGS``: the same facts either way); ``leave_phrase=None`` omits the leave hint."""
         if i not in (0, 1):
             raise ValueError(f"agent index must be 0 or 1, got {i}")
         me, other = self.agents[i], self.agents[1 - i]
-        partner = other.public_background(self.scenario.relationship) or "Unknown"
+        known = other.public_background(self.scenario.relationship)
+        partner = known or "Unknown"
+        if wording == "sotopia":
+            them = f"What you know of them: {known}" if known else "You know nothing else of them."
+            text = "\n".join([
+                f"Imagine you are {me.name}. {me.background()}",
+                f"You are in this situation: {self.scenario.scenario}",
+                f"You are talking with {other.name}. {them}",
+                f"Your goal, which {other.name} does not know: {self.goals[i]}",
+                f"Try to reach your goal while staying in character as {me.name}. Keep it natural, say one or two "
+                "short sentences at a time, and do not repeat yourself."])
+            if leave_phrase:
+                text += (" Once your goal is reached, or the talk goes nowhere, you may leave by saying "
+                         f'"{leave_phrase}".')
+            return text
+        if wording != "sheet":
+            raise ValueError(f"wording={wording!r} is not one of: sheet, sotopia.")
         lines = [
             f"Scenario: {self.scenario.scenario}",
             f"Participants: {self.names[0]} and {self.names[1]}.",
