@@ -29,6 +29,7 @@ from dat.eval import constant, parroting
 from dat.eval.report import flat_metrics
 from dat.eval.stats import paired_difference, summarize_conditions
 from dat.judges.dimensions import DIMENSIONS
+from dat.seeding import derive_seed
 
 BASELINE = "unsteered"
 BASELINES = (BASELINE, "zero", constant.NAME, PROMPTED, "random")
@@ -131,8 +132,9 @@ def evaluate_conditions(
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
-    for name in [n for n, episodes in reuse.items() if len(episodes) != len(order)]:
-        del reuse[name]  # played for another evaluation size: played again
+    expected = [(derive_seed(seed, "episode", i), envs.tasks[t].id) for i, t in enumerate(order)]
+    for name in [n for n, episodes in reuse.items() if [(e.seed, e.task_id) for e in episodes] != expected]:
+        del reuse[name]  # played for other episodes (another seed, other tasks): played again
     wanted = {name: chosen for name, chosen in condition_policies(policy, best_constant).items() if name in EVALUATED}
     played = collect_conditions(envs, {n: p for n, p in wanted.items() if n not in reuse}, len(order), seed,
                                 task_order=order, watch=watch)  # the conditions still to play, in one lockstep stream
