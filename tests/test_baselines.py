@@ -51,6 +51,37 @@ def test_the_best_constant_is_played_on_the_tasks_given_and_reused_only_for_the_
     np.testing.assert_array_equal(policy(np.zeros((3, 8))), np.tile(np.float32(record["action"]), (3, 1)))
 
 
+def test_the_headroom_measurement_plays_every_candidate_on_every_task(lm, proj):
+    tasks = make_tasks(3)
+    envs = collector_envs(lm, proj, tasks, LengthJudge(), CFG, episodes=17 * 6, batch_size=34)
+    options, played = constant.play(envs, 2, seed=3)
+    assert list(played) == list(options) and len(options) == 17
+    for label, episodes in played.items():
+        assert [e.task_id for e in episodes] == [t.id for t in tasks for _ in range(2)]
+        assert all(np.allclose(e.actions, np.float32(options[label])) for e in episodes)  # the candidate's action
+    assert [e.seed for e in played["zero"]] == [e.seed for e in played["--++"]]  # the same episodes
+
+
+def test_the_oracle_against_the_best_constant_matches_a_hand_computed_example():
+    from dat.eval.headroom import headroom
+
+    tasks = ["A", "A", "B", "B"]
+    rewards = {"zero": [0.48, 0.48, 0.48, 0.48], "+": [1.0, 0.8, 0.0, 0.2], "-": [0.0, 0.2, 0.9, 0.3]}
+    found = headroom(rewards, tasks)
+    assert found["candidates"] == pytest.approx({"zero": 0.48, "+": 0.5, "-": 0.35})
+    assert found["best_constant"] == "+" and found["task_best"] == {"A": "+", "B": "-"}
+    assert found["tasks_where_best_differs"] == 1
+    assert found["oracle_in_sample"] == pytest.approx((0.9 + 0.6) / 2)
+    # task B: "-" wins its first episode and scores 0.3 on the second; "zero" wins the second, scores 0.48
+    assert found["oracle_cross_fitted"] == pytest.approx((0.9 + (0.3 + 0.48) / 2) / 2)
+    assert found["headroom"]["diff"] == pytest.approx(((0.9 - 0.9) + (0.39 - 0.1)) / 2)
+    assert found["headroom"]["oracle"] == "cross-fitted"
+    alone = headroom({k: v[::2] for k, v in rewards.items()}, tasks[::2])  # one episode per task
+    assert alone["oracle_cross_fitted"] is None and alone["headroom"]["oracle"].startswith("in-sample")
+    with pytest.raises(ValueError, match="one reward per episode"):
+        headroom({"zero": [0.1]}, tasks)
+
+
 def test_the_prompted_model_differs_from_the_unsteered_one_only_by_the_restated_goal(lm, proj):
     task = make_tasks(1)[0]
     plain = Dialogue.open(task, 0, True, CFG)

@@ -79,18 +79,26 @@ def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: P
         saved = json.loads(path.read_text())
         if saved.get("settings") == json.loads(json.dumps(settings, default=str)):
             return saved
-    options = candidates(envs.single_action_space.shape[0])
-    order = [t for t in range(len(envs.tasks)) for _ in range(per_task)]
-    played = collect_conditions(envs, {label: Constant(a, label) for label, a in options.items()}, len(order), seed,
-                                task_order=order, watch=watch)
+    options, played = play(envs, per_task, seed, watch)
     means = {label: _mean([e.reward for e in episodes]) for label, episodes in played.items()}
     best = max(means, key=lambda k: (np.nan_to_num(means[k], nan=-np.inf), k == "zero"))
-    record = {"label": best, "action": list(options[best]), "means": means, "episodes": len(order),
+    record = {"label": best, "action": list(options[best]), "means": means, "episodes": len(envs.tasks) * per_task,
               "settings": json.loads(json.dumps(settings, default=str))}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(record, indent=2) + "\n")
     return record
+
+
+def play(envs, per_task: int, seed: int, watch: OutageWatch | None = None
+         ) -> tuple[dict[str, tuple[float, ...]], dict[str, list]]:
+    """Every candidate on the same episodes, ``per_task`` on each of ``envs``' tasks in task order (one lockstep
+    stream): the candidates and each one's episodes (``dat.eval.headroom`` compares them task by task)."""
+    options = candidates(envs.single_action_space.shape[0])
+    order = [t for t in range(len(envs.tasks)) for _ in range(per_task)]
+    played = collect_conditions(envs, {label: Constant(a, label) for label, a in options.items()}, len(order), seed,
+                                task_order=order, watch=watch)
+    return options, played
 
 
 def policy(record: Mapping[str, Any]) -> Constant:
