@@ -59,10 +59,13 @@ MATCH = {"positive": "positive", "negative": "negative"}
 
 
 def setting(data: Path | None, overrides: tuple[str, ...] = ()) -> TrainConfig:
-    """The moods experiment, greedy, with the null point, acting through ``data``'s action space (None: the one
-    ``overrides`` describe, made by stage 1)."""
+    """The moods experiment, greedy, with the null point, acting through ``data``'s action space and under its
+    dialogue rules (None: the action space ``overrides`` describe, made by stage 1)."""
     register_configs()
     path = [f"prefix.path={data / 'projection'}"] if data is not None else []
+    if data is not None:  # the dialogue rules the dataset was collected under (its opening cue may be an older one)
+        cue = json.loads((data / "card.json").read_text())["rules"]["opening_cue"]
+        path.append(f"env.opening_cue={json.dumps(cue)}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=mood", "prefix.null_action=true", "env.sampling.do_sample=false",
                                           *path, "logger=none", *overrides])
@@ -90,16 +93,17 @@ class Goals:
         self.task_ids = [tasks[t].id for t, _ in self.goals]
         self.states, self.tones, self.dialogues = None, None, []
 
-    def play(self, actions: np.ndarray) -> np.ndarray:
-        """Rewards of every goal played with its row of ``actions`` (NaN rows: unsteered); the goals' first states,
-        tones and finished dialogues stay in ``states``, ``tones`` and ``dialogues``."""
+    def play(self, actions: np.ndarray, prompted: bool = False) -> np.ndarray:
+        """Rewards of every goal played with its row of ``actions`` (NaN rows: unsteered; with ``prompted``, the
+        prompted baseline: the goal restated in the steered agent's context); the goals' first states, tones and
+        finished dialogues stay in ``states``, ``tones`` and ``dialogues``."""
         rewards, states, tones, dialogues = [], [], [], []
         width = self.envs.num_envs
         for start in range(0, len(self.goals), width):
             chunk = self.goals[start:start + width]
             pad = width - len(chunk)
             options = {"task_index": [t for t, _ in chunk] + [0] * pad, "steered": [s for _, s in chunk] + [0] * pad,
-                       "partner_opens": True}
+                       "partner_opens": True, "prompted": prompted}
             obs, _ = self.envs.reset(seed=0, options=options)
             rows = np.concatenate([actions[start:start + len(chunk)], np.full((pad, actions.shape[1]), np.nan)])
             _, r, _, _, infos = self.envs.step(rows.astype(np.float32))
@@ -213,10 +217,12 @@ def measure(args) -> dict:
     unsteered = goals.play(np.full((len(goals.goals), d), np.nan))
     corners = {k: goals.play(np.tile(np.array(v, np.float32), (len(goals.goals), 1))) for k, v in CORNERS.items()}
     states, tones = goals.states, goals.tones
+    prompted = goals.play(np.full((len(goals.goals), d), np.nan), prompted=True)
     oracle = np.max(np.stack(list(corners.values())), axis=0)
     best_corner = [max(CORNERS, key=lambda k, i=i: corners[k][i]) for i in range(len(goals.goals))]
-    per_tone = {t: {k: float(np.mean([v[i] for i in range(len(tones)) if tones[i] == t])) for k, v in
-                    {"unsteered": unsteered, **corners}.items()} for t in ("positive", "negative")}
+    played = {"unsteered": unsteered, "prompted": prompted, **corners}
+    per_tone = {t: {k: float(np.mean([v[i] for i in range(len(tones)) if tones[i] == t])) for k, v in played.items()}
+                for t in ("positive", "negative")}
     runs = []
     transitions = data.transitions()
     probe = state_probe(data, transitions, states, tones)
@@ -241,6 +247,7 @@ def measure(args) -> dict:
                          "critic_order": critic_order(algo, states, corners, tones),
                          "vs_unsteered": compare(rewards, unsteered, goals.task_ids),
                          "vs_best_constant": compare(rewards, corners[constant], goals.task_ids),
+                         "vs_prompted": compare(rewards, prompted, goals.task_ids),
                          "critic_argmax": {
                              "reward": float(argmax_rewards.mean()),
                              "pick": {t: float(np.mean([argmax[i] == MATCH[t] for i in range(len(tones))
@@ -253,7 +260,7 @@ def measure(args) -> dict:
     return {"data": str(args.data), "card": {k: data.card[k] for k in ("episodes", "behaviour", "decoding", "seed")},
             "held_out_goals": len(goals.goals), "steps": args.steps, "hidden": args.hidden,
             "state_noise": args.state_noise,
-            "unsteered": float(unsteered.mean()),
+            "unsteered": float(unsteered.mean()), "prompted": float(prompted.mean()),
             "corners": {k: float(v.mean()) for k, v in corners.items()}, "oracle": float(oracle.mean()),
             "oracle_vs_unsteered": compare(oracle, unsteered, goals.task_ids), "per_tone": per_tone,
             "oracle_pick": {t: float(np.mean([best_corner[i] == MATCH[t] for i in range(len(tones)) if tones[i] == t]))
@@ -356,8 +363,8 @@ def study(label: str, result: dict) -> list[str]:
              "feature sd.", "",
              "### Every constant action on the held-out goals", "",
              "| condition | mean reward | warm goals | angry goals |", "| --- | --- | --- | --- |"]
-    for k in ("unsteered", *CORNERS):
-        mean = result["unsteered"] if k == "unsteered" else result["corners"][k]
+    for k in ("unsteered", *(["prompted"] if "prompted" in result else []), *CORNERS):
+        mean = result[k] if k in ("unsteered", "prompted") else result["corners"][k]
         lines.append(f"| {k} | {mean:.3f} | {result['per_tone']['positive'][k]:.3f} | "
                      f"{result['per_tone']['negative'][k]:.3f} |")
     lines += ["", f"Oracle (each goal's best corner): {result['oracle']:.3f}, against unsteered "
@@ -366,13 +373,15 @@ def study(label: str, result: dict) -> list[str]:
               + (f" The oracle itself picks the positive corner for {result['oracle_pick']['positive']:.0%} of warm "
                  f"goals and the negative one for {result['oracle_pick']['negative']:.0%} of angry ones."
                  if "oracle_pick" in result else ""), "",
-              *probe_line(result), "### Planners by dataset size", "",
-              "| N | seed | warm → positive | angry → negative | critic orders tones | reward | − unsteered | "
-              "best constant | − best constant |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              *probe_line(result), "### Planners by dataset size", ""]
+    prompted = "prompted" in result
+    lines += ["| N | seed | warm → positive | angry → negative | critic orders tones | reward | − unsteered | "
+              "best constant | − best constant |" + (" − prompted |" if prompted else ""),
+              "| --- " * (10 if prompted else 9) + "|"]
     for r in result["runs"]:
         lines.append(f"| {r['n']} | {r['seed']} | {r['pick']['positive']:.2f} | {r['pick']['negative']:.2f} | "
                      f"{r['critic_order']:.2f} | {r['reward']:.3f} | {_ci(r['vs_unsteered'])} | {r['best_constant']} | "
-                     f"{_ci(r['vs_best_constant'])} |")
+                     f"{_ci(r['vs_best_constant'])} |" + (f" {_ci(r['vs_prompted'])} |" if prompted else ""))
     lines += ["", "Intervals: 95 % paired bootstrap over goals, clustered by task. The bar: at some N in 3 of 3 seeds, "
               "at least 80 % matching picks for each tone and both lower ends above 0.", ""]
     argmax = [r for r in result["runs"] if "critic_argmax" in r]
@@ -432,6 +441,11 @@ def diagnosis(result: dict) -> list[str]:
     parts.append(behaviours)
     rewards = sum(r["vs_unsteered"]["low"] > 0 and r["vs_best_constant"]["low"] > 0 for r in last)
     parts.append(f"The reward part of the bar (both lower ends above 0) holds at {rewards} of {len(last)} seeds.")
+    if "prompted" in result:
+        parts.append(f"The prompted baseline (no prefix, the goal restated in the agent's context) scores "
+                     f"{result['per_tone']['positive']['prompted']:.3f} on warm and "
+                     f"{result['per_tone']['negative']['prompted']:.3f} on angry goals; the planner against it: "
+                     + ", ".join(_ci(r["vs_prompted"]) for r in last) + ".")
     oracle = result.get("oracle_pick")
     if oracle:
         short = [t for t in MATCH if oracle[t] < 0.8]
