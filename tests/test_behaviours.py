@@ -83,6 +83,24 @@ def test_a_trained_behaviour_prefix_raises_its_chosen_rejected_margin(lm, tmp_pa
     assert torch.equal(loaded.basis, projection.basis) and loaded.cfg.kind == "behaviours"
 
 
+def test_a_basis_of_three_behaviours_raises_each_ones_own_margin_and_counts_its_positives(lm, tmp_path):
+    three = [*LONG_SHORT, Behaviour("vowels", "regex", "up", pattern="[aeiou]{2}")]
+    trainer = BasisTrainer(lm, DIALOGUES, INFOS, replace(PREFIX, action_dim=3), config(behaviours=three),
+                           tmp_path / "basis")
+    projection = trainer.train(progress=False)
+    record = UpProjection.record_of(tmp_path / "basis")
+    assert [b["name"] for b in record["behaviours"]] == ["long", "short", "vowels"]
+    for behaviour in record["behaviours"]:
+        assert behaviour["margin_after"] > behaviour["margin_before"] + 1.0, behaviour
+        own = behaviour["positives"]["model"]
+        assert own["replies"] == len(DIALOGUES) * 6 and 0 <= own["shown"] <= own["replies"]
+    vowels = record["behaviours"][2]["positives"]["model"]["shown"]
+    assert 0 < vowels < len(DIALOGUES) * 6  # real positives, and real negatives to contrast them with
+    corners = torch.eye(3) * 2 - 1  # each behaviour's corner picks its own prefix
+    for k in range(3):
+        assert torch.allclose(projection(corners[k:k + 1])[0], projection.basis[k], atol=1e-5)
+
+
 def test_a_deep_behaviour_prefix_trains_its_layer_rows_and_is_cached_apart(lm, tmp_path):
     deep = replace(PREFIX, depth="layers")
     projection = ensure_basis(lm, lambda: (DIALOGUES, INFOS), deep, config(steps=8), tmp_path, progress=False)

@@ -186,6 +186,21 @@ class BasisTrainer:
                 out += [(rows[c], rows[r]) for c, r in select_pairs(scores, self.cfg.top, behaviour.direction)]
         return out
 
+    def positives(self, behaviour: Behaviour, pool: Pool) -> dict[str, dict[str, int]]:
+        """The real positives a prefix learns from: per pool source (``model``, ``hint:<name>``, a later round),
+        how many replies show the behaviour (score above 0; below 0 for a ``down`` behaviour) out of how many."""
+        counts: dict[str, dict[str, int]] = {}
+        for p in range(len(self.chats)):
+            rows = pool.of(p)
+            if not rows:
+                continue
+            scores = np.asarray(self.scorers(behaviour, p, [pool.text[i] for i in rows]), float)
+            for i, shown in zip(rows, scores > 0 if behaviour.direction == "up" else scores < 0, strict=True):
+                tally = counts.setdefault(pool.source[i], {"replies": 0, "shown": 0})
+                tally["replies"] += 1
+                tally["shown"] += int(shown)
+        return counts
+
     def _logprobs(self, pool: Pool, rows: Sequence[int], prefix: Tensor) -> Tensor:
         total, _ = self.cache.reply_logprobs([pool.prompt[i] for i in rows], [pool.text[i] for i in rows],
                                              [prefix] * len(rows), add_end=[pool.end[i] for i in rows])
@@ -261,6 +276,7 @@ class BasisTrainer:
                   "loss_last10": float(np.mean(history[-10:])), "margin_before": before["margin"],
                   "margin_after": after["margin"], "pairs_ranked_before": before["ranked"],
                   "pairs_ranked_after": after["ranked"], "pool": len(seen.text),
+                  "positives": self.positives(behaviour, seen),
                   "norms_x_token": (layerprefix.split(prefix.detach())[0].norm(dim=-1) / self.token_norm).tolist(),
                   **self._layer_norms(prefix.detach()),
                   "minutes": round((time.time() - started) / 60, 2)}
