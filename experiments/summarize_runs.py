@@ -6,6 +6,8 @@ For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and th
 writes ``benchmarks/results/<name>.json`` with, per run and condition, each dimension's mean and 95%
 interval and the paired difference to the unsteered baseline (interval and p-value); the planner against the
 strongest baseline (``versus``) and against each (``policy_vs``), and each condition's distinct share.
+``--held-out`` adds ``evaluate.py policy=<run>/export 'held_out_judges=[...]'`` reports to their runs: per
+condition, the training judge's reward and each held-out judge's (``reward@<judge>``) on the same episodes.
 """
 
 from __future__ import annotations
@@ -47,15 +49,34 @@ def final_eval(run: Path, round_name: str | None = None) -> dict:
     }
 
 
+def held_out(folder: Path) -> dict:
+    """An evaluate.py report's rewards by judge: per condition, the mean and the difference to the unsteered model
+    of the training reward and of each held-out judge's (``reward@<judge>``), on the same episodes."""
+    report = json.loads((folder / "evaluation.json").read_text())
+    judges = ["reward", *sorted({d for dims in report["results"].values() for d in dims if d.startswith("reward@")})]
+    return {"report": str(folder), "policy": report["metadata"].get("policy"),
+            "episodes": report["metadata"].get("episodes"),
+            "results": {c: {j: {k: dims[j][k] for k in ("mean", "low", "high", "diff")} for j in judges if j in dims}
+                        for c, dims in report["results"].items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
     parser.add_argument("--note", default="", help="what the runs were (kept in the JSON)")
     parser.add_argument("--round", default=None, help="evaluation round to read (e.g. round-0001); default: last")
+    parser.add_argument("--held-out", nargs="*", default=[],
+                        help="evaluate.py output folders (held_out_judges) of these runs' exports")
     parser.add_argument("runs", nargs="+", help="run folders or glob patterns")
     args = parser.parse_args()
     folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
     result = {"note": args.note, "runs": [final_eval(f, args.round) for f in folders]}
+    for report in (held_out(Path(p)) for pattern in args.held_out for p in glob.glob(pattern)):
+        owner = next((r for r in result["runs"] if report["policy"] and
+                      Path(report["policy"]).resolve().parent == Path(r["run"]).resolve()), None)
+        if owner is None:
+            raise SystemExit(f"{report['report']}: its policy {report['policy']} is none of the runs' exports")
+        owner["held_out"] = report
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.name}.json"
     path.write_text(json.dumps(result, indent=2))

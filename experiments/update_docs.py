@@ -93,6 +93,29 @@ def versus_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def held_out_table(name: str) -> str:
+    """Per seed and condition, the training judge's reward and each held-out judge's on the same evaluate.py
+    episodes (``summarize_runs.py --held-out``), each with its difference to the unsteered model."""
+    data = load(name)
+    runs = sorted((r for r in (data or {}).get("runs", []) if "held_out" in r), key=lambda r: r["seed"] or 0)
+    if not runs:
+        return ""
+    judges = list(next(iter(runs[0]["held_out"]["results"].values())))
+    names = ["reward (training judge)" if j == "reward" else j for j in judges]
+    lines = ["Each planner's export evaluated again with `python evaluate.py policy=<run>/export "
+             "'held_out_judges=[rule,local]'` (other episodes than the training-time evaluation: "
+             f"{runs[0]['held_out']['episodes']}); every judge scores the same episodes, and each cell is the mean, "
+             "then the difference to the unsteered model with its 95 % interval.", "",
+             "| seed | condition | " + " | ".join(names) + " |", "|" + " --- |" * (2 + len(judges))]
+    for r in runs:
+        for condition, per_judge in r["held_out"]["results"].items():
+            cells = [f"{fmt(per_judge[j]['mean'])}" + ("" if condition == "unsteered" or not per_judge[j].get("diff")
+                                                     else f" ({diff_text(per_judge[j]['diff'])})")
+                     if j in per_judge else "—" for j in judges]
+            lines.append(f"| {r['seed']} | {condition} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report_section(name: str) -> str:
     """An evaluate.py report (evaluation.md copied to benchmarks/results/<name>.md), without its title."""
     md = RESULTS / f"{name}.md"
@@ -647,7 +670,7 @@ SECTIONS = {
     "steerability_levers": steerability_levers,
     "sanity": lambda: runs_table("sanity"),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
-        "default_run", ("reward", "restates_goal", "in_character")),
+        "default_run", ("reward", "restates_goal", "in_character")) + "\n\n" + held_out_table("default_run"),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "stability_baselines": lambda: markdown_file(
