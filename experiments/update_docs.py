@@ -433,8 +433,14 @@ def summary_sanity() -> tuple[str, str]:
     runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
     diffs = [r["results"]["policy"]["reward"]["diff"] for r in runs]
     above = sum(where(d) > 0 for d in diffs)
-    verdict = f"yes: the planner beats the unsteered model at {above} of {len(runs)} seeds"
-    return verdict, per_seed("policy − unsteered", diffs, runs)
+    verdict = (f"{'yes' if above == len(runs) else 'no'}: the planner beats the unsteered model at {above} of "
+               f"{len(runs)} seeds")
+    if not all("versus" in r for r in runs):
+        return verdict, per_seed("policy − unsteered", diffs, runs)
+    versus = [r["versus"]["results"]["reward"] for r in runs]
+    controls = ", ".join(sorted({r["versus"]["control"] for r in runs}))
+    verdict += f", the strongest baseline ({controls}) at {sum(where(d) > 0 for d in versus)}"
+    return verdict, per_seed("policy − strongest baseline", versus, runs)
 
 
 def summary_default_run() -> tuple[str, str]:
@@ -668,7 +674,8 @@ SECTIONS = {
     "summary": summary,
     "steerability": steerability,
     "steerability_levers": steerability_levers,
-    "sanity": lambda: runs_table("sanity"),
+    "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
+        "sanity", ("reward", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
         "default_run", ("reward", "restates_goal", "in_character")) + "\n\n" + held_out_table("default_run"),
     "state_matters": state_matters,
