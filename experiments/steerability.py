@@ -11,6 +11,7 @@ resumes per preset.
     python experiments/steerability.py                                          # every preset, eval split
     python experiments/steerability.py --configs behaviours --seed 1            # one preset, a second seed
     python experiments/steerability.py --configs experimental/pca_reply:norm=8,action_dim=8   # a variant
+    python experiments/steerability.py --gates outputs/gate/seed=0 outputs/gate/seed=1        # gather dat gate runs
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gather(folders: list[str]) -> dict:
+    """``dat gate`` runs (their ``gate.json``: the gate's result, the unsteered baseline, the action space and the
+    gate's settings), keyed by seed."""
+    runs = {}
+    for folder in folders:
+        record = json.loads((Path(folder) / "gate.json").read_text())
+        runs[str(record["seed"])] = {"folder": str(folder), **{k: record[k] for k in (
+            "model", "seed", "gate_settings", "prefix", "baseline", "result")}}
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), type=preset_name,
@@ -189,7 +201,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(measuring.RESULTS))
     parser.add_argument("--tried", nargs="*", default=[],
                         help="earlier variants to list too (cached results of that name)")
+    parser.add_argument("--gates", nargs="+", help="dat gate run folders to gather (nothing is measured)")
+    parser.add_argument("--name", default="gate_default", help="with --gates: the results file's name")
     args = parser.parse_args()
+    if args.gates:
+        path = Path(args.out) / f"{args.name}.json"
+        path.write_text(json.dumps({"machine": measuring.machine(), "runs": gather(args.gates)}, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
 
     model_cfg = ModelConfig(name=args.model, dtype=args.dtype)
     lm = FrozenLM.load(model_cfg)

@@ -400,7 +400,39 @@ def where(d: dict, keys: tuple[str, str] = ("ci_low", "ci_high")) -> int:
     return 1 if low > 0 else -1 if high < 0 else 0
 
 
+def gate_default() -> str:
+    """``dat gate`` on the current defaults, one row per seed (``experiments/steerability.py --gates``)."""
+    data = load("gate_default")
+    if not data:
+        return "_Not measured yet: `dat gate seed=0`, `dat gate seed=1`, then `python experiments/steerability.py " \
+               "--gates outputs/gate/seed=0 outputs/gate/seed=1`._"
+    lines = ["| seed | gate | goal correlation (± SE) | best-of-K (SE) | log-prob cost | criteria |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for seed, run in sorted(data["runs"].items()):
+        r = run["result"]
+        goal = r["rewards"]["goal"]
+        lines.append(f"| {seed} | {'pass' if r['gate'] else 'fail'} | {goal['corr']['corr']:.2f} ± "
+                     f"{goal['corr']['se']:.2f} | {goal['best_of_k']['z']:+.1f} | {r['fluency']['cost']:.2f} | "
+                     + "; ".join(x.removeprefix("ok: ") for x in r["gate_reasons"]) + " |")
+    first = next(iter(data["runs"].values()))
+    lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {first['prefix']['norm']:g}; "
+              f"{first['result']['prompts']} held-out prompts ({first['result']['scenarios']}), "
+              f"K = {first['gate_settings']['actions']} random actions; machine: {data['machine'].get('cpu', '?')}."]
+    return "\n".join(lines)
+
+
 def summary_steerability() -> tuple[str, str]:
+    current = load("gate_default")
+    if current:
+        results = [current["runs"][k]["result"] for k in sorted(current["runs"])]
+        passed = sum(bool(r["gate"]) for r in results)
+        corr = " and ".join(f"{r['rewards']['goal']['corr']['corr']:.2f} ± {r['rewards']['goal']['corr']['se']:.2f}"
+                            for r in results)
+        bok = " and ".join(f"{r['rewards']['goal']['best_of_k']['z']:+.1f}" for r in results)
+        return (f"{'yes' if passed == len(results) else 'no'} for the default action space on the current defaults: "
+                f"it passes at {passed} of {len(results)} seeds",
+                f"goal correlation {corr} (± SE), best-of-K {bok} SE (seeds {' and '.join(sorted(current['runs']))}; "
+                f"{results[0]['prompts']} held-out prompts, K = {results[0].get('actions', '?')})")
     runs = [r for r in (load("steerability"), load("steerability_seed1")) if r]
     runs = [r for r in runs if DEFAULT_ACTION_SPACE in r.get("configs", {})]
     if not runs:
@@ -674,6 +706,7 @@ SECTIONS = {
     "summary": summary,
     "steerability": steerability,
     "steerability_levers": steerability_levers,
+    "gate_default": gate_default,
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
         "sanity", ("reward", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
