@@ -171,12 +171,15 @@ def markdown(results: dict) -> str:
 
 def gather(folders: list[str]) -> dict:
     """``dat gate`` runs (their ``gate.json``: the gate's result, the unsteered baseline, the action space and the
-    gate's settings), keyed by seed."""
+    gate's settings; a behaviour basis's training record per behaviour: pairs, margins, real positives), keyed by
+    seed."""
     runs = {}
     for folder in folders:
         record = json.loads((Path(folder) / "gate.json").read_text())
+        made = UpProjection.record_of(Path(folder) / "projection").get("behaviours")
         runs[str(record["seed"])] = {"folder": str(folder), **{k: record[k] for k in (
-            "model", "seed", "gate_settings", "prefix", "baseline", "result")}}
+            "model", "seed", "gate_settings", "prefix", "behaviours", "baseline", "result")},
+            **({"basis": [{k: v for k, v in b.items() if k != "layer_norms_x_hidden"} for b in made]} if made else {})}
     return runs
 
 

@@ -400,9 +400,10 @@ def where(d: dict, keys: tuple[str, str] = ("ci_low", "ci_high")) -> int:
     return 1 if low > 0 else -1 if high < 0 else 0
 
 
-def gate_default() -> str:
-    """``dat gate`` on the current defaults, one row per seed (``experiments/steerability.py --gates``)."""
-    data = load("gate_default")
+def gate_runs(name: str = "gate_default") -> str:
+    """``dat gate`` runs gathered by ``experiments/steerability.py --gates``, one row per seed; a behaviour basis's
+    real positives per behaviour below."""
+    data = load(name)
     if not data:
         return "_Not measured yet: `dat gate seed=0`, `dat gate seed=1`, then `python experiments/steerability.py " \
                "--gates outputs/gate/seed=0 outputs/gate/seed=1`._"
@@ -415,6 +416,14 @@ def gate_default() -> str:
                      f"{goal['corr']['se']:.2f} | {goal['best_of_k']['z']:+.1f} | {r['fluency']['cost']:.2f} | "
                      + "; ".join(x.removeprefix("ok: ") for x in r["gate_reasons"]) + " |")
     first = next(iter(data["runs"].values()))
+    if first.get("basis"):
+        lines += ["", "| behaviour | scorer | pairs | margin before → after | replies showing it (own / hinted) |",
+                  "| --- | --- | --- | --- | --- |"]
+        scorers = {b["name"]: b["scorer"] for b in (first.get("behaviours") or {}).get("behaviours", [])}
+        for b in first["basis"]:
+            shown = " / ".join(f"{v['shown']} of {v['replies']}" for v in b.get("positives", {}).values()) or "–"
+            lines.append(f"| {b['name']} | {scorers.get(b['name'], '?')} | {b['pairs']} | {b['margin_before']:.1f} → "
+                         f"{b['margin_after']:.1f} | {shown} |")
     lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {first['prefix']['norm']:g}; "
               f"{first['result']['prompts']} held-out prompts ({first['result']['scenarios']}), "
               f"K = {first['gate_settings']['actions']} random actions; machine: {data['machine'].get('cpu', '?')}."]
@@ -706,7 +715,8 @@ SECTIONS = {
     "summary": summary,
     "steerability": steerability,
     "steerability_levers": steerability_levers,
-    "gate_default": gate_default,
+    "gate_default": gate_runs,
+    "gate_acts": lambda: gate_runs("gate_acts"),
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
         "sanity", ("reward", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
