@@ -438,8 +438,8 @@ def summary_steerability() -> tuple[str, str]:
         corr = " and ".join(f"{r['rewards']['goal']['corr']['corr']:.2f} ± {r['rewards']['goal']['corr']['se']:.2f}"
                             for r in results)
         bok = " and ".join(f"{r['rewards']['goal']['best_of_k']['z']:+.1f}" for r in results)
-        return (f"{'yes' if passed == len(results) else 'no'} for the default action space on the current defaults: "
-                f"it passes at {passed} of {len(results)} seeds",
+        return (f"{'yes' if passed == len(results) else 'no'}: on the current defaults the default action space "
+                f"passes at {passed} of {len(results)} seeds",
                 f"goal correlation {corr} (± SE), best-of-K {bok} SE (seeds {' and '.join(sorted(current['runs']))}; "
                 f"{results[0]['prompts']} held-out prompts, K = {results[0].get('actions', '?')})")
     runs = [r for r in (load("steerability"), load("steerability_seed1")) if r]
