@@ -53,7 +53,10 @@ class OutageWatch:
     def see(self, judgements: Sequence[dict | None], failed: Sequence[bool]) -> None:
         """Count a step's judgements, in order; raise ``JudgeOutage`` once ``after`` failed in a row."""
         for judgement, bad in zip(judgements, failed, strict=True):
-            self.failures = [*self.failures, judgement] if bad else []
+            if bad:
+                self.failures.append(judgement)
+            else:
+                self.failures.clear()
         if len(self.failures) >= self.after:
             raise outage(self.failures)
 
