@@ -504,14 +504,15 @@ def summary_prompt_formats() -> tuple[str, str]:
     if not data:
         return SEE_PAGE, SEE_PAGE
     rows = data["formats"]
-    fair = {k: r["in_character"] - r["echoes_cue"] for k, r in rows.items()}
-    new, old = rows["cue reworded"], "default cue"
-    d = new["reward_vs_default"]
-    verdict = (f"not with the old stage-direction cue ({fair[old]:.0%} of the unsteered lines in character); with a "
-               f"plain greeting, now the default, {fair['cue reworded']:.0%}")
-    figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; reward {d['diff']:+.3f} "
-              f"[{d['low']:.3f}, {d['high']:.3f}] (95 %; {data['tasks']} training tasks × {data['per_task']}, seed "
-              f"{data['seed']})")
+    fair = {k: r["in_character_no_echo"] for k, r in rows.items()}
+    best, old, top = max(fair, key=fair.get), "default cue", max(rows, key=lambda k: rows[k]["reward"])
+    verdict = (f"yes: a plain greeting, the default, keeps the most unsteered lines in character "
+               f"({fair['cue reworded']:.0%}; the old stage direction {fair[old]:.0%})" if best == "cue reworded" else
+               f"no: \"{best}\" keeps more unsteered lines in character ({fair[best]:.0%}) than the default "
+               f"({fair['cue reworded']:.0%})")
+    figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; the highest reward, {top}, "
+              f"{rows[top]['reward']:.3f} with {fair[top]:.0%} in character ({data['tasks']} training tasks × "
+              f"{data['per_task']}, seed {data['seed']})")
     return verdict, figure
 
 
