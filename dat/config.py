@@ -86,6 +86,10 @@ class LoopConfig:
     """Choose the best constant action on the first N training tasks only (None: all of them)."""
     eval_tasks: int | None = 8
     """Evaluate on the first N held-out tasks only (None: all of them)."""
+    held_out_judges: list[str] = field(default_factory=list)
+    """Judge presets (dat_pipeline/conf/judge: rule, local, ...) that score every evaluation's episodes again,
+    reported beside the run's judge as ``reward@<name>`` (never trained on): a gain only the training judge sees
+    stands out. Empty by default: a held-out judge adds its judging time to every evaluation."""
     eval_every: int = 1
     """Evaluate every this many rounds (the last round is always evaluated)."""
     batch_size: int = 40

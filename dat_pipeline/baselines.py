@@ -54,6 +54,16 @@ def best_constant(cfg: Any, lm: FrozenLM, projection, tasks: Sequence, judge: Ca
                            artefact_folder(cfg.model) / "best_constant", watch=OutageWatch(cfg.judge.outage_after))
 
 
+def check_presets(names: Sequence[str], where: str) -> None:
+    """Each held-out judge preset loads and validates (``where``: the config field that names them), before any
+    work: a typo is named now, not after an evaluation was played."""
+    for name in names:
+        try:
+            load_config([f"judge={name}"]).validate()
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+
+
 def held_out_scores(names: Sequence[str], runs: Mapping[str, Sequence[Episode]], lm: FrozenLM,
                     cache_dir) -> dict[str, dict[str, np.ndarray]]:
     """Each held-out judge's reward for every episode of every condition, as ``reward@<judge>`` scores (NaN: a

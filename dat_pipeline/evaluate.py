@@ -13,9 +13,8 @@ scores the same episodes with other judges, side by side with the run's. Writes 
 from __future__ import annotations
 
 from dat_pipeline import runtime  # process settings before torch (see runtime.py)
-from dat_pipeline.baselines import best_constant, held_out_scores
+from dat_pipeline.baselines import best_constant, check_presets, held_out_scores
 from dat_pipeline.entry import hydra_entry
-from dat_pipeline.rescore import load_config
 
 import logging
 import shutil
@@ -97,11 +96,7 @@ class EvaluateConfig(SharedConfig):
         unknown = set(self.conditions) - set(CONDITIONS)
         if unknown:
             raise ValueError(f"conditions {sorted(unknown)} are unknown; choose from {list(CONDITIONS)}.")
-        for name in self.held_out_judges:  # each a judge preset
-            try:
-                load_config([f"judge={name}"]).validate()
-            except ValueError as err:
-                raise ValueError(f"held_out_judges: {err}") from None
+        check_presets(self.held_out_judges, "held_out_judges")
 
 
 def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, float]:

@@ -139,7 +139,8 @@ def _strings(node, prefix: str = "") -> dict[str, str]:
 
 def check_inputs(cfg) -> None:
     """The files a validated config names, read before anything is written: its scenario sets (every file parsed,
-    so an empty or non-UTF-8 one is named now) and the entry's own inputs (``cfg.check_inputs()`` where its schema
+    so an empty or non-UTF-8 one is named now), the held-out judge presets of training's evaluation, and the entry's own
+    inputs (``cfg.check_inputs()`` where its schema
     has one, such as evaluate.py's planner export)."""
     from envs.scenarios import load_scenarios
 
@@ -147,6 +148,11 @@ def check_inputs(cfg) -> None:
     if scenarios is not None:
         load_scenarios(scenarios.train, ids=scenarios.ids, root=scenarios.root)
         load_scenarios(scenarios.eval, root=scenarios.root)
+    held_out = getattr(getattr(cfg, "loop", None), "held_out_judges", None)
+    if held_out:
+        from dat_pipeline.baselines import check_presets
+
+        check_presets(held_out, "loop.held_out_judges")
     own = getattr(cfg, "check_inputs", None)
     if callable(own):
         own()

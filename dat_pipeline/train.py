@@ -11,7 +11,7 @@ held-out gain over the unsteered model, so a Hydra sweeper can optimise it.
 from __future__ import annotations
 
 from dat_pipeline import runtime  # process settings before torch (see runtime.py)
-from dat_pipeline.baselines import best_constant
+from dat_pipeline.baselines import best_constant, held_out_scores
 from dat_pipeline.entry import hydra_entry
 
 import json
@@ -36,7 +36,14 @@ from dat.dialogue.episodes import load_episodes, save_episodes
 from dat.dialogue.rollout import collect
 from dat.dialogue.scoring import JudgeOutage, OutageWatch, outage
 from dat.eval import constant
-from dat.eval.conditions import EVALUATED, eval_metrics, evaluate_conditions, reward_line, transcript_rows
+from dat.eval.conditions import (
+    EVALUATED,
+    eval_metrics,
+    evaluate_conditions,
+    reward_line,
+    summarize,
+    transcript_rows,
+)
 from dat.eval.report import learning_curves, write_report
 from dat.judges import make_judge
 from dat.judges.rejudge import FailedJudgements, Rejudged, run_cache_dir
@@ -342,13 +349,18 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     cfg = run.cfg
     chosen = run.best_constant()
     best = None if chosen is None else constant.policy(chosen)
-    summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task,
-                                        derive_seed(cfg.seed, "eval"), run.baselines, best_constant=best,
-                                        watch=run.watch)
+    seed = derive_seed(cfg.seed, "eval")
+    summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task, seed, run.baselines,
+                                        best_constant=best, watch=run.watch)
+    if cfg.loop.held_out_judges:  # the same episodes scored again, beside the training reward
+        extra = held_out_scores(cfg.loop.held_out_judges, runs, run.lm, run_cache_dir(run.out, cfg.judge.cache_dir))
+        summary = summarize(runs, seed, extra=extra, cue=cfg.env.opening_cue)
     report = run.out / "eval" / f"round-{rnd:04d}"
     meta = _metadata(cfg, rnd, run.lm)
     if chosen is not None:
         meta["best constant"] = f"{chosen['label']} {chosen['action']} (chosen on the training tasks)"
+    if cfg.loop.held_out_judges:
+        meta["held-out judges"] = ", ".join(f"{n} (reward@{n})" for n in cfg.loop.held_out_judges)
     write_report(summary, report, meta)
     for name, played in runs.items():  # kept, so other conditions can be paired with them later
         save_episodes(_fresh(report / "episodes" / name), played)

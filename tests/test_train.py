@@ -85,8 +85,12 @@ def test_mistyped_config_fails_at_start(tmp_path, override, error):
 def test_train_writes_outputs_logs_to_wandb_and_resumes_without_duplicates(tmp_path):
     out = tmp_path / "run"
     metrics = train_module.train(config(tmp_path, "logger=wandb", "logger.mode=offline", f"output_dir={out}",
-                                        "loop.constant_per_task=1", "loop.constant_tasks=3"))
+                                        "loop.constant_per_task=1", "loop.constant_tasks=3",
+                                        "loop.held_out_judges=[rule]"))
     assert {"eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean", "eval/policy/diff"} <= set(metrics)
+    # a held-out judge scores the same episodes again: here the training judge itself, so the two agree
+    for condition in ("policy", "unsteered", "best_constant"):
+        assert metrics[f"eval/{condition}/reward@rule/mean"] == pytest.approx(metrics[f"eval/{condition}/mean"])
     assert {"eval/best_constant/mean", "eval/prompted/mean", "eval/policy_vs_strongest/diff",
             "eval/policy/restates_goal/mean", "eval/prompted/in_character/mean", "eval/zero/distinct"} <= set(metrics)
     # the best constant action was chosen on the training tasks alone, and is cached for the next run
@@ -267,6 +271,8 @@ def bad_scenarios(tmp_path: Path, name: str, content: bytes) -> Path:
     ("train", ["model.name=/nope-model"], "model.name='/nope-model' is not a folder here"),
     ("evaluate", ["policy=/nope-export"], "policy=/nope-export: no such folder"),
     ("evaluate", ["conditions=[policy,foo]"], "conditions ['foo'] are unknown"),
+    ("train", ["loop.held_out_judges=[rule,nosuch]"], "loop.held_out_judges: judge=nosuch: no "),
+    ("evaluate", ["held_out_judges=[nosuch]"], "held_out_judges: judge=nosuch: no "),
 ])
 def test_bad_paths_are_refused_before_hydra_makes_the_run_folder(tmp_path, capsys, entry, overrides, message):
     """What the start check (the Hydra callback that runs before the run folder exists) refuses: every file
