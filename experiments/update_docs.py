@@ -506,13 +506,12 @@ def summary_prompt_formats() -> tuple[str, str]:
     rows = data["formats"]
     fair = {k: r["in_character_no_echo"] for k, r in rows.items()}
     best, old, top = max(fair, key=fair.get), "default cue", max(rows, key=lambda k: rows[k]["reward"])
-    verdict = (f"yes: a plain greeting, the default, keeps the most unsteered lines in character "
-               f"({fair['cue reworded']:.0%}; the old stage direction {fair[old]:.0%})" if best == "cue reworded" else
+    verdict = ("yes: a plain greeting, the default, keeps the most unsteered lines in character"
+               if best == "cue reworded" else
                f"no: \"{best}\" keeps more unsteered lines in character ({fair[best]:.0%}) than the default "
                f"({fair['cue reworded']:.0%})")
-    figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; the highest reward, {top}, "
-              f"{rows[top]['reward']:.3f} with {fair[top]:.0%} in character ({data['tasks']} training tasks × "
-              f"{data['per_task']}, seed {data['seed']})")
+    figure = (f"in character {fair[old]:.0%} → {fair['cue reworded']:.0%}; top reward {rows[top]['reward']:.2f} "
+              f"({top}, {fair[top]:.0%} in character; {data['tasks']} tasks × {data['per_task']})")
     return verdict, figure
 
 
@@ -721,7 +720,8 @@ SECTIONS = {
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
         "sanity", ("reward", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
-        "default_run", ("reward", "restates_goal", "in_character")) + "\n\n" + held_out_table("default_run"),
+        "default_run", ("reward", "reward@rule", "restates_goal", "in_character")) + "\n\n"
+        + held_out_table("default_run"),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "stability_baselines": lambda: markdown_file(
