@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from hydra import compose, initialize_config_dir
+from steerability import gather
 
 from dat.action.projection import UpProjection
 from dat.config import TrainConfig, register_configs, to_config
@@ -302,20 +303,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def gather_gates(folders: list[str]) -> dict:
-    """The verdicts and criteria of ``dat gate`` runs (their ``gate.json``), keyed by run folder."""
-    runs = {}
-    for folder in folders:
-        record = json.loads((Path(folder) / "gate.json").read_text())
-        r = record["result"]
-        runs[Path(folder).name] = {
-            "basis": r["name"], "norm": record["prefix"]["norm"],
-            "scenarios": r["scenarios"], "prompts": r["prompts"], "seed": record["seed"], "gate": r["gate"],
-            "reasons": r["gate_reasons"], "correlation": r["rewards"]["sentiment"]["corr"]["corr"],
-            "best_of_k_z": r["rewards"]["sentiment"]["best_of_k"]["z"], "cost": r["fluency"]["cost"]}
-    return {"runs": runs}
-
-
 def gates(results: dict) -> list[str]:
     """The table of the moods gate runs: each basis and scale, the sentiment criteria and the cost."""
     lines = ["## The gate on the moods prompts", "",
@@ -324,10 +311,13 @@ def gates(results: dict) -> list[str]:
              "the held-out moods prompts, 16 random actions over the action space with its null point, seed 0.", "",
              "| run | basis | strength | sentiment correlation | best-of-K (SE) | log-prob cost | gate | failing |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in results["runs"].items():
-        failing = "; ".join(x.removeprefix("FAIL: ") for x in r["reasons"] if x.startswith("FAIL")) or "-"
-        lines.append(f"| {name} | {r['basis']} | {r['norm']:g} | {r['correlation']:.2f} | {r['best_of_k_z']:+.1f} | "
-                     f"{r['cost']:.3f} | {'pass' if r['gate'] else 'fail'} | {failing} |")
+    for name, run in results["runs"].items():
+        r = run["result"]
+        sentiment = r["rewards"]["sentiment"]
+        failing = "; ".join(x.removeprefix("FAIL: ") for x in r["gate_reasons"] if x.startswith("FAIL")) or "-"
+        lines.append(f"| {name} | {r['name']} | {run['prefix']['norm']:g} | {sentiment['corr']['corr']:.2f} | "
+                     f"{sentiment['best_of_k']['z']:+.1f} | {r['fluency']['cost']:.3f} | "
+                     f"{'pass' if r['gate'] else 'fail'} | {failing} |")
     return lines + [""]
 
 
@@ -474,7 +464,8 @@ def main() -> None:
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.is_file() else {"datasets": {}}
     if args.gates:
-        GATES.write_text(json.dumps({"machine": measuring.machine(), **gather_gates(args.gates)}, indent=2) + "\n")
+        GATES.write_text(json.dumps({"machine": measuring.machine(), "runs": gather(args.gates, by_folder=True)},
+                                    indent=2) + "\n")
     elif args.probe_only:
         results["datasets"][args.label]["state_probe"] = probe_only(args)
         OUT.write_text(json.dumps(results, indent=2) + "\n")

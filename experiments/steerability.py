@@ -169,15 +169,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gather(folders: list[str]) -> dict:
+def gather(folders: list[str], by_folder: bool = False) -> dict:
     """``dat gate`` runs (their ``gate.json``: the gate's result, the unsteered baseline, the action space and the
     gate's settings; a behaviour basis's training record per behaviour: pairs, margins, real positives), keyed by
-    seed."""
+    seed (one action space at several seeds) or, ``by_folder``, by the run folder's name (several action spaces)."""
     runs = {}
     for folder in folders:
         record = json.loads((Path(folder) / "gate.json").read_text())
         made = UpProjection.record_of(Path(folder) / "projection").get("behaviours")
-        runs[str(record["seed"])] = {"folder": str(folder), **{k: record[k] for k in (
+        key = Path(folder).name if by_folder else str(record["seed"])
+        runs[key] = {"folder": str(folder), **{k: record.get(k) for k in (
             "model", "seed", "gate_settings", "prefix", "behaviours", "baseline", "result")},
             **({"basis": [{k: v for k, v in b.items() if k != "layer_norms_x_hidden"} for b in made]} if made else {})}
     return runs
