@@ -15,7 +15,7 @@ from pathlib import Path
 from dat.action.basis import basis_folder, dtype_name, ensure_basis
 from dat.action.experimental.selfclone import ensure_projection, projection_folder
 from dat.action.projection import UpProjection, build_projection
-from dat.dialogue.openings import behaviour_prompts, opening_chats
+from dat.dialogue.openings import behaviour_prompts, opening_chats, prompt_settings
 from dat.lm.frozen import FrozenLM
 from dat.lm.loading import artefact_folder
 from dat.seeding import derive_seed
@@ -36,7 +36,7 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
             embedder = EmbeddingJudge()
         seed = derive_seed(cfg.behaviours.seed, "behaviour-prompts")  # the basis must not depend on the run seed
         projection = ensure_basis(lm, lambda: behaviour_prompts(lm, tasks, cfg.env, seed), cfg.prefix,
-                                  cfg.behaviours, artefacts, embedder)
+                                  cfg.behaviours, artefacts, embedder, dialogue=basis_dialogue(cfg))
         folder = basis_folder(artefacts, cfg.behaviours, dtype_name(lm))
         record = {**UpProjection.record_of(folder), "cached_at": str(folder)}
     else:
@@ -54,6 +54,11 @@ def prepare_projection(cfg, lm: FrozenLM, tasks, out: Path) -> UpProjection:
     projection.requires_grad_(False)
     projection.save(out / "projection", record=record)
     return projection
+
+
+def basis_dialogue(cfg) -> dict:
+    """The dialogue settings a behaviour basis made for ``cfg`` records: those its train prompts depend on."""
+    return prompt_settings(cfg.env, cfg.env.scenarios.train, cfg.env.scenarios.ids)
 
 
 def _check_matches(projection: UpProjection, prefix) -> None:

@@ -137,6 +137,30 @@ def test_basis_is_reused_only_with_the_same_settings_and_resumes_a_partial_run(l
     assert resumed.basis.shape == (2, 2, lm.hidden_size)
 
 
+def test_a_basis_made_on_other_dialogue_prompts_is_refused_not_reused(lm, tmp_path):
+    """The prompts a basis is trained on depend on the dialogue rules (the opening cue shapes the partner's first
+    line, the wording the system text): a basis made under another cue is stale, so it is refused by name, and a
+    shipped one made under another cue is passed over."""
+    from dat.dialogue.openings import prompt_settings
+    from dat.dialogue.rules import EnvConfig
+
+    old, new = (prompt_settings(EnvConfig(opening_cue=cue), "bundled:train") for cue in ("Hi.", "Hello! Please start."))
+    assert old != new and new["opening_cue"] == "Hello! Please start." and "ids" not in new
+    ensure_basis(lm, lambda: (DIALOGUES, INFOS), PREFIX, config(steps=2), tmp_path, progress=False, dialogue=old)
+    again = ensure_basis(lm, lambda: (DIALOGUES, INFOS), PREFIX, config(steps=2), tmp_path, progress=False,
+                         dialogue=json.loads(json.dumps(old)))  # as read back from the record
+    assert again.basis.shape == (2, 2, lm.hidden_size)
+    with pytest.raises(ValueError, match="other settings \\(dialogue\\)"):
+        ensure_basis(lm, lambda: (DIALOGUES, INFOS), PREFIX, config(steps=2), tmp_path, progress=False, dialogue=new)
+    named = FrozenLM(lm.model, lm.tokenizer, name="tiny-random")
+    shipped = tmp_path / "shelf" / "tiny-random" / "sentiment"
+    shutil.copytree(basis_folder(tmp_path, config()), shipped)
+    made = []
+    ensure_basis(named, lambda: made.append(1) or (DIALOGUES, INFOS), PREFIX, config(steps=2), tmp_path / "user",
+                 progress=False, prebuilt=tmp_path / "shelf", dialogue=new)
+    assert made == [1]  # made here, on the current prompts
+
+
 def test_a_prebuilt_basis_with_the_same_settings_is_copied_into_the_cache_instead_of_made(lm, tmp_path):
     named = FrozenLM(lm.model, lm.tokenizer, name="tiny-random")  # shipped bases are found by model name
     calls = []
@@ -198,12 +222,13 @@ def test_each_dtype_gets_its_own_basis_side_by_side(lm, tmp_path):
 
 def test_the_default_run_finds_its_basis_shipped_with_the_package():
     """The default config's basis ships prebuilt in float32 and in bfloat16, made with exactly the default
-    settings: a config change that would silently make every first run train it again (ten minutes here)
-    fails this test instead."""
+    settings on the default dialogue prompts: a config change that would silently make every first run train it
+    again (ten minutes here) fails this test instead."""
     from hydra import compose, initialize_config_dir
 
     from dat.action.behaviours import basis_settings
     from dat.config import to_config
+    from dat.stage1 import basis_dialogue
     from tests.test_train import CONF
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -212,7 +237,7 @@ def test_the_default_run_finds_its_basis_shipped_with_the_package():
         shipped = prebuilt_folder(cfg.model.name, cfg.behaviours, dtype=dtype)
         assert shipped is not None and shipped.is_relative_to(PREBUILT), f"no prebuilt {cfg.behaviours.name!r}@{dtype}"
         record = UpProjection.record_of(shipped)
-        wanted = basis_settings(cfg.model.name, cfg.prefix, cfg.behaviours, dtype)
+        wanted = {**basis_settings(cfg.model.name, cfg.prefix, cfg.behaviours, dtype), "dialogue": basis_dialogue(cfg)}
         assert {k: record["settings"].get(k) for k in [*wanted, "dtype"]} == {"dtype": None, **wanted}
         projection = UpProjection.load(shipped)
         assert projection.basis.shape == (cfg.prefix.action_dim, 30, cfg.prefix.tokens, 576)  # SmolLM2-135M's

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,9 +117,10 @@ class BasisTrainer:
     """
 
     def __init__(self, lm: FrozenLM, chats: Sequence, infos: Sequence[PromptInfo], prefix: PrefixConfig,
-                 cfg: BehaviourConfig, folder: str | Path, embedder=None):
+                 cfg: BehaviourConfig, folder: str | Path, embedder=None, dialogue: Mapping | None = None):
         check_config(prefix, cfg)
         self.lm, self.prefix, self.cfg, self.folder = lm, prefix, cfg, Path(folder)
+        self.dialogue = dialogue
         self.folder.mkdir(parents=True, exist_ok=True)
         chats, infos = list(chats)[: cfg.prompts], list(infos)[: cfg.prompts]
         if not chats or len(chats) != len(infos):
@@ -153,7 +154,7 @@ class BasisTrainer:
 
     def settings(self) -> dict:
         """Everything the basis depends on (compared before a cached basis is reused)."""
-        return {**basis_settings(self.lm.name, self.prefix, self.cfg, dtype_name(self.lm)), "prompts": len(self.chats)}
+        return {**wanted_settings(self.lm, self.prefix, self.cfg, self.dialogue), "prompts": len(self.chats)}
 
     def pool(self) -> Pool:
         """The model's own replies (sampled once, then read from ``pool.json``)."""
@@ -378,21 +379,29 @@ def prebuilt_folder(model: str, cfg: BehaviourConfig, root: Path = PREBUILT, dty
     return folder
 
 
+def wanted_settings(lm: FrozenLM, prefix: PrefixConfig, cfg: BehaviourConfig, dialogue: Mapping | None = None) -> dict:
+    """The fingerprint of the basis for these settings: ``basis_settings`` in ``lm``'s dtype, and the ``dialogue``
+    settings its prompts were built with, when the caller gives them (``dat.dialogue.openings.prompt_settings``)."""
+    settings = basis_settings(lm.name, prefix, cfg, dtype_name(lm))
+    return settings if dialogue is None else {**settings, "dialogue": dict(dialogue)}
+
+
 def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[PromptInfo]]], prefix: PrefixConfig,
                  cfg: BehaviourConfig, artefacts: str | Path, embedder=None, progress: bool = True,
-                 prebuilt: Path = PREBUILT) -> UpProjection:
+                 prebuilt: Path = PREBUILT, dialogue: Mapping | None = None) -> UpProjection:
     """The behaviour basis for ``cfg`` in the dtype of ``lm``: loaded when a complete one with the same settings
     is cached, else copied into the cache from the package's prebuilt copy (``PREBUILT``) when that one's
     settings match, else made (in that dtype).
 
     ``prompts`` is called only when training is needed; it returns the train chats and their
-    ``PromptInfo``. A cached basis made with other settings is refused with the settings that differ; a
+    ``PromptInfo``; ``dialogue``, the settings those prompts depend on (``dat.dialogue.openings.prompt_settings``),
+    joins the fingerprint. A cached basis made with other settings is refused with the settings that differ; a
     prebuilt one with other settings is passed over (the basis is then made here).
     """
     check_config(prefix, cfg)
     dtype = dtype_name(lm)
     folder = basis_folder(artefacts, cfg, dtype)
-    wanted = basis_settings(lm.name, prefix, cfg, dtype)
+    wanted = wanted_settings(lm, prefix, cfg, dialogue)
     shipped = prebuilt_folder(lm.name, cfg, prebuilt, dtype)
     model = lm.name if dtype == MADE_IN else f"{lm.name} in {dtype}"
     if not artefact.complete(folder) and shipped is not None and not artefact.differences(shipped, wanted, RECORDED):
@@ -404,7 +413,7 @@ def ensure_basis(lm: FrozenLM, prompts: Callable[[], tuple[Sequence, Sequence[Pr
     _say(progress, f"stage 1: making the behaviour basis {cfg.name!r} for {model} (once per model, dtype and "
                    f"settings; resumable, cached at {folder}).")
     chats, infos = prompts()
-    projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder).train(progress)
+    projection = BasisTrainer(lm, chats, infos, prefix, cfg, folder, embedder, dialogue).train(progress)
     return _with_run_settings(projection, prefix)
 
 

@@ -55,6 +55,19 @@ def behaviour_prompts(lm: FrozenLM, tasks: Sequence[DialogueTask], env: EnvConfi
     return chats, [prompt_info(t.record([], 0)) for t in picked]
 
 
+def prompt_settings(env: EnvConfig, scenarios: str, ids: str | None = None) -> dict:
+    """What the prompts ``behaviour_prompts`` builds depend on besides the model and the seed: the training task
+    set, the system text's wording, the leave phrase it names, the opening cue the partner reads before its first
+    line and how that line is decoded (greedy, ``max_new_tokens`` and ``repetition_penalty``).
+
+    A basis records these (``dat.action.basis.ensure_basis``'s ``dialogue``), so one made on other prompts (an older
+    cue, say) is refused instead of reused in silence: a prefix steers the prompts it was trained on."""
+    return {"scenarios": scenarios, **({"ids": ids} if ids else {}), "system_wording": env.system_wording,
+            "leave_phrase": env.leave_phrase, "opening_cue": env.opening_cue,
+            "opening_line": {"max_new_tokens": env.sampling.max_new_tokens,
+                             "repetition_penalty": env.sampling.repetition_penalty}}
+
+
 def prompt_info(record: DialogueRecord) -> PromptInfo:
     """What the behaviour scorers know of side 0 of a task: its goal, rule pattern and probe test, if any."""
     probe = find_probe(record, 0)
