@@ -46,7 +46,8 @@ def gate(cfg: GateRunConfig) -> dict:
     held_out = not {t.scenario.id for t in tasks} & {t.scenario.id for t in train_tasks}
     with torch.no_grad():
         prompts = protocol.Prompts(lm, tasks, cfg.gate, cfg.seed, cfg.env)
-        scorer = protocol.Scorer(lm, prompts, EmbeddingJudge(), believability=cfg.gate.believability)
+        own = cfg.behaviours.behaviours if cfg.prefix.kind == "behaviours" else ()
+        scorer = protocol.Scorer(lm, prompts, EmbeddingJudge(), believability=cfg.gate.believability, behaviours=own)
         runtime.say(LOG, f"gate: {len(prompts)} prompts of {cfg.gate.scenarios}, {cfg.gate.actions} random actions, "
                          f"seed {cfg.seed}; the unsteered baseline first")
         base = protocol.baseline(lm, prompts, scorer, cfg.gate, cfg.seed)

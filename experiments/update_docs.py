@@ -19,6 +19,8 @@ import json
 import re
 from pathlib import Path
 
+from dat.action import steerability as st
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -424,10 +426,38 @@ def gate_runs(name: str = "gate_default") -> str:
             shown = " / ".join(f"{v['shown']} of {v['replies']}" for v in b.get("positives", {}).values()) or "–"
             lines.append(f"| {b['name']} | {scorers.get(b['name'], '?')} | {b['pairs']} | {b['margin_before']:.1f} → "
                          f"{b['margin_after']:.1f} | {shown} |")
+    lines += own_scorer_tables(data["runs"])
     lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {first['prefix']['norm']:g}; "
               f"{first['result']['prompts']} held-out prompts ({first['result']['scenarios']}), "
               f"K = {first['gate_settings']['actions']} random actions; machine: {data['machine'].get('cpu', '?')}."]
     return "\n".join(lines)
+
+
+def own_scorer_tables(runs: dict) -> list[str]:
+    """A behaviour basis's gate on each behaviour's own scorer (one row per seed and behaviour), then each seed's
+    effect table: per prefix (the random actions whose largest logit picks it), the shift of every own scorer
+    against the unsteered model, mean ± SE over prompts. Empty for a run measured before these were."""
+    measured = {seed: run["result"] for seed, run in sorted(runs.items()) if run["result"].get("behaviours")}
+    if not measured:
+        return []
+    lines = ["", "Each behaviour on its own scorer (higher: more of the behaviour):", "",
+             "| seed | behaviour | same-action correlation (± SE) | best-of-K (SE) | |",
+             "| --- | --- | --- | --- | --- |"]
+    for seed, r in measured.items():
+        for name, (ok, _) in st.behaviour_checks(r).items():
+            b = r["behaviours"][name]
+            lines.append(f"| {seed} | {name} | {b['corr']['corr']:.2f} ± {b['corr']['se']:.2f} | "
+                         f"{b['best_of_k']['z']:+.1f} | {'ok' if ok else 'FAIL'} |")
+    for seed, r in measured.items():
+        names = list(r["behaviours"])
+        lines += ["", f"Seed {seed}: each prefix's shift of every own scorer against the unsteered model (mean ± SE "
+                      "over prompts; the intended one on the diagonal):", "",
+                  "| prefix picked | actions | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
+        for group, e in r["effects"].items():
+            cells = [f"{e['shift'][f'behaviour:{n}']['mean']:+.2f} ± {e['shift'][f'behaviour:{n}']['se']:.2f}"
+                     for n in names]
+            lines.append(f"| {group} | {e['actions']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary_steerability() -> tuple[str, str]:

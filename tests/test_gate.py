@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from dat.action import steerability as st
@@ -66,6 +67,34 @@ def test_random_actions_cover_the_whole_action_space_null_point_included(tmp_pat
     cfg = composed(*basis, f"output_dir={tmp_path}", f"model.cache_dir={tmp_path / 'c'}")
     result = gate(cfg)
     assert np.array(result["rewards"]["sentiment"]["raw"]["samples"]).shape == (2, 3, protocol.SAMPLES)
+    # a behaviour basis is also measured on each behaviour's own scorer, and each prefix's effect on every score
+    assert set(result["behaviours"]) == {"long", "short"}
+    assert set(st.behaviour_checks(result)) == {"long", "short"}
+    assert set(result["effects"]) <= {"long", "short", "none"} and result["effects"]
+    for group in result["effects"].values():
+        assert {"sentiment", "goal", "keyword", "behaviour:long", "behaviour:short"} == set(group["shift"])
+        # one length, two orientations: "short" scores the negated length, so the shifts mirror each other
+        assert group["shift"]["behaviour:short"]["mean"] == pytest.approx(-group["shift"]["behaviour:long"]["mean"])
+
+
+def test_each_prefixs_effect_is_its_actions_mean_less_the_unsteered_mean_per_prompt():
+    """Actions grouped by the behaviour the softmax picks (the largest logit; the last is the null point), a
+    score's shift averaged over prompts with its SE: a hand-computed example."""
+    from types import SimpleNamespace
+
+    projection = SimpleNamespace(cfg=SimpleNamespace(null_action=True))
+    actions = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.1], [0.1, 0.0, 0.7], [0.5, -0.2, 0.3]])  # a, b, none, a
+    own = np.array([[[1, 1], [0, 0], [0, 0], [1, 0]],          # prompt 0
+                    [[1, 0], [0, 0], [1, 1], [0, 0]]], float)  # prompt 1
+    table = {"behaviour:a": own, "behaviour:b": 1 - own}
+    base = {"summary": {"per_prompt": {"behaviour:a": [0.25, 0.5], "behaviour:b": [0.75, 0.5]}}}
+    out = protocol.effects(projection, actions, table, base, ("behaviour:a", "behaviour:b"))
+    assert {k: v["actions"] for k, v in out.items()} == {"a": 2, "b": 1, "none": 1}
+    # "a" on prompt 0: mean of actions 0 and 3 = 0.75, less 0.25 = 0.5; on prompt 1: 0.25 - 0.5 = -0.25
+    assert out["a"]["shift"]["behaviour:a"]["mean"] == pytest.approx(0.125)
+    assert out["a"]["shift"]["behaviour:a"]["se"] == pytest.approx(np.std([0.5, -0.25], ddof=1) / np.sqrt(2))
+    assert out["a"]["shift"]["behaviour:b"]["mean"] == pytest.approx(-0.125)
+    assert out["none"]["shift"]["behaviour:a"]["mean"] == pytest.approx(((0 - 0.25) + (1 - 0.5)) / 2)
 
 
 def test_presets_and_settings_compose_for_the_gate():

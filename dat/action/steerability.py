@@ -233,6 +233,19 @@ def _no_worse(shares: Mapping | None, label: str, slack: float) -> tuple[bool, s
                 f"may fall by <= {slack}")
 
 
+def behaviour_checks(result: Mapping) -> dict[str, tuple[bool, str]]:
+    """For a behaviour basis (``result["behaviours"]``, the gate's own-scorer report), per behaviour: whether its own
+    scorer meets the gate's two reward criteria (same-action correlation and best-of-K on fresh samples), and the
+    line that says so. The gate itself asks that one reward move; a basis whose every prefix has a job asks each."""
+    out = {}
+    for name, r in result.get("behaviours", {}).items():
+        corr, z = r["corr"]["corr"], r["best_of_k"]["z"]
+        ok = corr >= MIN_CORRELATION and z >= MIN_BEST_OF_K_Z
+        out[name] = (ok, f"{'ok' if ok else 'FAIL'}: {name}: same-action correlation {corr:.2f} (needs >= "
+                         f"{MIN_CORRELATION}), best-of-K {z:.1f} SE (needs >= {MIN_BEST_OF_K_Z})")
+    return out
+
+
 def gate(result: Mapping) -> tuple[bool, list[str]]:
     """Whether a benchmarked configuration may be used for RL, and why (one line per criterion).
 

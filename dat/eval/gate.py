@@ -40,6 +40,8 @@ REWARDS = {"sentiment": Behaviour("sentiment", "sentiment"), "goal": Behaviour("
 """The cheap rewards the gate correlates with the action, as behaviour scorers (``keyword``: the rule checks)."""
 SAMPLES = 2
 """Samples per random action: the same-action correlation needs two."""
+OWN = "behaviour:"
+"""The prefix of a behaviour basis's own scorers among the gate's scores (``behaviour:<name>``)."""
 
 
 @dataclass
@@ -98,9 +100,12 @@ class Prompts:
 class Scorer:
     """The gate's rewards and quality measures of raw generations (scored as the env records them: first line)."""
 
-    def __init__(self, lm: FrozenLM, prompts: Prompts, embedder, believability: bool = True):
+    def __init__(self, lm: FrozenLM, prompts: Prompts, embedder, believability: bool = True,
+                 behaviours: Sequence[Behaviour] = ()):
         self.lm, self.prompts = lm, prompts
         self.scorers = Scorers(prompts.infos, embedder)
+        self.own = {f"{OWN}{b.name}": b for b in behaviours}
+        """A behaviour basis's own scorers, each oriented so that higher shows more of its behaviour."""
         # The local judge's believability of the steered agent (0..10), the reply read after the opener.
         self.judge = LocalJudge(lm.model, lm.tokenizer, lm.name, dimensions=("believability",)) if believability \
             else None
@@ -123,6 +128,8 @@ class Scorer:
                 n.append(count)
         return {
             **{name: np.asarray(self.scorers(b, p, texts), dtype=float) for name, b in REWARDS.items()},
+            **{name: np.asarray(self.scorers(b, p, texts), dtype=float) * (1 if b.direction == "up" else -1)
+               for name, b in self.own.items()},
             "fluency": (torch.cat(lp) / torch.cat(n)).numpy().astype(float),
             "degenerate": np.array([float(st.is_degenerate(t, k)) for t, k in zip(texts, tokens, strict=True)]),
             "in_character": np.array([float(not st.out_of_character(t, *self.prompts.names[p])) for t in texts]),
@@ -169,6 +176,7 @@ def baseline(lm: FrozenLM, prompts: Prompts, scorer: Scorer, cfg: GateConfig, se
         noise = st.pseudo_actions(values, SAMPLES)
         summary["rewards"][name] = {"mean": float(values.mean()), "std": float(values.std()),
                                     "corr": st.same_action_correlation(noise), "anova": st.anova(noise)}
+    summary["per_prompt"] = {name: _stack(parts, name).mean(axis=1).tolist() for name in (*REWARDS, *scorer.own)}
     logps = np.stack([_first_token(lm, prompts, p, None, "start")[0] for p in range(len(prompts))])
     return {"summary": summary, "first_token": logps}
 
@@ -183,8 +191,9 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
     position, d = projection.cfg.position, projection.cfg.planner_dim  # the RL action space (a null point included)
     g = torch.Generator().manual_seed(derive_seed(seed, "actions", d))
     actions = torch.rand(cfg.actions, d, generator=g) * 2 - 1
-    with torch.no_grad():
-        prefixes = list(projection(actions))
+    with torch.no_grad():  # an action at the null point plays no prefix at all, as in a dialogue
+        prefixes = [None if skip else p for p, skip in zip(projection(actions), projection.unsteered(actions),
+                                                            strict=True)]
     parts, kl, jsd = [], [], []
     for p in range(len(prompts)):
         rows = [prefixes[k] for k in range(cfg.actions) for _ in range(SAMPLES)]
@@ -194,7 +203,7 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
         kl.append(float(st.kl(logps, base["first_token"][p][None]).mean()))
         jsd.append(st.mean_pairwise_js(logps))
         progress(f"  [{label}] prompt {p + 1}/{len(prompts)} done ({(time.time() - started) / 60:.1f} min)")
-    keys = (*REWARDS, "fluency", "degenerate", "in_character", "believability")
+    keys = (*REWARDS, *scorer.own, "fluency", "degenerate", "in_character", "believability")
     table = {key: _stack(parts, key).reshape(len(prompts), cfg.actions, SAMPLES) for key in keys}
     chosen = {r: st.best_actions(table[r]) for r in REWARDS}
     fresh_parts = []
@@ -218,7 +227,7 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
     fresh_fluency = np.concatenate([v["fluency"] for part in fresh_parts for v in part.values()])
     fresh_degenerate = np.concatenate([v["degenerate"] for part in fresh_parts for v in part.values()])
     steered_fluency = float(np.concatenate([table["fluency"].ravel(), fresh_fluency]).mean())
-    inputs = torch.stack([layerprefix.split(p)[0] for p in prefixes])  # a deep prefix's layer rows are no tokens
+    inputs = [layerprefix.split(p)[0] for p in prefixes if p is not None]  # a deep prefix's layer rows are no tokens
     result = {
         "name": label,
         "held_out": held_out,
@@ -228,7 +237,7 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
         "actions": cfg.actions,
         "samples": SAMPLES,
         "fresh": cfg.fresh,
-        "prefix_norm": float(inputs.norm(dim=-1).mean() / float(projection.token_norm)),
+        "prefix_norm": float(torch.stack(inputs).norm(dim=-1).mean() / float(projection.token_norm)) if inputs else 0.0,
         "first_token": {"kl": float(np.mean(kl)), "js": float(np.mean(jsd))},
         "rewards": rewards,
         "fluency": {"steered": steered_fluency, "baseline": base["summary"]["fluency"],
@@ -245,11 +254,60 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
                                if not ok][:8],
         "minutes": round((time.time() - started) / 60, 1),
     }
+    if scorer.own:
+        result["behaviours"] = own_scores(lm, prompts, scorer, table, prefixes, position, cfg, seed, label)
+        result["effects"] = effects(projection, actions, table, base, (*REWARDS, *scorer.own))
     result["gate"], result["gate_reasons"] = st.gate(result)
     return result
 
 
+def own_scores(lm: FrozenLM, prompts: Prompts, scorer: Scorer, table: dict, prefixes: list, position: str,
+               cfg: GateConfig, seed: int, label: str) -> dict:
+    """The gate's reward criteria for each behaviour of a basis on its own scorer: same-action correlation (with its
+    permutation p) and the best action per prompt sampled ``fresh`` times again (best-of-K). The fresh samples are
+    their own calls, so the gate's other measurements are those of a basis without this report."""
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens)
+    out = {}
+    for name in scorer.own:
+        chosen = st.best_actions(table[name])
+        fresh = np.stack([scorer(p, _generate(lm, prompts, p, [prefixes[int(chosen[p])]] * cfg.fresh, cfg.fresh,
+                                              position, sampling,
+                                              derive_seed(seed, label, "fresh", name, p)))[name]
+                          for p in range(len(prompts))])
+        out[name.removeprefix(OWN)] = {
+            "corr": {**st.same_action_correlation(table[name]), "p": st.correlation_p_value(table[name])},
+            "best_of_k": st.best_of_k(table[name], fresh),
+        }
+    return out
+
+
+def effects(projection: UpProjection, actions: torch.Tensor, table: dict, base: dict, scores: Sequence[str]) -> dict:
+    """Each behaviour's prefix against the unsteered model, on every score: the random actions grouped by the
+    behaviour the sharp softmax picks (its largest logit; ``none``: the null point), and per group and score the
+    mean over prompts of (the group's mean on the prompt - the unsteered mean on it), with its SE over prompts. The
+    intended score should move, the others little."""
+    names = [b.removeprefix(OWN) for b in scores if b.startswith(OWN)]
+    names += ["none"] * int(projection.cfg.null_action)
+    picks = actions.argmax(dim=1).numpy()
+    out = {}
+    for k, name in enumerate(names):
+        group = np.flatnonzero(picks == k)
+        if not len(group):
+            continue
+        shifts = {}
+        for score in scores:
+            diff = table[score][:, group].mean(axis=(1, 2)) - np.asarray(base["summary"]["per_prompt"][score])
+            shifts[score] = {"mean": float(diff.mean()),
+                             "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")}
+        out[name] = {"actions": int(len(group)), "shift": shifts}
+    return out
+
+
 def verdict(result: dict) -> str:
-    """The verdict as printed: one line for the outcome, one per criterion."""
+    """The verdict as printed: one line for the outcome, one per criterion; then, for a behaviour basis, whether
+    each behaviour's own scorer meets the reward criteria (``st.behaviour_checks``)."""
+    checks = st.behaviour_checks(result)
     return "\n".join([f"gate: {'PASS' if result['gate'] else 'fail'} ({result['name']})",
-                      *(f"  {line}" for line in result["gate_reasons"])])
+                      *(f"  {line}" for line in result["gate_reasons"]),
+                      *(["each behaviour on its own scorer:"] if checks else []),
+                      *(f"  {line}" for _, line in checks.values())])
