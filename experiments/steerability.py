@@ -207,10 +207,13 @@ def main() -> None:
                         help="earlier variants to list too (cached results of that name)")
     parser.add_argument("--gates", nargs="+", help="dat gate run folders to gather (nothing is measured)")
     parser.add_argument("--name", default="gate_default", help="with --gates: the results file's name")
+    parser.add_argument("--by-folder", action="store_true",
+                        help="with --gates: key the runs by folder name (several settings at one seed)")
     args = parser.parse_args()
     if args.gates:
         path = Path(args.out) / f"{args.name}.json"
-        path.write_text(json.dumps({"machine": measuring.machine(), "runs": gather(args.gates)}, indent=2) + "\n")
+        runs = gather(args.gates, args.by_folder)
+        path.write_text(json.dumps({"machine": measuring.machine(), "runs": runs}, indent=2) + "\n")
         print(f"wrote {path}")
         return
 

@@ -409,7 +409,8 @@ def gate_runs(name: str = "gate_default") -> str:
     if not data:
         return "_Not measured yet: `dat gate seed=0`, `dat gate seed=1`, then `python experiments/steerability.py " \
                "--gates outputs/gate/seed=0 outputs/gate/seed=1`._"
-    lines = ["| seed | gate | goal correlation (± SE) | best-of-K (SE) | log-prob cost | criteria |",
+    key = "seed" if all(k.isdigit() for k in data["runs"]) else "run"  # one setting at several seeds, or settings
+    lines = [f"| {key} | gate | goal correlation (± SE) | best-of-K (SE) | log-prob cost | criteria |",
              "| --- | --- | --- | --- | --- | --- |"]
     for seed, run in sorted(data["runs"].items()):
         r = run["result"]
@@ -427,7 +428,8 @@ def gate_runs(name: str = "gate_default") -> str:
             lines.append(f"| {b['name']} | {scorers.get(b['name'], '?')} | {b['pairs']} | {b['margin_before']:.1f} → "
                          f"{b['margin_after']:.1f} | {shown} |")
     lines += own_scorer_tables(data["runs"])
-    lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {first['prefix']['norm']:g}; "
+    norms = ", ".join(sorted({f"{run['prefix']['norm']:g}" for run in data["runs"].values()}))
+    lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {norms}; "
               f"{first['result']['prompts']} held-out prompts ({first['result']['scenarios']}), "
               f"K = {first['gate_settings']['actions']} random actions; machine: {data['machine'].get('cpu', '?')}."]
     return "\n".join(lines)
@@ -468,10 +470,12 @@ def summary_steerability() -> tuple[str, str]:
         corr = " and ".join(f"{r['rewards']['goal']['corr']['corr']:.2f} ± {r['rewards']['goal']['corr']['se']:.2f}"
                             for r in results)
         bok = " and ".join(f"{r['rewards']['goal']['best_of_k']['z']:+.1f}" for r in results)
+        cost = " and ".join(f"{r['fluency']['cost']:.2f}" for r in results)
         return (f"{'yes' if passed == len(results) else 'no'}: on the current defaults the default action space "
                 f"passes at {passed} of {len(results)} seeds",
-                f"goal correlation {corr} (± SE), best-of-K {bok} SE (seeds {' and '.join(sorted(current['runs']))}; "
-                f"{results[0]['prompts']} held-out prompts, K = {results[0].get('actions', '?')})")
+                f"goal correlation {corr} (± SE), best-of-K {bok} SE, log-prob cost {cost} nats/token (seeds "
+                f"{' and '.join(sorted(current['runs']))}; {results[0]['prompts']} held-out prompts, "
+                f"K = {results[0].get('actions', '?')})")
     runs = [r for r in (load("steerability"), load("steerability_seed1")) if r]
     runs = [r for r in runs if DEFAULT_ACTION_SPACE in r.get("configs", {})]
     if not runs:
@@ -747,6 +751,7 @@ SECTIONS = {
     "steerability_levers": steerability_levers,
     "gate_default": gate_runs,
     "gate_acts": lambda: gate_runs("gate_acts"),
+    "gate_default_levers": lambda: gate_runs("gate_default_levers"),
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
         "sanity", ("reward", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
