@@ -61,16 +61,17 @@ def test_the_gate_refuses_prompts_the_action_space_was_made_on(tmp_path):
 def test_random_actions_cover_the_whole_action_space_null_point_included(tmp_path):
     from dat_pipeline.gate import gate
 
-    basis = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "behaviours.steps=2",
+    basis = ["prefix.kind=behaviours", "prefix.action_dim=2", "prefix.null_action=true", "prefix.depth=layers",
+             "gate.actions=6", "behaviours.steps=2",
              "behaviours.pool=4", "behaviours.prompts=2", "behaviours.sampling.max_new_tokens=6",
              "behaviours.behaviours=[{name:long,scorer:length,direction:up},{name:short,scorer:length,direction:down}]"]
     cfg = composed(*basis, f"output_dir={tmp_path}", f"model.cache_dir={tmp_path / 'c'}")
     result = gate(cfg)
-    assert np.array(result["rewards"]["sentiment"]["raw"]["samples"]).shape == (2, 3, protocol.SAMPLES)
+    assert np.array(result["rewards"]["sentiment"]["raw"]["samples"]).shape == (2, 6, protocol.SAMPLES)
     # a behaviour basis is also measured on each behaviour's own scorer, and each prefix's effect on every score
     assert set(result["behaviours"]) == {"long", "short"}
     assert set(st.behaviour_checks(result)) == {"long", "short"}
-    assert set(result["effects"]) <= {"long", "short", "none"} and result["effects"]
+    assert set(result["effects"]) == {"long", "short", "none"}  # null-point rows (no prefix) beside deep prefixes
     for group in result["effects"].values():
         assert {"sentiment", "goal", "keyword", "behaviour:long", "behaviour:short"} == set(group["shift"])
         # one length, two orientations: "short" scores the negated length, so the shifts mirror each other

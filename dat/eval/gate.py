@@ -146,6 +146,12 @@ def _generate(lm: FrozenLM, prompts: Prompts, p: int, prefixes, rows: int, posit
 
 
 def _first_token(lm: FrozenLM, prompts: Prompts, p: int, prefixes, position: str) -> np.ndarray:
+    mixed = prefixes is not None and len({x is None for x in prefixes}) == 2
+    if mixed:  # rows at the null point have no prefix, so no common length with the others: a call of their own
+        steered = [i for i, x in enumerate(prefixes) if x is not None]
+        out = np.repeat(_first_token(lm, prompts, p, None, "start"), len(prefixes), axis=0)
+        out[steered] = _first_token(lm, prompts, p, [prefixes[i] for i in steered], position)
+        return out
     if prefixes is None or position == "before_reply":
         index = [p] * (1 if prefixes is None else len(prefixes))
         return prompts.cache.next_token_logprobs(index, prefixes).numpy()
