@@ -41,7 +41,6 @@ from dat.eval.conditions import (
     eval_metrics,
     evaluate_conditions,
     reward_line,
-    summarize,
     transcript_rows,
 )
 from dat.eval.report import learning_curves, write_report
@@ -350,11 +349,12 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     chosen = run.best_constant()
     best = None if chosen is None else constant.policy(chosen)
     seed = derive_seed(cfg.seed, "eval")
+    def score_again(runs):  # the same episodes scored by the held-out judges, beside the training reward
+        return held_out_scores(cfg.loop.held_out_judges, runs, run.lm, run_cache_dir(run.out, cfg.judge.cache_dir))
+
     summary, runs = evaluate_conditions(run.eval_envs, run.policy, cfg.loop.eval_per_task, seed, run.baselines,
-                                        best_constant=best, watch=run.watch)
-    if cfg.loop.held_out_judges:  # the same episodes scored again, beside the training reward
-        extra = held_out_scores(cfg.loop.held_out_judges, runs, run.lm, run_cache_dir(run.out, cfg.judge.cache_dir))
-        summary = summarize(runs, seed, extra=extra, cue=cfg.env.opening_cue)
+                                        best_constant=best, watch=run.watch,
+                                        score_again=score_again if cfg.loop.held_out_judges else None)
     report = run.out / "eval" / f"round-{rnd:04d}"
     meta = _metadata(cfg, rnd, run.lm)
     if chosen is not None:

@@ -119,6 +119,7 @@ def transcript_rows(runs: Mapping[str, Sequence[Episode]], limit: int = 8) -> tu
 def evaluate_conditions(
     envs, policy: Callable | None, per_task: int, seed: int, reuse: dict[str, list[Episode]] | None = None,
     best_constant: Callable | None = None, watch: OutageWatch | None = None,
+    score_again: Callable[[Mapping[str, Sequence[Episode]]], Mapping[str, Mapping[str, np.ndarray]]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Episode]]]:
     """Run the planner and the baselines (``EVALUATED``: the best constant one when ``best_constant`` is given)
     on ``per_task`` episodes of every task of the vector env ``envs`` (the held-out tasks; autoreset disabled,
@@ -128,7 +129,8 @@ def evaluate_conditions(
     their episodes are seeded, so a round can pass the previous round's baseline episodes in ``reuse``
     (which it fills) instead of replaying them. ``eval_order`` gives the task of each episode, so
     another condition can be played on the same episodes later (``experiments/state_matters.py``). ``watch``: the
-    caller's judge outage watch (``dat.dialogue.rollout.collect``).
+    caller's judge outage watch (``dat.dialogue.rollout.collect``). ``score_again``: scores every condition's
+    episodes again (held-out judges), summarised beside the training reward as ``summarize``'s ``extra``.
     """
     order = eval_order(len(envs.tasks), per_task)
     reuse = {} if reuse is None else reuse
@@ -140,7 +142,8 @@ def evaluate_conditions(
                                 task_order=order, watch=watch)  # the conditions still to play, in one lockstep stream
     runs = {name: reuse[name] if name in reuse else played[name] for name in wanted}
     reuse.update({name: episodes for name, episodes in played.items() if name != "policy"})
-    return summarize(runs, seed, cue=envs.cfg.opening_cue), runs
+    extra = None if score_again is None else score_again(runs)
+    return summarize(runs, seed, extra=extra, cue=envs.cfg.opening_cue), runs
 
 
 def eval_order(n_tasks: int, per_task: int) -> list[int]:

@@ -271,20 +271,24 @@ def own_scores(lm: FrozenLM, prompts: Prompts, scorer: Scorer, table: dict, pref
                cfg: GateConfig, seed: int, label: str) -> dict:
     """The gate's reward criteria for each behaviour of a basis on its own scorer: same-action correlation (with its
     permutation p) and the best action per prompt sampled ``fresh`` times again (best-of-K). The fresh samples are
-    their own calls, so the gate's other measurements are those of a basis without this report."""
+    calls of their own (one per prompt, every behaviour's best action in it), so the gate's other measurements are
+    those of a basis without this report."""
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens)
-    out = {}
-    for name in scorer.own:
-        chosen = st.best_actions(table[name])
-        fresh = np.stack([scorer(p, _generate(lm, prompts, p, [prefixes[int(chosen[p])]] * cfg.fresh, cfg.fresh,
-                                              position, sampling,
-                                              derive_seed(seed, label, "fresh", name, p)))[name]
-                          for p in range(len(prompts))])
-        out[name.removeprefix(OWN)] = {
-            "corr": {**st.same_action_correlation(table[name]), "p": st.correlation_p_value(table[name])},
-            "best_of_k": st.best_of_k(table[name], fresh),
-        }
-    return out
+    names = list(scorer.own)
+    chosen = {name: st.best_actions(table[name]) for name in names}
+    fresh = {name: [] for name in names}
+    for p in range(len(prompts)):
+        picked = sorted({int(chosen[name][p]) for name in names})
+        rows = [prefixes[k] for k in picked for _ in range(cfg.fresh)]
+        scores = scorer(p, _generate(lm, prompts, p, rows, len(rows), position, sampling,
+                                     derive_seed(seed, label, "fresh", "own", p)))
+        for name in names:
+            at = picked.index(int(chosen[name][p])) * cfg.fresh
+            fresh[name].append(scores[name][at:at + cfg.fresh])
+    return {name.removeprefix(OWN): {
+        "corr": {**st.same_action_correlation(table[name]), "p": st.correlation_p_value(table[name])},
+        "best_of_k": st.best_of_k(table[name], np.stack(fresh[name])),
+    } for name in names}
 
 
 def effects(projection: UpProjection, actions: torch.Tensor, table: dict, base: dict, scores: Sequence[str]) -> dict:
