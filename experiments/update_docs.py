@@ -419,15 +419,22 @@ def gate_runs(name: str = "gate_default") -> str:
                      f"{goal['corr']['se']:.2f} | {goal['best_of_k']['z']:+.1f} | {r['fluency']['cost']:.2f} | "
                      + "; ".join(x.removeprefix("ok: ") for x in r["gate_reasons"]) + " |")
     first = next(iter(data["runs"].values()))
-    if first.get("basis"):
-        lines += ["", "| behaviour | scorer | pairs | margin before → after | replies showing it (own / hinted) |",
+    bases: dict[str, list[str]] = {}  # each distinct basis (its record) and the runs that played it
+    for seed, run in sorted(data["runs"].items()):
+        if run.get("basis"):
+            bases.setdefault(json.dumps(run["basis"], sort_keys=True), []).append(seed)
+    for seeds in bases.values():
+        run = data["runs"][seeds[0]]
+        title = "" if len(bases) == 1 else f"The basis of {key} {', '.join(seeds)}:"
+        lines += ["", *([title, ""] if title else []),
+                  "| behaviour | scorer | pairs | margin before → after | replies showing it (own / hinted) |",
                   "| --- | --- | --- | --- | --- |"]
-        scorers = {b["name"]: b["scorer"] for b in (first.get("behaviours") or {}).get("behaviours", [])}
-        for b in first["basis"]:
+        scorers = {b["name"]: b["scorer"] for b in (run.get("behaviours") or {}).get("behaviours", [])}
+        for b in run["basis"]:
             shown = " / ".join(f"{v['shown']} of {v['replies']}" for v in b.get("positives", {}).values()) or "–"
             lines.append(f"| {b['name']} | {scorers.get(b['name'], '?')} | {b['pairs']} | {b['margin_before']:.1f} → "
                          f"{b['margin_after']:.1f} | {shown} |")
-    lines += own_scorer_tables(data["runs"])
+    lines += own_scorer_tables(data["runs"], key)
     norms = ", ".join(sorted({f"{run['prefix']['norm']:g}" for run in data["runs"].values()}))
     lines += ["", f"Action space: `prefix.kind={first['prefix']['kind']}`, norm {norms}; "
               f"{first['result']['prompts']} held-out prompts ({first['result']['scenarios']}), "
@@ -435,7 +442,7 @@ def gate_runs(name: str = "gate_default") -> str:
     return "\n".join(lines)
 
 
-def own_scorer_tables(runs: dict) -> list[str]:
+def own_scorer_tables(runs: dict, key: str = "seed") -> list[str]:
     """A behaviour basis's gate on each behaviour's own scorer (one row per seed and behaviour), then each seed's
     effect table: per prefix (the random actions whose largest logit picks it), the shift of every own scorer
     against the unsteered model, mean ± SE over prompts. Empty for a run measured before these were."""
@@ -443,7 +450,7 @@ def own_scorer_tables(runs: dict) -> list[str]:
     if not measured:
         return []
     lines = ["", "Each behaviour on its own scorer (higher: more of the behaviour):", "",
-             "| seed | behaviour | same-action correlation (± SE) | best-of-K (SE) | |",
+             f"| {key} | behaviour | same-action correlation (± SE) | best-of-K (SE) | |",
              "| --- | --- | --- | --- | --- |"]
     for seed, r in measured.items():
         for name, (ok, _) in st.behaviour_checks(r).items():
@@ -452,8 +459,8 @@ def own_scorer_tables(runs: dict) -> list[str]:
                          f"{b['best_of_k']['z']:+.1f} | {'ok' if ok else 'FAIL'} |")
     for seed, r in measured.items():
         names = list(r["behaviours"])
-        lines += ["", f"Seed {seed}: each prefix's shift of every own scorer against the unsteered model (mean ± SE "
-                      "over prompts; the intended one on the diagonal):", "",
+        lines += ["", f"{key.capitalize()} {seed}: each prefix's shift of every own scorer against the unsteered "
+                      "model (mean ± SE over prompts; the intended one on the diagonal):", "",
                   "| prefix picked | actions | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
         for group, e in r["effects"].items():
             cells = [f"{e['shift'][f'behaviour:{n}']['mean']:+.2f} ± {e['shift'][f'behaviour:{n}']['se']:.2f}"
