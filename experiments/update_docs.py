@@ -425,7 +425,8 @@ def gate_runs(name: str = "gate_default") -> str:
             bases.setdefault(json.dumps(run["basis"], sort_keys=True), []).append(seed)
     for seeds in bases.values():
         run = data["runs"][seeds[0]]
-        title = "" if len(bases) == 1 else f"The basis of {key} {', '.join(seeds)}:"
+        title = "" if len(bases) == 1 else \
+            f"The basis of {key}{'s' if len(seeds) > 1 else ''} " + " and ".join(f"`{s}`" for s in seeds) + ":"
         lines += ["", *([title, ""] if title else []),
                   "| behaviour | scorer | pairs | margin before → after | replies showing it (own / hinted) |",
                   "| --- | --- | --- | --- | --- |"]
