@@ -2,12 +2,14 @@
 
     python experiments/headroom.py                                        # the default action space and judge
     python experiments/headroom.py --label "goal basis, K=4" --overrides prefix=... --per-task 4
+    python experiments/headroom.py --label "four acts" --overrides prefix=behaviours_acts --candidates behaviours
 
-Every candidate action (the zero action and every corner of the action space, ``dat.eval.constant.candidates``)
-plays the same episodes, ``--per-task`` on every *training* task, with the run's judge; the held-out judges
-(``--judges``) score the same episodes. Per judge (``dat.eval.headroom``): each candidate's mean, the best constant,
-each task's best candidate, the oracle in-sample and cross-fitted, and the headroom (cross-fitted oracle minus the
-best constant, paired by task, 95 % interval). Writes a section of ``benchmarks/results/headroom.json`` (one per
+Every candidate action (the zero action and every corner of the action space, ``dat.eval.constant.candidates``;
+with ``--candidates behaviours``, the zero action and each behaviour alone, ``dat.eval.constant.one_hot``) plays
+the same episodes, ``--per-task`` on every *training* task, with the run's judge; the held-out judges (``--judges``)
+score the same episodes. Per judge (``dat.eval.headroom``): each candidate's mean, the best constant, each task's
+best candidate, the oracle in-sample and cross-fitted, and the headroom (cross-fitted oracle minus the best
+constant, paired by task, 95 % interval). Writes a section of ``benchmarks/results/headroom.json`` (one per
 ``--label``) and ``docs/results/headroom.md``.
 """
 
@@ -58,10 +60,12 @@ def measure(args) -> dict:
     def reward_fn(judgement, side: int) -> float | None:
         return judged_reward(judgement, side, cfg.judge.weights)
 
-    n = len(tasks) * args.per_task * len(constant.candidates(projection.cfg.planner_dim))
+    d = projection.cfg.planner_dim
+    wanted = constant.one_hot(d) if args.candidates == "behaviours" else constant.candidates(d)
+    n = len(tasks) * args.per_task * len(wanted)
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, n, cfg.loop.batch_size)
     began = time.perf_counter()
-    options, played = constant.play(envs, args.per_task, args.seed)
+    options, played = constant.play(envs, args.per_task, args.seed, options=wanted)
     seconds = time.perf_counter() - began
     task_ids = [e.task_id for e in played["zero"]]
     scores = {f"{cfg.judge.backend} (training)": {k: [np.nan if e.reward is None else e.reward for e in v]
@@ -72,7 +76,15 @@ def measure(args) -> dict:
     judged = {name: headroom(rewards, task_ids, seed=args.seed) for name, rewards in scores.items()}
     return {"overrides": args.overrides, "model": lm.name, "scenarios": cfg.env.scenarios.train, "tasks": len(tasks),
             "per_task": args.per_task, "seed": args.seed, "candidates": {k: list(v) for k, v in options.items()},
+            "logits": logit_names(cfg),
             "judges": judged, "play_seconds": seconds, "machine": measuring.machine()}
+
+
+def logit_names(cfg: TrainConfig) -> list[str]:
+    """What each action coordinate weighs, in order, for a behaviour basis (a candidate's signs read against it)."""
+    if cfg.prefix.kind != "behaviours":
+        return []
+    return [b.name for b in cfg.behaviours.behaviours] + (["null"] if cfg.prefix.null_action else [])
 
 
 def _ci(d: dict) -> str:
@@ -89,7 +101,8 @@ def markdown(results: dict) -> str:
         lines += [f"## {label[:1].upper() + label[1:]}", "",
                   f"Overrides: {' '.join(f'`{o}`' for o in r['overrides']) or '(the defaults)'}; model {r['model']}, "
                   f"{r['tasks']} training tasks ({r['scenarios']}) × {r['per_task']} episodes per candidate, seed "
-                  f"{r['seed']}; {len(r['candidates'])} candidates.", "",
+                  f"{r['seed']}; {len(r['candidates'])} candidates"
+                  + (f" (signs in the order {', '.join(r['logits'])})" if r.get("logits") else "") + ".", "",
                   "| judge | best constant | its mean | oracle in-sample | oracle cross-fitted | headroom (95 %) "
                   "| tasks whose best differs |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for judge, h in r["judges"].items():
@@ -112,6 +125,9 @@ def main() -> None:
     parser.add_argument("--label", default="the default action space")
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides (action space, judge, env)")
     parser.add_argument("--per-task", type=int, default=2)
+    parser.add_argument("--candidates", choices=("corners", "behaviours"), default="corners",
+                        help="corners: the best constant's candidates; behaviours: the zero action and each "
+                             "behaviour alone (one logit up), for a basis with many behaviours")
     parser.add_argument("--tasks", type=int, default=None, help="the first N training tasks (default: all)")
     parser.add_argument("--judges", nargs="*", default=["rule"], help="held-out judge presets scoring the episodes")
     parser.add_argument("--seed", type=int, default=0)

@@ -761,7 +761,7 @@ SECTIONS = {
     "gate_acts": lambda: gate_runs("gate_acts"),
     "gate_default_levers": lambda: gate_runs("gate_default_levers"),
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
-        "sanity", ("reward", "restates_goal", "in_character")),
+        "sanity", ("reward", "reward@rule", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
         "default_run", ("reward", "reward@rule", "restates_goal", "in_character")) + "\n\n"
         + held_out_table("default_run"),

@@ -62,6 +62,16 @@ def test_the_headroom_measurement_plays_every_candidate_on_every_task(lm, proj):
     assert [e.seed for e in played["zero"]] == [e.seed for e in played["--++"]]  # the same episodes
 
 
+def test_each_behaviour_alone_is_played_when_asked_instead_of_every_corner(lm, proj):
+    options = constant.one_hot(4)
+    assert options == {"zero": (0.0,) * 4, "+---": (1.0, -1.0, -1.0, -1.0), "-+--": (-1.0, 1.0, -1.0, -1.0),
+                       "--+-": (-1.0, -1.0, 1.0, -1.0), "---+": (-1.0, -1.0, -1.0, 1.0)}
+    envs = collector_envs(lm, proj, make_tasks(2), LengthJudge(), CFG, episodes=5 * 2, batch_size=10)
+    played_options, played = constant.play(envs, 1, seed=3, options=options)
+    assert played_options == options and list(played) == list(options)
+    assert all(np.allclose(e.actions, np.float32(options[label])) for label, eps in played.items() for e in eps)
+
+
 def test_the_oracle_against_the_best_constant_matches_a_hand_computed_example():
     from dat.eval.headroom import headroom
 

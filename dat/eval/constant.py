@@ -2,7 +2,7 @@
 
 A planner earns its keep only by what it adds over the best action it could have played everywhere. The
 candidates are the zero action and the corners of the action space (every sign pattern of ``[-1, 1]^d``; past
-``MAX_CORNERS`` corners, the ``2d`` axis points ``±e_i`` instead, as the corners grow as ``2^d``). Each plays the
+``MAX_CORNERS`` corners, as many drawn with a fixed seed, as the corners grow as ``2^d``). Each plays the
 same episodes, ``per_task`` on every *training* task with the run's judge, and the highest mean reward wins: the
 held-out tasks never choose it, so it is a baseline a user could have picked before seeing them.
 
@@ -60,6 +60,13 @@ def candidates(d: int) -> dict[str, tuple[float, ...]]:
     return {"zero": (0.0,) * d, **{"".join("+" if s > 0 else "-" for s in c): c for c in corners}}
 
 
+def one_hot(d: int) -> dict[str, tuple[float, ...]]:
+    """The zero action and the ``d`` corners with one logit up and the rest down: under a behaviour basis's sharp
+    softmax, each behaviour alone (the null point too, where the basis has one), whatever ``d``."""
+    corners = [tuple(1.0 if j == i else -1.0 for j in range(d)) for i in range(d)]
+    return {"zero": (0.0,) * d, **{"".join("+" if s > 0 else "-" for s in c): c for c in corners}}
+
+
 def cache_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -90,11 +97,13 @@ def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: P
     return record
 
 
-def play(envs, per_task: int, seed: int, watch: OutageWatch | None = None
+def play(envs, per_task: int, seed: int, watch: OutageWatch | None = None,
+         options: Mapping[str, tuple[float, ...]] | None = None
          ) -> tuple[dict[str, tuple[float, ...]], dict[str, list]]:
-    """Every candidate on the same episodes, ``per_task`` on each of ``envs``' tasks in task order (one lockstep
-    stream): the candidates and each one's episodes (``dat.eval.headroom`` compares them task by task)."""
-    options = candidates(envs.single_action_space.shape[0])
+    """Every candidate (``options``, by default ``candidates``) on the same episodes, ``per_task`` on each of
+    ``envs``' tasks in task order (one lockstep stream): the candidates and each one's episodes
+    (``dat.eval.headroom`` compares them task by task)."""
+    options = dict(candidates(envs.single_action_space.shape[0]) if options is None else options)
     order = [t for t in range(len(envs.tasks)) for _ in range(per_task)]
     played = collect_conditions(envs, {label: Constant(a, label) for label, a in options.items()}, len(order), seed,
                                 task_order=order, watch=watch)
