@@ -212,14 +212,9 @@ def measure(lm: FrozenLM, projection: UpProjection, prompts: Prompts, scorer: Sc
     keys = (*REWARDS, *scorer.own, "fluency", "degenerate", "in_character", "believability")
     table = {key: _stack(parts, key).reshape(len(prompts), cfg.actions, SAMPLES) for key in keys}
     chosen = {r: st.best_actions(table[r]) for r in REWARDS}
-    fresh_parts = []
-    for p in range(len(prompts)):  # every selected action of this prompt sampled again, in one call
-        picked = sorted({int(chosen[r][p]) for r in REWARDS})
-        rows = [prefixes[k] for k in picked for _ in range(cfg.fresh)]
-        scores = scorer(p, _generate(lm, prompts, p, rows, len(rows), position, sampling,
-                                     derive_seed(seed, label, "fresh", p)))
-        fresh_parts.append({k: {key: scores[key][i * cfg.fresh:(i + 1) * cfg.fresh]
-                                for key in (*REWARDS, "fluency", "degenerate")} for i, k in enumerate(picked)})
+    fresh_parts = [_sample_again(lm, prompts, scorer, p, prefixes, {int(chosen[r][p]) for r in REWARDS}, position,
+                                 sampling, cfg.fresh, derive_seed(seed, label, "fresh", p))
+                   for p in range(len(prompts))]
     rewards = {}
     for r in REWARDS:
         fresh = np.stack([fresh_parts[p][int(chosen[r][p])][r] for p in range(len(prompts))])
@@ -276,19 +271,24 @@ def own_scores(lm: FrozenLM, prompts: Prompts, scorer: Scorer, table: dict, pref
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens)
     names = list(scorer.own)
     chosen = {name: st.best_actions(table[name]) for name in names}
-    fresh = {name: [] for name in names}
-    for p in range(len(prompts)):
-        picked = sorted({int(chosen[name][p]) for name in names})
-        rows = [prefixes[k] for k in picked for _ in range(cfg.fresh)]
-        scores = scorer(p, _generate(lm, prompts, p, rows, len(rows), position, sampling,
-                                     derive_seed(seed, label, "fresh", "own", p)))
-        for name in names:
-            at = picked.index(int(chosen[name][p])) * cfg.fresh
-            fresh[name].append(scores[name][at:at + cfg.fresh])
+    parts = [_sample_again(lm, prompts, scorer, p, prefixes, {int(chosen[name][p]) for name in names}, position,
+                           sampling, cfg.fresh, derive_seed(seed, label, "fresh", "own", p))
+             for p in range(len(prompts))]
     return {name.removeprefix(OWN): {
         "corr": {**st.same_action_correlation(table[name]), "p": st.correlation_p_value(table[name])},
-        "best_of_k": st.best_of_k(table[name], np.stack(fresh[name])),
+        "best_of_k": st.best_of_k(table[name], np.stack([parts[p][int(chosen[name][p])][name]
+                                                         for p in range(len(prompts))])),
     } for name in names}
+
+
+def _sample_again(lm: FrozenLM, prompts: Prompts, scorer: Scorer, p: int, prefixes: list, picked: set[int],
+                  position: str, sampling, fresh: int, seed: int) -> dict[int, dict[str, np.ndarray]]:
+    """Each picked action of prompt ``p`` sampled ``fresh`` times more, all in one call: its scores by action."""
+    order = sorted(picked)
+    rows = [prefixes[k] for k in order for _ in range(fresh)]
+    scores = scorer(p, _generate(lm, prompts, p, rows, len(rows), position, sampling, seed))
+    return {k: {key: value[i * fresh:(i + 1) * fresh] for key, value in scores.items() if key != "texts"}
+            for i, k in enumerate(order)}
 
 
 def effects(projection: UpProjection, actions: torch.Tensor, table: dict, base: dict, scores: Sequence[str]) -> dict:
