@@ -349,6 +349,7 @@ def _evaluate(run: Run, rnd: int) -> dict[str, float]:
     chosen = run.best_constant()
     best = None if chosen is None else constant.policy(chosen)
     seed = derive_seed(cfg.seed, "eval")
+
     def score_again(runs):  # the same episodes scored by the held-out judges, beside the training reward
         return held_out_scores(cfg.loop.held_out_judges, runs, run.lm, run_cache_dir(run.out, cfg.judge.cache_dir))
 

@@ -57,14 +57,19 @@ def candidates(d: int) -> dict[str, tuple[float, ...]]:
         rng = np.random.default_rng(2 ** 16 + d)
         drawn = {tuple(float(x) for x in rng.choice((1.0, -1.0), d)) for _ in range(4 * MAX_CORNERS)}
         corners = sorted(drawn, reverse=True)[:MAX_CORNERS]
-    return {"zero": (0.0,) * d, **{"".join("+" if s > 0 else "-" for s in c): c for c in corners}}
+    return {"zero": (0.0,) * d, **{_signs(c): c for c in corners}}
 
 
 def one_hot(d: int) -> dict[str, tuple[float, ...]]:
     """The zero action and the ``d`` corners with one logit up and the rest down: under a behaviour basis's sharp
     softmax, each behaviour alone (the null point too, where the basis has one), whatever ``d``."""
     corners = [tuple(1.0 if j == i else -1.0 for j in range(d)) for i in range(d)]
-    return {"zero": (0.0,) * d, **{"".join("+" if s > 0 else "-" for s in c): c for c in corners}}
+    return {"zero": (0.0,) * d, **{_signs(c): c for c in corners}}
+
+
+def _signs(action: Sequence[float]) -> str:
+    """A candidate's label: the sign of each coordinate ("+-")."""
+    return "".join("+" if s > 0 else "-" for s in action)
 
 
 def cache_key(settings: Mapping[str, Any]) -> str:
