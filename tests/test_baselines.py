@@ -27,6 +27,8 @@ def test_the_candidates_are_the_zero_action_and_the_corners_or_the_axis_points()
     many = constant.candidates(8)  # 256 corners: 16 of them, the same every time
     assert len(many) == 17 and many == constant.candidates(8)
     assert all(set(a) <= {1.0, -1.0} and len(a) == 8 for label, a in many.items() if label != "zero")
+    assert constant.one_hot(8).items() <= many.items()  # every behaviour alone is among them
+    assert list(constant.candidates(5))[:6] == list(constant.one_hot(5))  # 32 corners: the one-hot ones first
 
 
 def test_the_best_constant_is_played_on_the_tasks_given_and_reused_only_for_the_same_settings(lm, proj, tmp_path):

@@ -2,13 +2,15 @@
 
 A planner earns its keep only by what it adds over the best action it could have played everywhere. The
 candidates are the zero action and the corners of the action space (every sign pattern of ``[-1, 1]^d``; past
-``MAX_CORNERS`` corners, as many drawn with a fixed seed, as the corners grow as ``2^d``). Each plays the
+``MAX_CORNERS`` corners, as the corners grow as ``2^d``, the ``d`` corners with one coordinate up, which under a
+behaviour basis's softmax play each behaviour alone, and the rest drawn with a fixed seed). Each plays the
 same episodes, ``per_task`` on every *training* task with the run's judge, and the highest mean reward wins: the
 held-out tasks never choose it, so it is a baseline a user could have picked before seeing them.
 
 The choice is cached as JSON under the model's artefact folder (``best_constant/<key>.json``), keyed by
 everything that decides it: the action space's fingerprint, the judge and its reward, the training tasks, the
-dialogue rules and decoding, ``per_task`` and the seed. Another basis or another judge never reuses it.
+dialogue rules and decoding, ``per_task``, the seed and the candidates. Another basis or another judge never
+reuses it.
 """
 
 from __future__ import annotations
@@ -49,14 +51,18 @@ class Constant:
 
 
 def candidates(d: int) -> dict[str, tuple[float, ...]]:
-    """The zero action and the corners of ``[-1, 1]^d`` (``MAX_CORNERS`` of them, drawn with a fixed seed, when
-    there are more), by a label that shows the signs (``"+-"``)."""
+    """The zero action and the corners of ``[-1, 1]^d`` by a label that shows the signs (``"+-"``). When there are
+    more than ``MAX_CORNERS``, those with one coordinate up come first (``one_hot``: a behaviour basis's
+    behaviours alone, the baseline a user would try first) and fixed-seed draws fill the rest."""
     if 2 ** d <= MAX_CORNERS:
         corners = list(itertools.product((1.0, -1.0), repeat=d))
     else:
+        corners = [c for label, c in one_hot(d).items() if label != "zero"][:MAX_CORNERS]
         rng = np.random.default_rng(2 ** 16 + d)
-        drawn = {tuple(float(x) for x in rng.choice((1.0, -1.0), d)) for _ in range(4 * MAX_CORNERS)}
-        corners = sorted(drawn, reverse=True)[:MAX_CORNERS]
+        while len(corners) < MAX_CORNERS:
+            drawn = tuple(float(x) for x in rng.choice((1.0, -1.0), d))
+            if drawn not in corners:
+                corners.append(drawn)
     return {"zero": (0.0,) * d, **{_signs(c): c for c in corners}}
 
 
@@ -85,13 +91,14 @@ def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: P
     folder, a record made with the same settings is read back instead of played again, and a new one is written.
     ``watch``: the caller's judge outage watch (``dat.dialogue.rollout.collect``).
     """
-    settings = {**settings, "per_task": per_task, "seed": seed}
+    options = candidates(envs.single_action_space.shape[0])
+    settings = {**settings, "per_task": per_task, "seed": seed, "candidates": list(options)}
     path = None if cache is None else Path(cache) / f"{cache_key(settings)}.json"
     if path is not None and path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("settings") == json.loads(json.dumps(settings, default=str)):
             return saved
-    options, played = play(envs, per_task, seed, watch)
+    options, played = play(envs, per_task, seed, watch, options)
     means = {label: _mean([e.reward for e in episodes]) for label, episodes in played.items()}
     best = max(means, key=lambda k: (np.nan_to_num(means[k], nan=-np.inf), k == "zero"))
     record = {"label": best, "action": list(options[best]), "means": means, "episodes": len(envs.tasks) * per_task,
