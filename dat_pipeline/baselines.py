@@ -4,6 +4,7 @@ held-out judges that score the same episodes again (``dat evaluate held_out_judg
 
 from __future__ import annotations
 
+from dat_pipeline import runtime
 from dat_pipeline.rescore import load_config
 
 import hashlib
@@ -43,15 +44,17 @@ def constant_settings(cfg: Any, lm: FrozenLM, projection, tasks: Sequence) -> di
 
 
 def best_constant(cfg: Any, lm: FrozenLM, projection, tasks: Sequence, judge: Callable, reward_fn: Callable,
-                  per_task: int, seed: int, batch_size: int) -> dict[str, Any] | None:
+                  per_task: int, seed: int, batch_size: int, log=None) -> dict[str, Any] | None:
     """The best constant action on ``tasks`` (the training tasks), chosen once per setting and cached beside the
-    model's other artefacts (``dat.eval.constant``); None when ``per_task`` is 0 or there is no action space."""
+    model's other artefacts (``dat.eval.constant``); None when ``per_task`` is 0 or there is no action space.
+    ``log``: the entry point's logger, told when the choice is played rather than read back."""
     if per_task < 1 or projection is None:
         return None
     n = len(tasks) * per_task * len(constant.candidates(projection.cfg.planner_dim))
     envs = collector_envs(lm, projection, tasks, judge, cfg.env, reward_fn, n, batch_size)
     return constant.choose(envs, per_task, seed, constant_settings(cfg, lm, projection, tasks),
-                           artefact_folder(cfg.model) / "best_constant", watch=OutageWatch(cfg.judge.outage_after))
+                           artefact_folder(cfg.model) / "best_constant", watch=OutageWatch(cfg.judge.outage_after),
+                           announce=None if log is None else (lambda message: runtime.say(log, message)))
 
 
 def check_presets(names: Sequence[str], where: str) -> None:

@@ -132,7 +132,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: Path | None = None) -> dict[str, f
         train_tasks = load_scenarios(cfg.env.scenarios.train, ids=cfg.env.scenarios.ids,
                                      root=cfg.env.scenarios.root)[: cfg.constant_tasks]
         best = best_constant(cfg, lm, projection, train_tasks, judge, reward_fn, cfg.constant_per_task,
-                             derive_seed(cfg.seed, "best constant"), cfg.batch_size)
+                             derive_seed(cfg.seed, "best constant"), cfg.batch_size, log=LOG)
     policies = condition_policies(planner if policy is not None else None,
                                   None if best is None else constant.policy(best))
     wanted = [c for c in CONDITIONS if (c in cfg.conditions or c == BASELINE) and c in policies]

@@ -113,7 +113,7 @@ class Run:
             best = best_constant(cfg, self.lm, self.projection, self.train_tasks[: cfg.loop.constant_tasks],
                                  self.judge, self.reward_fn,
                                  cfg.loop.constant_per_task, derive_seed(cfg.seed, "best constant"),
-                                 cfg.loop.batch_size)
+                                 cfg.loop.batch_size, log=LOG)
             if best is not None:
                 runtime.say(LOG, f"best constant action on the training tasks: {best['label']} {best['action']} "
                                  f"(mean reward {best['means'][best['label']]:.3f} over {best['episodes']} episodes; "

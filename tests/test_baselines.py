@@ -35,14 +35,16 @@ def test_the_best_constant_is_played_on_the_tasks_given_and_reused_only_for_the_
     judge = LengthJudge()
     tasks = make_tasks(2)
     envs = collector_envs(lm, proj, tasks, judge, CFG, episodes=34, batch_size=34)
-    record = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path)
+    told = []
+    record = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path, announce=told.append)
+    assert len(told) == 1 and "17 candidates x 2 training tasks x 1 (34 dialogues" in told[0]
     assert record["episodes"] == 2 and len(record["means"]) == 17  # the zero action and 16 corners, each task once
     assert record["label"] == max(record["means"], key=record["means"].get)
     assert tuple(record["action"]) == constant.candidates(4)[record["label"]]
     played = [call for call in judge.calls]
     assert sum(played) == 34
-    again = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path)
-    assert again == record and judge.calls == played  # read back: nothing played
+    again = constant.choose(envs, 1, 5, {"judge": "length", "basis": "a"}, tmp_path, announce=told.append)
+    assert again == record and judge.calls == played and len(told) == 1  # read back: nothing played or announced
     other_judge = constant.choose(envs, 1, 5, {"judge": "other", "basis": "a"}, tmp_path)
     other_basis = constant.choose(envs, 1, 5, {"judge": "length", "basis": "b"}, tmp_path)
     assert sum(judge.calls) == 3 * 34  # another judge, another basis: each played anew...

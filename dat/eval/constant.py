@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,13 +83,14 @@ def cache_key(settings: Mapping[str, Any]) -> str:
 
 
 def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: Path | None,
-           watch: OutageWatch | None = None) -> dict[str, Any]:
+           watch: OutageWatch | None = None, announce: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The best constant action over ``envs``' tasks (the training tasks), as a record:
     ``{"label", "action", "means": {label: mean reward}, "episodes", "settings"}``.
 
     ``settings`` are what decide the choice besides the candidates (see the module docstring); with a ``cache``
     folder, a record made with the same settings is read back instead of played again, and a new one is written.
-    ``watch``: the caller's judge outage watch (``dat.dialogue.rollout.collect``).
+    ``watch``: the caller's judge outage watch (``dat.dialogue.rollout.collect``). ``announce`` is told what is
+    about to be played, when the choice is not read back (it can take a while: every candidate on every task).
     """
     options = candidates(envs.single_action_space.shape[0])
     settings = {**settings, "per_task": per_task, "seed": seed, "candidates": list(options)}
@@ -98,6 +99,10 @@ def choose(envs, per_task: int, seed: int, settings: Mapping[str, Any], cache: P
         saved = json.loads(path.read_text())
         if saved.get("settings") == json.loads(json.dumps(settings, default=str)):
             return saved
+    if announce is not None:
+        announce(f"choosing the best constant action: {len(options)} candidates x {len(envs.tasks)} training tasks x "
+                 f"{per_task} ({len(options) * len(envs.tasks) * per_task} dialogues; once per setting, then cached"
+                 + ("" if path is None else f" at {path}") + ")")
     options, played = play(envs, per_task, seed, watch, options)
     means = {label: _mean([e.reward for e in episodes]) for label, episodes in played.items()}
     best = max(means, key=lambda k: (np.nan_to_num(means[k], nan=-np.inf), k == "zero"))
