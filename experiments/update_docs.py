@@ -118,6 +118,34 @@ def held_out_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def choices_table(name: str) -> str:
+    """Which behaviour each seed's planner picks (``experiments/planner_choices.py``): on the training tasks against
+    each task's best behaviour (the headroom's oracle), and on the held-out tasks turn by turn."""
+    data = load(name)
+    if not data or not data.get("runs"):
+        return f"_Not measured yet (benchmarks/results/{name}.json from experiments/planner_choices.py)._"
+    runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
+    lines = [f"Oracle: each training task's best behaviour in the headroom section \"{data['headroom']}\" "
+             f"({data['judge']} judge); the planner's pick is its largest logit on the task's first states.", "",
+             "| seed | training tasks where the planner picks the oracle's behaviour | where the best constant "
+             "does | the planner's picks (training tasks) | its held-out turns, by behaviour | held-out tasks "
+             "where it plays other than the best constant |", "|" + " --- |" * 6]
+    for r in runs:
+        t, h = r["training"], r["held_out"]
+        picks = ", ".join(f"{k} {v}" for k, v in sorted(t["picks"].items(), key=lambda kv: -kv[1]))
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in h["turn_shares"].items())
+        lines.append(f"| {r['seed']} | {t['agrees_with_oracle']:.0%} | {t['best_constant_agrees']:.0%} | {picks} | "
+                     f"{shares} | {len(h['tasks_off_constant'])} of {len(h['tasks'])} |")
+    tasks = sorted(runs[0]["training"]["tasks"])
+    lines += ["", "| training task | oracle | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |",
+              "|" + " --- |" * (2 + len(runs))]
+    for task in tasks:
+        oracle = runs[0]["training"]["tasks"][task]["oracle"]
+        picks = [r["training"]["tasks"].get(task, {}).get("planner", "—") for r in runs]
+        lines.append(f"| {task} | {oracle} | " + " | ".join(f"**{p}**" if p == oracle else p for p in picks) + " |")
+    return "\n".join(lines)
+
+
 def report_section(name: str) -> str:
     """An evaluate.py report (evaluation.md copied to benchmarks/results/<name>.md), without its title."""
     md = RESULTS / f"{name}.md"
@@ -541,6 +569,20 @@ def summary_default_run() -> tuple[str, str]:
     return verdict, per_seed("policy − strongest baseline", versus, runs)
 
 
+def summary_acts_planner() -> tuple[str, str]:
+    """The planner on the four-act basis at three seeds (``summarize_runs.py --name acts_run``): its bar is the best
+    constant act (chosen on the training tasks), with the interval above 0 at every seed."""
+    data = load("acts_run")
+    if not data or not data.get("runs") or not all("best_constant" in r.get("policy_vs", {}) for r in data["runs"]):
+        return SEE_PAGE, SEE_PAGE
+    runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
+    diffs = [r["policy_vs"]["best_constant"] for r in runs]
+    above = sum(where(d) > 0 for d in diffs)
+    verdict = (f"{'yes' if above == len(runs) else 'no'}: the planner beats the best constant act at {above} of "
+               f"{len(runs)} seeds")
+    return verdict, per_seed("policy − best constant", diffs, runs)
+
+
 def summary_prompt_formats() -> tuple[str, str]:
     data = load("prompt_formats")
     if not data:
@@ -702,6 +744,9 @@ STUDIES = (
     ("state-matters", "State matters",
      "Does the planner read its state when the best action depends on the goal?",
      "docs/results/state-matters.md", summary_state_matters),
+    ("acts-planner", "Four dialogue acts",
+     "Does a planner that picks among four dialogue acts by the task beat the best constant act?",
+     "docs/results/acts-planner.md", summary_acts_planner),
     ("state-learning", "Offline learning curve",
      "Does an offline planner read its state with more random-action episodes?",
      "docs/state-learning.md", summary_state_learning),
@@ -760,11 +805,15 @@ SECTIONS = {
     "gate_default": gate_runs,
     "gate_acts": lambda: gate_runs("gate_acts"),
     "gate_default_levers": lambda: gate_runs("gate_default_levers"),
+    "gate_acts_levers": lambda: gate_runs("gate_acts_levers"),
     "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
         "sanity", ("reward", "reward@rule", "restates_goal", "in_character")),
     "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
         "default_run", ("reward", "reward@rule", "restates_goal", "in_character")) + "\n\n"
         + held_out_table("default_run"),
+    "acts_run": lambda: versus_table("acts_run") + "\n\n" + runs_table(
+        "acts_run", ("reward", "reward@rule", "restates_goal", "in_character")),
+    "acts_choices": lambda: choices_table("acts_choices"),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
     "stability_baselines": lambda: markdown_file(
