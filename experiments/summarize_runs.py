@@ -49,6 +49,12 @@ def final_eval(run: Path, round_name: str | None = None) -> dict:
     }
 
 
+def matches(pattern: str) -> list[str]:
+    """The folders a command-line argument names: itself when it exists (Hydra's folder names hold brackets, such
+    as ``loop.held_out_judges=[rule]``, which glob would read as a character class), else its glob matches."""
+    return [pattern] if Path(pattern).exists() else glob.glob(pattern)
+
+
 def held_out(folder: Path) -> dict:
     """An evaluate.py report's rewards by judge: per condition, the mean and the difference to the unsteered model
     of the training reward and of each held-out judge's (``reward@<judge>``), on the same episodes."""
@@ -69,9 +75,11 @@ def main() -> None:
                         help="evaluate.py output folders (held_out_judges) of these runs' exports")
     parser.add_argument("runs", nargs="+", help="run folders or glob patterns")
     args = parser.parse_args()
-    folders = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
+    folders = sorted({Path(p) for pattern in args.runs for p in matches(pattern)})
+    if not folders:
+        raise SystemExit(f"no run folder matches {args.runs}")
     result = {"note": args.note, "runs": [final_eval(f, args.round) for f in folders]}
-    for report in (held_out(Path(p)) for pattern in args.held_out for p in glob.glob(pattern)):
+    for report in (held_out(Path(p)) for pattern in args.held_out for p in matches(pattern)):
         owner = next((r for r in result["runs"] if report["policy"] and
                       Path(report["policy"]).resolve().parent == Path(r["run"]).resolve()), None)
         if owner is None:
