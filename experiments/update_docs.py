@@ -127,9 +127,10 @@ def choices_table(name: str) -> str:
     runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
     lines = [f"Oracle: each training task's best behaviour in the headroom section \"{data['headroom']}\" "
              f"({data['judge']} judge); the planner's pick is its largest logit on the task's first states.", "",
-             "| seed | training tasks where the planner picks the oracle's behaviour | where the best constant "
-             "does | the planner's picks (training tasks) | its held-out turns, by behaviour | held-out tasks "
-             "where it plays other than the best constant |", "|" + " --- |" * 6]
+             f"| seed | training tasks where the planner picks the oracle's behaviour | where the headroom's best "
+             f"constant ({runs[0]['best_constant']}) does | the planner's picks (training tasks) | its held-out turns, "
+             f"by behaviour | held-out tasks where it mostly plays other than {runs[0]['best_constant']} |",
+             "|" + " --- |" * 6]
     for r in runs:
         t, h = r["training"], r["held_out"]
         picks = ", ".join(f"{k} {v}" for k, v in sorted(t["picks"].items(), key=lambda kv: -kv[1]))
@@ -578,8 +579,12 @@ def summary_acts_planner() -> tuple[str, str]:
     runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
     diffs = [r["policy_vs"]["best_constant"] for r in runs]
     above = sum(where(d) > 0 for d in diffs)
+    unsteered = sum(where(r["policy_vs"]["unsteered"]) > 0 for r in runs)
+    strongest = sum(where(r["versus"]["results"]["reward"]) > 0 for r in runs)
+    controls = ", ".join(sorted({r["versus"]["control"] for r in runs}))
     verdict = (f"{'yes' if above == len(runs) else 'no'}: the planner beats the best constant act at {above} of "
-               f"{len(runs)} seeds")
+               f"{len(runs)} seeds, the unsteered model at {unsteered}, the strongest baseline ({controls}) at "
+               f"{strongest}")
     return verdict, per_seed("policy − best constant", diffs, runs)
 
 
