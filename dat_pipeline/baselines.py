@@ -8,6 +8,7 @@ from dat_pipeline import runtime
 from dat_pipeline.rescore import load_config
 
 import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -44,7 +45,8 @@ def constant_settings(cfg: Any, lm: FrozenLM, projection, tasks: Sequence) -> di
 
 
 def best_constant(cfg: Any, lm: FrozenLM, projection, tasks: Sequence, judge: Callable, reward_fn: Callable,
-                  per_task: int, seed: int, batch_size: int, log=None) -> dict[str, Any] | None:
+                  per_task: int, seed: int, batch_size: int,
+                  log: logging.Logger | None = None) -> dict[str, Any] | None:
     """The best constant action on ``tasks`` (the training tasks), chosen once per setting and cached beside the
     model's other artefacts (``dat.eval.constant``); None when ``per_task`` is 0 or there is no action space.
     ``log``: the entry point's logger, told when the choice is played rather than read back."""

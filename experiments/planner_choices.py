@@ -89,7 +89,11 @@ def measure(run: Path, oracle: dict, best_constant: str) -> dict:
     names = logit_names(config)
     label_of = {one_hot_label(n, names): n for n in names} | {"zero": "zero"}
     policy = DATPolicy.from_pretrained(str(run / "export")).eval()
-    dataset = config["dataset"][0] if isinstance(config["dataset"], list) else config["dataset"]
+    dataset = config.get("dataset")
+    if not dataset:
+        raise SystemExit(f"{run}: trained online, not from a dataset (train.py dataset=...); its training tasks' "
+                         "first states are not on disk")
+    dataset = dataset[0] if isinstance(dataset, list) else dataset
     train = training_choices(policy, Path(dataset), names)
     for task, entry in train.items():
         entry["oracle"] = label_of.get(oracle.get(task, ""), oracle.get(task))
