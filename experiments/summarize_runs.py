@@ -51,8 +51,9 @@ def final_eval(run: Path, round_name: str | None = None) -> dict:
 
 def matches(pattern: str) -> list[str]:
     """The folders a command-line argument names: itself when it exists (Hydra's folder names hold brackets, such
-    as ``loop.held_out_judges=[rule]``, which glob would read as a character class), else its glob matches."""
-    return [pattern] if Path(pattern).exists() else glob.glob(pattern)
+    as ``loop.held_out_judges=[rule]``, which glob would read as a character class), else the folders among its
+    glob matches (a sweep folder's ``multirun.yaml`` is not a run)."""
+    return [pattern] if Path(pattern).is_dir() else [p for p in glob.glob(pattern) if Path(p).is_dir()]
 
 
 def held_out(folder: Path) -> dict:
