@@ -750,7 +750,7 @@ STUDIES = (
      "Does the planner read its state when the best action depends on the goal?",
      "docs/results/state-matters.md", summary_state_matters),
     ("acts-planner", "Four dialogue acts",
-     "Does a planner that picks among four dialogue acts by the task beat the best constant act?",
+     "Does a planner picking among four dialogue acts beat the best constant act?",
      "docs/results/acts-planner.md", summary_acts_planner),
     ("state-learning", "Offline learning curve",
      "Does an offline planner read its state with more random-action episodes?",
