@@ -74,9 +74,14 @@ def runs_table(name: str, dims: tuple[str, ...] = ("reward",)) -> str:
             cells = [interval(per_dim[d]) if d in per_dim else "—" for d in dims]
             deltas = [delta(per_dim[d]) if d in per_dim else "—" for d in dims]
             lines.append(f"| {run['seed']} | {condition} | " + " | ".join(cells + deltas) + " |")
-    meta = data["runs"][0]["metadata"] if data["runs"] else {}
+    runs = sorted(data["runs"], key=lambda r: r["seed"] or 0)
+    meta = runs[0]["metadata"] if runs else {}
     if meta:
-        lines += ["", "Setup: " + "; ".join(f"{k}: {v}" for k, v in meta.items() if k not in ("round", "seed")) + "."]
+        def setting(key):  # a setting the seeds differ in (e.g. each seed's best constant) is given per seed
+            values = [r["metadata"].get(key) for r in runs]
+            return values[0] if len(set(map(str, values))) == 1 else "; ".join(
+                f"seed {r['seed']}: {v}" for r, v in zip(runs, values, strict=True))
+        lines += ["", "Setup: " + "; ".join(f"{k}: {setting(k)}" for k in meta if k not in ("round", "seed")) + "."]
     return "\n".join(lines)
 
 
