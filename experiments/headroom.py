@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 
+from dat.action.behaviours import logit_names
 from dat.config import TrainConfig, register_configs, to_config
 from dat.eval import constant
 from dat.eval.headroom import headroom
@@ -76,15 +77,8 @@ def measure(args) -> dict:
     judged = {name: headroom(rewards, task_ids, seed=args.seed) for name, rewards in scores.items()}
     return {"overrides": args.overrides, "model": lm.name, "scenarios": cfg.env.scenarios.train, "tasks": len(tasks),
             "per_task": args.per_task, "seed": args.seed, "candidates": {k: list(v) for k, v in options.items()},
-            "logits": logit_names(cfg),
+            "logits": logit_names(cfg.prefix, cfg.behaviours),
             "judges": judged, "play_seconds": seconds, "machine": measuring.machine()}
-
-
-def logit_names(cfg: TrainConfig) -> list[str]:
-    """What each action coordinate weighs, in order, for a behaviour basis (a candidate's signs read against it)."""
-    if cfg.prefix.kind != "behaviours":
-        return []
-    return [b.name for b in cfg.behaviours.behaviours] + (["null"] if cfg.prefix.null_action else [])
 
 
 def _ci(d: dict) -> str:

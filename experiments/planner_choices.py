@@ -28,20 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from omegaconf import OmegaConf
 
+from dat.action.behaviours import logit_names
+from dat.config import TrainConfig, datasets, to_config
 from dat.dialogue.dataset import read_episodes
 from dat.dialogue.episodes import load_episodes
+from dat.eval import constant
 from dat.rl.export import DATPolicy
-
-NULL = "null"
-"""The name of a basis's null point (``prefix.null_action``): no prefix."""
-
-
-def logit_names(config: dict) -> list[str]:
-    """The behaviour each action coordinate stands for, in order (the null point last when the basis has one)."""
-    names = [b["name"] for b in config["behaviours"]["behaviours"]]
-    return names + [NULL] if config["prefix"].get("null_action") else names
 
 
 def picked(actions: np.ndarray, names: list[str]) -> list[str]:
@@ -79,37 +73,30 @@ def held_out_choices(run: Path, names: list[str]) -> dict[str, dict]:
             for task, seen in sorted(turns.items())}
 
 
-def one_hot_label(name: str, names: list[str]) -> str:
-    """A behaviour's name as the headroom's candidate label (``"+----"``: that logit up, the others down)."""
-    return "".join("+" if n == name else "-" for n in names)
-
-
 def measure(run: Path, oracle: dict, best_constant: str) -> dict:
-    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
-    names = logit_names(config)
-    label_of = {one_hot_label(n, names): n for n in names} | {"zero": "zero"}
+    config = to_config(OmegaConf.load(run / ".hydra" / "config.yaml"), TrainConfig)
+    names = logit_names(config.prefix, config.behaviours)
+    label_of = dict(zip(constant.one_hot(len(names)), ["zero", *names], strict=True))  # "+----" -> its behaviour
     policy = DATPolicy.from_pretrained(str(run / "export")).eval()
-    dataset = config.get("dataset")
-    if not dataset:
+    if not datasets(config):
         raise SystemExit(f"{run}: trained online, not from a dataset (train.py dataset=...); its training tasks' "
                          "first states are not on disk")
-    dataset = dataset[0] if isinstance(dataset, list) else dataset
-    train = training_choices(policy, Path(dataset), names)
+    train = training_choices(policy, Path(datasets(config)[0]), names)
     for task, entry in train.items():
         entry["oracle"] = label_of.get(oracle.get(task, ""), oracle.get(task))
     scored = [e for e in train.values() if e["oracle"] is not None]
-    constant = label_of[best_constant]
+    best = label_of[best_constant]
     held_out = held_out_choices(run, names)
     every_turn = Counter(x for e in held_out.values() for t in e["turns"] for x in t)
     return {
-        "run": str(run), "seed": config.get("seed"), "logits": names, "best_constant": constant,
+        "run": str(run), "seed": config.seed, "logits": names, "best_constant": best,
         "training": {"tasks": train,
                      "agrees_with_oracle": float(np.mean([e["planner"] == e["oracle"] for e in scored])),
-                     "best_constant_agrees": float(np.mean([e["oracle"] == constant for e in scored])),
+                     "best_constant_agrees": float(np.mean([e["oracle"] == best for e in scored])),
                      "picks": dict(Counter(e["planner"] for e in train.values()))},
         "held_out": {"tasks": held_out, "turn_shares": {k: v / sum(every_turn.values()) for k, v in
                                                         every_turn.most_common()},
-                     "tasks_off_constant": sorted(t for t, e in held_out.items() if e["planner"] != constant)},
+                     "tasks_off_constant": sorted(t for t, e in held_out.items() if e["planner"] != best)},
     }
 
 

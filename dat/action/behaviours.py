@@ -232,6 +232,14 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
         raise ValueError("behaviours.pool must be >= 2 and behaviours.top, steps and rounds >= 1.")
 
 
+def logit_names(prefix: PrefixConfig, cfg: BehaviourConfig) -> list[str]:
+    """What each action coordinate weighs, in order: the behaviours, then ``null`` where the basis has a null point
+    (empty for other kinds). An action's largest logit names the behaviour the sharp softmax plays."""
+    if prefix.kind != "behaviours":
+        return []
+    return [b.name for b in cfg.behaviours] + (["null"] if prefix.null_action else [])
+
+
 MADE_IN = "float32"
 """The dtype every basis was made in before the dtype became part of its settings (recorded only when it
 differs, so those bases still match)."""
