@@ -327,19 +327,36 @@ def test_split_is_deterministic_disjoint_and_by_scenario(bundled: list[Task]) ->
     assert sorted({t.scenario.id for t in evals}) == [
         "band_rehearsal",
         "crosswalk_petition",
+        "guitar_sale",
         "meeting_day",
         "moving_day",
         "new_job_tips",
         "project_credit",
         "rent_increase",
+        "room_rent",
+        "web_design_fee",
+        "wedding_cake",
     ]
-    assert len(train) == 34 and len(evals) == 14
+    assert len(train) == 34 and len(evals) == 22
     assert not {t.scenario.id for t in train} & {t.scenario.id for t in evals}
     assert sorted(t.id for t in train + evals) == sorted(t.id for t in bundled)
     assert [t.id for t in load_scenarios("bundled:eval")] == [t.id for t in evals]
     assert [t.id for t in load_scenarios("bundled:train")] == [t.id for t in train]
     with pytest.raises(ValueError):
         split_tasks(bundled, "test")
+
+
+def test_the_held_out_bundled_tasks_have_the_training_tasks_kinds(bundled: list[Task]) -> None:
+    """Held-out tasks that lack a kind the planner trained on (a price to hold) cannot show whether it chooses by
+    the task: every category and check kind is on both sides, and price tasks weigh about the same on each."""
+    sides = {split: split_tasks(bundled, split) for split in ("train", "eval")}
+    categories = {split: {t.scenario.category for t in tasks} for split, tasks in sides.items()}
+    checks = {split: {c["kind"] for t in tasks for c in t.scenario.checks} for split, tasks in sides.items()}
+    price = {split: sum(any(c["kind"] == "price" for c in t.scenario.checks) for t in tasks) / len(tasks)
+             for split, tasks in sides.items()}
+    assert categories["train"] == categories["eval"]
+    assert checks["eval"] >= checks["train"] - {"sentiment"}  # a sentiment check stays a training-only kind
+    assert abs(price["train"] - price["eval"]) <= 0.15, price  # 0.35 and 0.45
 
 
 # ---------------------------------------------------------------- malformed input
