@@ -2,7 +2,8 @@
 
     python experiments/summarize_runs.py --name sanity "outputs/train/experiment=sanity_sentiment,seed=*"
 
-For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and the run's config, and
+For each run folder it reads the last ``eval/round-NNNN/evaluation.json`` and the run's config (for an
+``evaluate.py`` output folder, its one ``evaluation.json``: a run's export evaluated again, on other tasks), and
 writes ``benchmarks/results/<name>.json`` with, per run and condition, each dimension's mean and 95%
 interval and the paired difference to the unsteered baseline (interval and p-value); the planner against the
 strongest baseline (``versus``) and against each (``policy_vs``), and each condition's distinct share.
@@ -23,6 +24,8 @@ import yaml
 
 
 def final_eval(run: Path, round_name: str | None = None) -> dict:
+    if (run / "evaluation.json").is_file():
+        return evaluated(run)
     reports = sorted((run / "eval").glob("round-*/evaluation.json"))
     if round_name is not None:
         reports = [r for r in reports if r.parent.name == round_name]
@@ -32,21 +35,32 @@ def final_eval(run: Path, round_name: str | None = None) -> dict:
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) if (run / ".hydra").is_dir() else {}
     state = json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
                         / "state.json").read_text())
-    rows = {}
-    for condition, dims in report["results"].items():
-        for dim, entry in dims.items():
-            rows.setdefault(condition, {})[dim] = {
-                k: entry[k] for k in ("mean", "low", "high", "n", "n_failed")} | {"diff": entry["diff"]}
     return {
-        "run": str(run), "round": reports[-1].parent.name, "seed": config.get("seed"),
-        "metadata": report.get("metadata", {}), "results": rows,
-        **{k: report[k] for k in ("versus", "policy_vs", "distinct") if k in report},
+        "run": str(run), "round": reports[-1].parent.name, "seed": config.get("seed"), **_rows(report),
         "rounds_completed": state["round"], "episodes_collected": state["episodes"],
         "round_seconds": [h.get("perf/round_seconds") for h in state["history"]],
         "history": [{k: h.get(k) for k in ("round", "eval/policy/mean", "eval/unsteered/mean", "eval/zero/mean",
                                             "rollout/reward_mean", "train/critic_loss", "train/q_mean")}
                     for h in state["history"]],
     }
+
+
+def evaluated(folder: Path) -> dict:
+    """An ``evaluate.py`` output folder in ``final_eval``'s form, without the training history it does not have."""
+    report = json.loads((folder / "evaluation.json").read_text())
+    return {"run": str(folder), "round": None, "seed": report.get("metadata", {}).get("seed"), **_rows(report)}
+
+
+def _rows(report: dict) -> dict:
+    """An evaluation report's metadata, per condition and dimension its mean, interval and difference to the
+    unsteered model, and the planner against the baselines."""
+    rows = {}
+    for condition, dims in report["results"].items():
+        for dim, entry in dims.items():
+            rows.setdefault(condition, {})[dim] = {
+                k: entry[k] for k in ("mean", "low", "high", "n", "n_failed")} | {"diff": entry["diff"]}
+    return {"metadata": report.get("metadata", {}), "results": rows,
+            **{k: report[k] for k in ("versus", "policy_vs", "distinct") if k in report}}
 
 
 def matches(pattern: str) -> list[str]:

@@ -494,12 +494,17 @@ def own_scorer_tables(runs: dict, key: str = "seed") -> list[str]:
                          f"{b['best_of_k']['z']:+.1f} | {'ok' if ok else 'FAIL'} |")
     for seed, r in measured.items():
         names = list(r["behaviours"])
+        fluency = all("cost" in e for e in r["effects"].values())  # measured since the gate records them per prefix
+        extra = ["log-prob cost (nats/token)", "degenerate"] if fluency else []
         lines += ["", f"{key.capitalize()} {seed}: each prefix's shift of every own scorer against the unsteered "
-                      "model (mean ± SE over prompts; the intended one on the diagonal):", "",
-                  "| prefix picked | actions | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
+                      "model (mean ± SE over prompts; the intended one on the diagonal)"
+                      + (", and what its replies cost in fluency" if fluency else "") + ":", "",
+                  "| prefix picked | actions | " + " | ".join(names + extra) + " |",
+                  "| --- | --- |" + " --- |" * (len(names) + len(extra))]
         for group, e in r["effects"].items():
             cells = [f"{e['shift'][f'behaviour:{n}']['mean']:+.2f} ± {e['shift'][f'behaviour:{n}']['se']:.2f}"
                      for n in names]
+            cells += [f"{e['cost']:.2f}", f"{e['degenerate']:.1%}"] if fluency else []
             lines.append(f"| {group} | {e['actions']} | " + " | ".join(cells) + " |")
     return lines
 

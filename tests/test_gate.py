@@ -87,8 +87,9 @@ def test_each_prefixs_effect_is_its_actions_mean_less_the_unsteered_mean_per_pro
     actions = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.1], [0.1, 0.0, 0.7], [0.5, -0.2, 0.3]])  # a, b, none, a
     own = np.array([[[1, 1], [0, 0], [0, 0], [1, 0]],          # prompt 0
                     [[1, 0], [0, 0], [1, 1], [0, 0]]], float)  # prompt 1
-    table = {"behaviour:a": own, "behaviour:b": 1 - own}
-    base = {"summary": {"per_prompt": {"behaviour:a": [0.25, 0.5], "behaviour:b": [0.75, 0.5]}}}
+    fluency = -np.arange(16, dtype=float).reshape(2, 4, 2)  # prompt p, action k, sample s: -(8p + 2k + s)
+    table = {"behaviour:a": own, "behaviour:b": 1 - own, "fluency": fluency, "degenerate": own}
+    base = {"summary": {"per_prompt": {"behaviour:a": [0.25, 0.5], "behaviour:b": [0.75, 0.5]}, "fluency": -1.0}}
     out = protocol.effects(projection, actions, table, base, ("behaviour:a", "behaviour:b"))
     assert {k: v["actions"] for k, v in out.items()} == {"a": 2, "b": 1, "none": 1}
     # "a" on prompt 0: mean of actions 0 and 3 = 0.75, less 0.25 = 0.5; on prompt 1: 0.25 - 0.5 = -0.25
@@ -96,6 +97,9 @@ def test_each_prefixs_effect_is_its_actions_mean_less_the_unsteered_mean_per_pro
     assert out["a"]["shift"]["behaviour:a"]["se"] == pytest.approx(np.std([0.5, -0.25], ddof=1) / np.sqrt(2))
     assert out["a"]["shift"]["behaviour:b"]["mean"] == pytest.approx(-0.125)
     assert out["none"]["shift"]["behaviour:a"]["mean"] == pytest.approx(((0 - 0.25) + (1 - 0.5)) / 2)
+    # which prefix costs fluency: "a" (actions 0 and 3) averages -(0+1+6+7+8+9+14+15)/8 = -7.5, a cost of 6.5 nats
+    assert out["a"]["cost"] == pytest.approx(6.5) and out["b"]["cost"] == pytest.approx(5.5)
+    assert out["a"]["degenerate"] == pytest.approx(0.5) and out["b"]["degenerate"] == 0.0
 
 
 def test_presets_and_settings_compose_for_the_gate():

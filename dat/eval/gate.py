@@ -295,7 +295,8 @@ def effects(projection: UpProjection, actions: torch.Tensor, table: dict, base: 
     """Each behaviour's prefix against the unsteered model, on every score: the random actions grouped by the
     behaviour the sharp softmax picks (its largest logit; ``none``: the null point), and per group and score the
     mean over prompts of (the group's mean on the prompt - the unsteered mean on it), with its SE over prompts. The
-    intended score should move, the others little."""
+    intended score should move, the others little. Where the table has them, each group's log-prob ``cost`` (the
+    unsteered fluency less the group's) and ``degenerate`` share too: which prefix costs the fluency the gate asks."""
     names = [b.removeprefix(OWN) for b in scores if b.startswith(OWN)]
     names += ["none"] * int(projection.cfg.null_action)
     picks = actions.argmax(dim=1).numpy()
@@ -310,6 +311,10 @@ def effects(projection: UpProjection, actions: torch.Tensor, table: dict, base: 
             shifts[score] = {"mean": float(diff.mean()),
                              "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")}
         out[name] = {"actions": int(len(group)), "shift": shifts}
+        if "fluency" in table:
+            out[name]["cost"] = float(base["summary"]["fluency"] - table["fluency"][:, group].mean())
+        if "degenerate" in table:
+            out[name]["degenerate"] = float(table["degenerate"][:, group].mean())
     return out
 
 
