@@ -101,6 +101,26 @@ def test_a_basis_of_three_behaviours_raises_each_ones_own_margin_and_counts_its_
         assert torch.allclose(projection(corners[k:k + 1])[0], projection.basis[k], atol=1e-5)
 
 
+def test_a_behaviours_own_nll_weight_changes_its_prefix_alone_and_joins_the_fingerprint(lm, tmp_path):
+    """One prefix may need the NLL term where the others do not: a behaviour's own ``nll`` trains its prefix as the
+    basis-wide weight would, leaves the other prefixes as they are, and is part of the basis's settings (a
+    behaviour without it is recorded as before, so existing bases still match)."""
+    from dat.action.behaviours import basis_settings
+
+    plain = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(), tmp_path / "plain").train(progress=False)
+    own = [replace(LONG_SHORT[0], nll=2.0), LONG_SHORT[1]]
+    mixed = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=own), tmp_path / "mixed").train(progress=False)
+    wide = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(nll=2.0), tmp_path / "wide").train(progress=False)
+    assert not torch.allclose(mixed.basis[0], plain.basis[0])
+    assert torch.equal(mixed.basis[0], wide.basis[0]) and torch.equal(mixed.basis[1], plain.basis[1])
+    recorded = [basis_settings("m", PREFIX, config(behaviours=b))["behaviours"]["behaviours"]
+                for b in (LONG_SHORT, own)]
+    assert "nll" not in recorded[0][0] and recorded[1][0]["nll"] == 2.0 and "nll" not in recorded[1][1]
+    with pytest.raises(ValueError, match=r"behaviours\[long\]\.nll=-1"):
+        ensure_basis(lm, lambda: (DIALOGUES, INFOS), PREFIX, config(behaviours=[replace(own[0], nll=-1.0), own[1]]),
+                     tmp_path, progress=False)
+
+
 def test_a_deep_behaviour_prefix_trains_its_layer_rows_and_is_cached_apart(lm, tmp_path):
     deep = replace(PREFIX, depth="layers")
     projection = ensure_basis(lm, lambda: (DIALOGUES, INFOS), deep, config(steps=8), tmp_path, progress=False)

@@ -219,6 +219,7 @@ class BasisTrainer:
         The prefix is ``(tokens, hidden)``, or ``(layers, tokens, hidden)`` with ``prefix.depth=layers``.
         """
         cfg, path = self.cfg, self.folder / f"{behaviour.name}.safetensors"
+        nll = cfg.nll if behaviour.nll is None else behaviour.nll
         if path.is_file():
             return load_file(str(path))["prefix"], json.loads((self.folder / f"{behaviour.name}.json").read_text())
         started = time.time()
@@ -255,9 +256,9 @@ class BasisTrainer:
             ref_c = torch.tensor([seen.ref[c] for c, _ in batch])
             ref_r = torch.tensor([seen.ref[r] for _, r in batch])
             loss = contrastive_loss(chosen, ref_c, rejected, ref_r, cfg.beta).mean()
-            if cfg.nll > 0:
+            if nll > 0:
                 targets = self.cache.targets([seen.text[c] for c, _ in batch], [seen.end[c] for c, _ in batch])
-                loss = loss + cfg.nll * (-chosen / torch.tensor([float(len(t)) for t in targets])).mean()
+                loss = loss + nll * (-chosen / torch.tensor([float(len(t)) for t in targets])).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

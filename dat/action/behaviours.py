@@ -34,7 +34,7 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint",)  # recorded only when set, so bases made before the field existed still match
+LATER_FIELDS = ("hint", "nll")  # recorded only when set, so bases made before the field existed still match
 
 
 @dataclass
@@ -56,6 +56,10 @@ class Behaviour:
     partner's last line (``{goal}`` stands for the agent's goal). They are scored, paired and trained on
     as replies to the *plain* prompt, so the prefix learns what the instruction does. For behaviours the
     model rarely shows unprompted (stating a price: 0 of 96 pooled replies to the price scenarios)."""
+    nll: float | None = None
+    """This behaviour's weight of the NLL term on its chosen replies (``BehaviourConfig.nll`` when None). One
+    prefix may need it where the others do not: a behaviour learned from a few targeted positives (an amount)
+    can loop on its own tokens while contrast alone keeps the others fluent."""
 
 
 def _default_behaviours() -> list[Behaviour]:
@@ -77,7 +81,8 @@ class BehaviourConfig:
     drift further from the model (stronger, costlier); chosen on the train split as the value between too
     costly and too weak that passes every gate criterion (docs/results/steerability.md)."""
     nll: float = 0.0
-    """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only."""
+    """Weight of an extra NLL term on the chosen replies (per token); 0: contrast only. A behaviour's own
+    ``nll`` overrides it for that prefix."""
     steps: int = 50
     """Optimiser steps per behaviour and round."""
     batch_size: int = 8
@@ -220,6 +225,8 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
             raise ValueError(f"behaviours[{b.name}].direction={b.direction!r} is not one of up, down.")
         if b.scorer == "regex" and not b.pattern:
             raise ValueError(f"behaviours[{b.name}]: scorer=regex needs a pattern.")
+        if b.nll is not None and b.nll < 0:
+            raise ValueError(f"behaviours[{b.name}].nll={b.nll} must be >= 0 (or null for behaviours.nll).")
         if b.hint is not None:
             try:
                 b.hint.format(goal="")
