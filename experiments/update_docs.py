@@ -100,6 +100,12 @@ def versus_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def planner_runs(name: str) -> str:
+    """A planner study's runs (``summarize_runs.py``): the planner against each baseline per seed, then every
+    condition's reward, held-out rule reward, restated-goal and in-character shares."""
+    return versus_table(name) + "\n\n" + runs_table(name, ("reward", "reward@rule", "restates_goal", "in_character"))
+
+
 def held_out_table(name: str) -> str:
     """Per seed and condition, the training judge's reward and each held-out judge's on the same evaluate.py
     episodes (``summarize_runs.py --held-out``), each with its difference to the unsteered model."""
@@ -823,15 +829,10 @@ SECTIONS = {
     "gate_default_levers": lambda: gate_runs("gate_default_levers"),
     "gate_acts_levers": lambda: gate_runs("gate_acts_levers"),
     "gate_acts3": lambda: gate_runs("gate_acts3"),
-    "sanity": lambda: versus_table("sanity") + "\n\n" + runs_table(
-        "sanity", ("reward", "reward@rule", "restates_goal", "in_character")),
-    "default_run": lambda: versus_table("default_run") + "\n\n" + runs_table(
-        "default_run", ("reward", "reward@rule", "restates_goal", "in_character")) + "\n\n"
-        + held_out_table("default_run"),
-    "acts_run": lambda: versus_table("acts_run") + "\n\n" + runs_table(
-        "acts_run", ("reward", "reward@rule", "restates_goal", "in_character")),
-    "acts_kinds": lambda: versus_table("acts_kinds") + "\n\n" + runs_table(
-        "acts_kinds", ("reward", "reward@rule", "restates_goal", "in_character")),
+    "sanity": lambda: planner_runs("sanity"),
+    "default_run": lambda: planner_runs("default_run") + "\n\n" + held_out_table("default_run"),
+    "acts_run": lambda: planner_runs("acts_run"),
+    "acts_kinds": lambda: planner_runs("acts_kinds"),
     "acts_choices": lambda: choices_table("acts_choices"),
     "state_matters": state_matters,
     "sotopia": lambda: report_section("sotopia_hard"),
