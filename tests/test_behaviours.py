@@ -273,6 +273,8 @@ def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
         (PREFIX, config(behaviours=[Behaviour("a", "regex"), Behaviour("b")]), "needs a pattern"),
         (PREFIX, config(behaviours=[Behaviour("a"), Behaviour("a")]), "distinct"),
         (PREFIX, config(behaviours=[Behaviour("a", hint="Say {price}"), Behaviour("b")]), "only \\{goal\\}"),
+        (PREFIX, config(behaviours=[Behaviour("a", hint_pool=8), Behaviour("b")]), r"hint_pool=8 needs a hint"),
+        (PREFIX, config(behaviours=[Behaviour("a", hint="Go.", hint_pool=1), Behaviour("b")]), r"\[a\]\.hint_pool=1"),
     ]:
         with pytest.raises(ValueError, match=message):
             ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
@@ -302,6 +304,22 @@ def test_a_hinted_behaviour_learns_from_replies_sampled_with_the_hint_scored_on_
     assert record["goal"]["pool"] == len(trainer.pool().text) + len(hinted_pool.text)
     assert record["plain"]["pool"] == len(trainer.pool().text)  # only the hinted behaviour sees those replies
     assert UpProjection.record_of(tmp_path)["settings"]["behaviours"]["behaviours"][0]["hint"] == hint
+
+
+def test_a_behaviours_hint_pool_sizes_its_targeted_pool_alone_and_joins_the_fingerprint(lm, tmp_path):
+    """A behaviour rarely shown even when hinted gets more positives from a larger targeted pool: ``hint_pool``
+    replies per prompt instead of ``pool``, recorded in the settings only when set (older bases still match)."""
+    from dat.action.behaviours import basis_settings
+
+    hint = "Remember your goal: {goal}"
+    sizes = {}
+    for count in (None, 2 * config().pool):
+        behaviours = [Behaviour("goal", "length", "up", hint=hint, hint_pool=count), Behaviour("plain", "length")]
+        trainer = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=behaviours), tmp_path / str(count))
+        sizes[count] = len(trainer.hinted_pool(behaviours[0]).text)
+        recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"]
+        assert recorded[0].get("hint_pool") == count and "hint_pool" not in recorded[1]
+    assert sizes[None] <= config().pool * len(DIALOGUES) < sizes[2 * config().pool]
 
 
 def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):

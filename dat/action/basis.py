@@ -166,12 +166,14 @@ class BasisTrainer:
         return pool
 
     def hinted_pool(self, behaviour: Behaviour) -> Pool:
-        """Replies sampled with the behaviour's hint added to each prompt (read from ``<name>.hint.json``)."""
+        """Replies sampled with the behaviour's hint added to each prompt, ``hint_pool`` (else ``pool``) per prompt
+        (read from ``<name>.hint.json``)."""
         path = self.folder / f"{behaviour.name}.hint.json"
         if path.is_file():
             return Pool(**json.loads(path.read_text()))
         chats = [hinted(chat, behaviour.hint, info.goal) for chat, info in zip(self.chats, self.infos, strict=True)]
-        pool = sample_pool(PromptCache(self.lm, chats), range(len(chats)), self.cfg.pool, self.cfg.sampling,
+        count = self.cfg.pool if behaviour.hint_pool is None else behaviour.hint_pool
+        pool = sample_pool(PromptCache(self.lm, chats), range(len(chats)), count, self.cfg.sampling,
                            derive_seed(self.cfg.seed, "hint", behaviour.name), source=f"hint:{behaviour.name}",
                            reference=self.cache)
         _write_json(path, asdict(pool))

@@ -34,7 +34,7 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint", "nll")  # recorded only when set, so bases made before the field existed still match
+LATER_FIELDS = ("hint", "nll", "hint_pool")  # recorded only when set: bases made before the field still match
 
 
 @dataclass
@@ -56,6 +56,10 @@ class Behaviour:
     partner's last line (``{goal}`` stands for the agent's goal). They are scored, paired and trained on
     as replies to the *plain* prompt, so the prefix learns what the instruction does. For behaviours the
     model rarely shows unprompted (stating a price: 0 of 96 pooled replies to the price scenarios)."""
+    hint_pool: int | None = None
+    """Replies sampled with the hint per prompt (``BehaviourConfig.pool`` when None). A behaviour the model shows
+    in a few hinted replies of a hundred gets more positives from a larger targeted pool, at no cost to the
+    others (each samples its own)."""
     nll: float | None = None
     """This behaviour's weight of the NLL term on its chosen replies (``BehaviourConfig.nll`` when None). One
     prefix may need it where the others do not: a behaviour learned from a few targeted positives (an amount)
@@ -225,6 +229,9 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
             raise ValueError(f"behaviours[{b.name}].direction={b.direction!r} is not one of up, down.")
         if b.scorer == "regex" and not b.pattern:
             raise ValueError(f"behaviours[{b.name}]: scorer=regex needs a pattern.")
+        if b.hint_pool is not None and (b.hint_pool < 2 or not b.hint):
+            raise ValueError(f"behaviours[{b.name}].hint_pool={b.hint_pool} needs a hint and must be >= 2 "
+                             f"(or null for behaviours.pool).")
         if b.nll is not None and b.nll < 0:
             raise ValueError(f"behaviours[{b.name}].nll={b.nll} must be >= 0 (or null for behaviours.nll).")
         if b.hint is not None:
