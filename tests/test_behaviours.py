@@ -275,6 +275,7 @@ def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
         (PREFIX, config(behaviours=[Behaviour("a", hint="Say {price}"), Behaviour("b")]), "only \\{goal\\}"),
         (PREFIX, config(behaviours=[Behaviour("a", hint_pool=8), Behaviour("b")]), r"hint_pool=8 needs a hint"),
         (PREFIX, config(behaviours=[Behaviour("a", hint="Go.", hint_pool=1), Behaviour("b")]), r"\[a\]\.hint_pool=1"),
+        (PREFIX, config(behaviours=[Behaviour("a", drop_recitals=True), Behaviour("b")]), r"drop_recitals=true needs"),
     ]:
         with pytest.raises(ValueError, match=message):
             ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
@@ -320,6 +321,34 @@ def test_a_behaviours_hint_pool_sizes_its_targeted_pool_alone_and_joins_the_fing
         recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"]
         assert recorded[0].get("hint_pool") == count and "hint_pool" not in recorded[1]
     assert sizes[None] <= config().pool * len(DIALOGUES) < sizes[2 * config().pool]
+
+
+def test_a_behaviour_that_drops_recitals_learns_from_no_hinted_reply_that_recites_its_hint(lm, tmp_path):
+    """A hinted reply that quotes the instruction ("(Say the price you want ...)") is not the behaviour: with
+    ``drop_recitals`` it leaves the targeted pool, though ``<name>.hint.json`` keeps every sampled reply."""
+    from dat.action.basis import Pool
+    from dat.action.behaviours import basis_settings
+
+    hint = "Say the price you want as a dollar figure, like $40."
+    kept, recited = ["It is yours for $35, a fair price.", "I could go to $50."], [
+        "(Say the price you want as a dollar figure, like $40.)", "A dollar figure, like $40."]
+    sampled = Pool(prompt=[0, 0, 1, 1], text=[kept[0], recited[0], recited[1], kept[1]], end=[True] * 4,
+                   ref=[-1.0, -2.0, -3.0, -4.0], source=["hint:amount"] * 4)
+    for drop in (None, True):
+        behaviours = [Behaviour("amount", "regex", pattern=r"\$\d", hint=hint, drop_recitals=drop),
+                      Behaviour("plain", "length")]
+        folder = tmp_path / str(drop)
+        folder.mkdir()
+        (folder / "amount.hint.json").write_text(json.dumps(sampled.__dict__))
+        pool = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=behaviours), folder).hinted_pool(
+            behaviours[0])
+        recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"][0]
+        if drop:
+            assert (pool.text, pool.prompt, pool.ref) == (kept, [0, 1], [-1.0, -4.0])
+            assert recorded["drop_recitals"] is True
+        else:
+            assert pool == sampled and "drop_recitals" not in recorded  # older bases still match
+        assert json.loads((folder / "amount.hint.json").read_text())["text"] == sampled.text
 
 
 def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):

@@ -49,6 +49,7 @@ from dat.lm import layerprefix
 from dat.lm.frozen import FrozenLM, SamplingConfig
 from dat.lm.promptcache import PromptCache
 from dat.records import clean_utterance
+from dat.restating import restates
 from dat.seeding import derive_seed
 
 
@@ -73,6 +74,10 @@ class Pool:
 
     def of(self, prompt: int) -> list[int]:
         return [i for i, p in enumerate(self.prompt) if p == prompt]
+
+    def subset(self, rows: Sequence[int]) -> Pool:
+        """The replies at ``rows``, in that order."""
+        return Pool(*([getattr(self, k)[i] for i in rows] for k in self.__dataclass_fields__))
 
 
 def sample_pool(cache: PromptCache, prompts: Sequence[int], count: int, sampling: SamplingConfig, seed: int,
@@ -166,8 +171,15 @@ class BasisTrainer:
         return pool
 
     def hinted_pool(self, behaviour: Behaviour) -> Pool:
-        """Replies sampled with the behaviour's hint added to each prompt, ``hint_pool`` (else ``pool``) per prompt
-        (read from ``<name>.hint.json``)."""
+        """Replies sampled with the behaviour's hint added to each prompt, ``hint_pool`` (else ``pool``) per prompt,
+        less those that recite the hint where the behaviour drops them (``<name>.hint.json`` keeps them all)."""
+        pool = self._sampled_hinted_pool(behaviour)
+        if not behaviour.drop_recitals:
+            return pool
+        return pool.subset([i for i, (p, text) in enumerate(zip(pool.prompt, pool.text, strict=True))
+                            if not restates(text, behaviour.hint.format(goal=self.infos[p].goal))])
+
+    def _sampled_hinted_pool(self, behaviour: Behaviour) -> Pool:
         path = self.folder / f"{behaviour.name}.hint.json"
         if path.is_file():
             return Pool(**json.loads(path.read_text()))

@@ -34,7 +34,7 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint", "nll", "hint_pool")  # recorded only when set: bases made before the field still match
+LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals")  # recorded only when set: older bases still match
 
 
 @dataclass
@@ -60,6 +60,10 @@ class Behaviour:
     """Replies sampled with the hint per prompt (``BehaviourConfig.pool`` when None). A behaviour the model shows
     in a few hinted replies of a hundred gets more positives from a larger targeted pool, at no cost to the
     others (each samples its own)."""
+    drop_recitals: bool | None = None
+    """True: leave out of the targeted pool the hinted replies that recite the hint (``dat.restating.restates``:
+    "(Say the price you want ...)"). Such a reply can score as a positive, yet it teaches the prefix to quote an
+    instruction the plain prompt never had. None keeps every hinted reply, as bases made before the field did."""
     nll: float | None = None
     """This behaviour's weight of the NLL term on its chosen replies (``BehaviourConfig.nll`` when None). One
     prefix may need it where the others do not: a behaviour learned from a few targeted positives (an amount)
@@ -232,6 +236,8 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
         if b.hint_pool is not None and (b.hint_pool < 2 or not b.hint):
             raise ValueError(f"behaviours[{b.name}].hint_pool={b.hint_pool} needs a hint and must be >= 2 "
                              f"(or null for behaviours.pool).")
+        if b.drop_recitals and not b.hint:
+            raise ValueError(f"behaviours[{b.name}].drop_recitals=true needs a hint (only hinted replies recite one).")
         if b.nll is not None and b.nll < 0:
             raise ValueError(f"behaviours[{b.name}].nll={b.nll} must be >= 0 (or null for behaviours.nll).")
         if b.hint is not None:
