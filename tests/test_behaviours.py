@@ -276,6 +276,7 @@ def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
         (PREFIX, config(behaviours=[Behaviour("a", hint_pool=8), Behaviour("b")]), r"hint_pool=8 needs a hint"),
         (PREFIX, config(behaviours=[Behaviour("a", hint="Go.", hint_pool=1), Behaviour("b")]), r"\[a\]\.hint_pool=1"),
         (PREFIX, config(behaviours=[Behaviour("a", drop_recitals=True), Behaviour("b")]), r"drop_recitals=true needs"),
+        (PREFIX, config(behaviours=[Behaviour("a", scale=0.0), Behaviour("b")]), r"\[a\]\.scale=0.0 must be > 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
@@ -349,6 +350,20 @@ def test_a_behaviour_that_drops_recitals_learns_from_no_hinted_reply_that_recite
         else:
             assert pool == sampled and "drop_recitals" not in recorded  # older bases still match
         assert json.loads((folder / "amount.hint.json").read_text())["text"] == sampled.text
+
+
+def test_a_behaviours_scale_multiplies_its_trained_prefix_in_the_basis_alone(lm, tmp_path):
+    from safetensors.torch import load_file
+
+    from dat.action.behaviours import basis_settings
+
+    behaviours = [replace(LONG_SHORT[0], scale=1.5), LONG_SHORT[1]]
+    projection = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=behaviours, steps=2), tmp_path).train(
+        progress=False)
+    trained = [load_file(str(tmp_path / f"{b.name}.safetensors"))["prefix"] for b in behaviours]
+    assert torch.allclose(projection.basis[0], 1.5 * trained[0]) and torch.equal(projection.basis[1], trained[1])
+    recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"]
+    assert recorded[0]["scale"] == 1.5 and "scale" not in recorded[1]  # older bases still match
 
 
 def test_train_makes_the_basis_in_stage_one_and_exports_it(tmp_path):

@@ -327,7 +327,7 @@ class BasisTrainer:
         prefixes, records = [], []
         for behaviour in self.cfg.behaviours:
             prefix, record = self.train_behaviour(behaviour, pool, progress)
-            prefixes.append(prefix)
+            prefixes.append(prefix * (1.0 if behaviour.scale is None else behaviour.scale))
             records.append(record)
         projection = UpProjection(self.prefix, self.lm.hidden_size, self.token_norm, torch.stack(prefixes))
         vectors = torch.stack(prefixes).flatten(1)

@@ -34,7 +34,7 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals")  # recorded only when set: older bases still match
+LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals", "scale")  # recorded only when set
 
 
 @dataclass
@@ -64,6 +64,10 @@ class Behaviour:
     """True: leave out of the targeted pool the hinted replies that recite the hint (``dat.restating.restates``:
     "(Say the price you want ...)"). Such a reply can score as a positive, yet it teaches the prefix to quote an
     instruction the plain prompt never had. None keeps every hinted reply, as bases made before the field did."""
+    scale: float | None = None
+    """Multiplier of this behaviour's trained prefix in the basis (1 when None); ``prefix.norm`` scales them all.
+    Prefixes differ in how far they move the model: one may steer its scorer weakly at a small cost while another
+    costs fluency, and a single norm cannot suit both."""
     nll: float | None = None
     """This behaviour's weight of the NLL term on its chosen replies (``BehaviourConfig.nll`` when None). One
     prefix may need it where the others do not: a behaviour learned from a few targeted positives (an amount)
@@ -238,6 +242,8 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
                              f"(or null for behaviours.pool).")
         if b.drop_recitals and not b.hint:
             raise ValueError(f"behaviours[{b.name}].drop_recitals=true needs a hint (only hinted replies recite one).")
+        if b.scale is not None and b.scale <= 0:
+            raise ValueError(f"behaviours[{b.name}].scale={b.scale} must be > 0 (or null for 1).")
         if b.nll is not None and b.nll < 0:
             raise ValueError(f"behaviours[{b.name}].nll={b.nll} must be >= 0 (or null for behaviours.nll).")
         if b.hint is not None:
