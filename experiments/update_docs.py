@@ -830,6 +830,7 @@ SECTIONS = {
     "gate_acts_levers": lambda: gate_runs("gate_acts_levers"),
     "gate_acts3": lambda: gate_runs("gate_acts3"),
     "gate_acts3_priced": lambda: gate_runs("gate_acts3_priced"),
+    "gate_acts3_ask": lambda: gate_runs("gate_acts3_ask"),
     "sanity": lambda: planner_runs("sanity"),
     "default_run": lambda: planner_runs("default_run") + "\n\n" + held_out_table("default_run"),
     "acts_run": lambda: planner_runs("acts_run"),
