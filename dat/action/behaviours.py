@@ -34,7 +34,7 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals", "scale")  # recorded only when set
+LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals", "scale")  # recorded only when set: older bases still match
 
 
 @dataclass
