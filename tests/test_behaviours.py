@@ -57,7 +57,8 @@ def test_the_probe_scorer_is_the_prompts_own_test_of_each_reply():
     assert scorers(Behaviour("on_rule", "probe"), 0, texts).tolist() == [1.0, 0.0, 1.0]
     assert select_pairs(scorers(Behaviour("on_rule", "probe"), 0, texts), 1) == [(0, 1)]
     assert scorers(Behaviour("on_rule", "probe"), 1, texts).tolist() == [0.0, 0.0, 0.0]  # no test: no pairs
-    assert prompt_info(load_scenarios("bundled")[0].record([], 0)).test is None
+    bundled = load_scenarios("bundled")[0].record([], 0)
+    assert prompt_info(bundled).test is None and prompt_info(bundled).names == tuple(bundled.names)
 
 
 def test_contrastive_loss_is_dpo_on_the_implicit_margin():
@@ -277,6 +278,8 @@ def test_bad_behaviour_configs_fail_before_any_work(lm, tmp_path):
         (PREFIX, config(behaviours=[Behaviour("a", hint="Go.", hint_pool=1), Behaviour("b")]), r"\[a\]\.hint_pool=1"),
         (PREFIX, config(behaviours=[Behaviour("a", drop_recitals=True), Behaviour("b")]), r"drop_recitals=true needs"),
         (PREFIX, config(behaviours=[Behaviour("a", scale=0.0), Behaviour("b")]), r"\[a\]\.scale=0.0 must be > 0"),
+        (PREFIX, config(behaviours=[Behaviour("a", drop_out_of_character=True), Behaviour("b")]),
+         r"drop_out_of_character=true needs a hint"),
     ]:
         with pytest.raises(ValueError, match=message):
             ensure_basis(lm, never, prefix, cfg, tmp_path, progress=False)
@@ -350,6 +353,35 @@ def test_a_behaviour_that_drops_recitals_learns_from_no_hinted_reply_that_recite
         else:
             assert pool == sampled and "drop_recitals" not in recorded  # older bases still match
         assert json.loads((folder / "amount.hint.json").read_text())["text"] == sampled.text
+
+
+def test_a_behaviour_that_drops_out_of_character_replies_learns_from_no_hinted_stage_direction(lm, tmp_path):
+    """A hint reaches the model as a bracketed aside and the model often answers in kind; with
+    ``drop_out_of_character`` such a hinted reply (by the gate's own in-character test, which needs the agents'
+    names) leaves the targeted pool, while ``<name>.hint.json`` keeps every sampled reply."""
+    from dat.action.basis import Pool
+    from dat.action.behaviours import basis_settings
+
+    infos = [replace(info, names=("Jun Park", "Helena Brandt")) for info in INFOS]
+    kept = ["Could we meet at noon?", "Helena, would $50 work?"]
+    dropped = ["(smiling) Ah, what brings you here?", "Helena Brandt: what do you want?", "Jun Park is asking why."]
+    sampled = Pool(prompt=[0, 0, 1, 1, 1], text=[dropped[0], kept[0], dropped[1], kept[1], dropped[2]],
+                   end=[True] * 5, ref=[-1.0, -2.0, -3.0, -4.0, -5.0], source=["hint:ask"] * 5)
+    for drop in (None, True):
+        behaviours = [Behaviour("ask", "question", hint="Ask them a question.", drop_out_of_character=drop),
+                      Behaviour("plain", "length")]
+        folder = tmp_path / str(drop)
+        folder.mkdir()
+        (folder / "ask.hint.json").write_text(json.dumps(sampled.__dict__))
+        pool = BasisTrainer(lm, DIALOGUES, infos, PREFIX, config(behaviours=behaviours), folder).hinted_pool(
+            behaviours[0])
+        recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"][0]
+        if drop:
+            assert (pool.text, pool.prompt, pool.ref) == (kept, [0, 1], [-2.0, -4.0])
+            assert recorded["drop_out_of_character"] is True
+        else:
+            assert pool == sampled and "drop_out_of_character" not in recorded  # older bases still match
+        assert json.loads((folder / "ask.hint.json").read_text())["text"] == sampled.text
 
 
 def test_a_behaviours_scale_multiplies_its_trained_prefix_in_the_basis_alone(lm, tmp_path):

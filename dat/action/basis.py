@@ -44,6 +44,7 @@ from dat.action.behaviours import (
     select_pairs,
 )
 from dat.action.projection import PrefixConfig, UpProjection, embedding_stats
+from dat.action.steerability import out_of_character
 from dat.atomic import atomic_path, atomic_write
 from dat.lm import layerprefix
 from dat.lm.frozen import FrozenLM, SamplingConfig
@@ -172,12 +173,19 @@ class BasisTrainer:
 
     def hinted_pool(self, behaviour: Behaviour) -> Pool:
         """Replies sampled with the behaviour's hint added to each prompt, ``hint_pool`` (else ``pool``) per prompt,
-        less those that recite the hint where the behaviour drops them (``<name>.hint.json`` keeps them all)."""
+        less those that recite the hint or speak out of character where the behaviour drops them (``<name>.hint.json``
+        keeps them all)."""
         pool = self._sampled_hinted_pool(behaviour)
-        if not behaviour.drop_recitals:
+        if not (behaviour.drop_recitals or behaviour.drop_out_of_character):
             return pool
-        return pool.subset([i for i, (p, text) in enumerate(zip(pool.prompt, pool.text, strict=True))
-                            if not restates(text, behaviour.hint.format(goal=self.infos[p].goal))])
+
+        def kept(prompt: int, text: str) -> bool:
+            info = self.infos[prompt]
+            if behaviour.drop_recitals and restates(text, behaviour.hint.format(goal=info.goal)):
+                return False
+            return not (behaviour.drop_out_of_character and out_of_character(text, *info.names))
+
+        return pool.subset([i for i, (p, text) in enumerate(zip(pool.prompt, pool.text, strict=True)) if kept(p, text)])
 
     def _sampled_hinted_pool(self, behaviour: Behaviour) -> Pool:
         path = self.folder / f"{behaviour.name}.hint.json"

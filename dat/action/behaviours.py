@@ -34,7 +34,8 @@ from dat.records import DialogueRecord
 SCORERS = ("sentiment", "length", "question", "regex", "rules", "probe", "goal")
 DIRECTIONS = ("up", "down")
 RUN_FIELDS = ("name", "checkpoint_every", "prebuilt")  # may change without changing what is trained
-LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals", "scale")  # recorded only when set: older bases still match
+# recorded only when set: older bases still match
+LATER_FIELDS = ("hint", "nll", "hint_pool", "drop_recitals", "drop_out_of_character", "scale")
 
 
 @dataclass
@@ -64,6 +65,12 @@ class Behaviour:
     """True: leave out of the targeted pool the hinted replies that recite the hint (``dat.restating.restates``:
     "(Say the price you want ...)"). Such a reply can score as a positive, yet it teaches the prefix to quote an
     instruction the plain prompt never had. None keeps every hinted reply, as bases made before the field did."""
+    drop_out_of_character: bool | None = None
+    """True: leave out of the targeted pool the hinted replies that are not the agent speaking in character, by the
+    gate's own test (``dat.action.steerability.out_of_character``: a stage direction, echoed prompt text, the partner's
+    voice). The hint reaches the model as a bracketed aside and the model answers in kind ("(smiling) Ah, ...") in a
+    tenth of hinted replies, under 2 % of its own; a prefix learned from them speaks so too. None keeps them, as
+    bases made before the field did."""
     scale: float | None = None
     """Multiplier of this behaviour's trained prefix in the basis (1 when None); ``prefix.norm`` scales them all.
     Prefixes differ in how far they move the model: one may steer its scorer weakly at a small cost while another
@@ -127,6 +134,8 @@ class PromptInfo:
     goal: str = ""
     rules: str = ""
     """Regex of the agent's rule checks ("" when it has none)."""
+    names: tuple[str, str] = ("", "")
+    """The agent's name and its partner's (the in-character test needs them; "" where unknown)."""
     test: Callable[[str], float] | None = None
     """The prompt's own test of a reply in [0, 1] (instruction-stability prompts; None elsewhere). Given as
     a function so this layer needs no judge: the dialogue layer binds the probe set's test."""
@@ -242,6 +251,9 @@ def check_config(prefix: PrefixConfig, cfg: BehaviourConfig) -> None:
                              f"(or null for behaviours.pool).")
         if b.drop_recitals and not b.hint:
             raise ValueError(f"behaviours[{b.name}].drop_recitals=true needs a hint (only hinted replies recite one).")
+        if b.drop_out_of_character and not b.hint:
+            raise ValueError(f"behaviours[{b.name}].drop_out_of_character=true needs a hint (it filters the hinted "
+                             f"replies).")
         if b.scale is not None and b.scale <= 0:
             raise ValueError(f"behaviours[{b.name}].scale={b.scale} must be > 0 (or null for 1).")
         if b.nll is not None and b.nll < 0:

@@ -61,12 +61,12 @@ def out_of_character(text: str, own: str, other: str) -> bool:
     """
     if META.search(text):
         return True
-    names = {n for n in (other, other.split()[0]) if n}
+    names = {n for n in (other, *other.split()[:1]) if n}
     head = text.strip()
     if any(re.match(rf"{re.escape(n)}\s*:|as {re.escape(n)}\b|i(?: am|'m) {re.escape(n)}\b", head, re.I)
            for n in names):
         return True
-    mine = {n for n in (own, own.split()[0]) if n}
+    mine = {n for n in (own, *own.split()[:1]) if n}
     return any(re.match(rf"{re.escape(n)}(?:'s\b|\s+(?:is|was|has|will|would|says|said)\b)", head, re.I)
                for n in mine)
 
