@@ -155,6 +155,7 @@ def test_basis_is_reused_only_with_the_same_settings_and_resumes_a_partial_run(l
     resumed = ensure_basis(lm, prompts, PREFIX, config(), tmp_path, progress=False)
     assert (folder / "long.safetensors").read_bytes() == long_before
     assert json.loads((folder / "pool.json").read_text()) == pool
+    assert not list(folder.glob("*.checkpoint.pt"))  # a finished behaviour leaves no checkpoint behind
     assert resumed.basis.shape == (2, 2, lm.hidden_size)
 
 

@@ -304,9 +304,10 @@ class BasisTrainer:
                   "norms_x_token": (layerprefix.split(prefix.detach())[0].norm(dim=-1) / self.token_norm).tolist(),
                   **self._layer_norms(prefix.detach()),
                   "minutes": round((time.time() - started) / 60, 2)}
-        with atomic_path(path) as tmp:
-            save_file({"prefix": prefix.detach().contiguous()}, str(tmp))
         _write_json(self.folder / f"{behaviour.name}.json", record)
+        with atomic_path(path) as tmp:  # last: the prefix file marks the behaviour done
+            save_file({"prefix": prefix.detach().contiguous()}, str(tmp))
+        ckpt_path.unlink(missing_ok=True)
         return prefix.detach(), record
 
     def _layer_norms(self, prefix: Tensor) -> dict:
