@@ -831,6 +831,7 @@ SECTIONS = {
     "gate_acts3": lambda: gate_runs("gate_acts3"),
     "gate_acts3_priced": lambda: gate_runs("gate_acts3_priced"),
     "gate_acts3_ask": lambda: gate_runs("gate_acts3_ask"),
+    "gate_acts3_plain": lambda: gate_runs("gate_acts3_plain"),
     "sanity": lambda: planner_runs("sanity"),
     "default_run": lambda: planner_runs("default_run") + "\n\n" + held_out_table("default_run"),
     "acts_run": lambda: planner_runs("acts_run"),
