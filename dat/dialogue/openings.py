@@ -69,7 +69,8 @@ def prompt_settings(env: EnvConfig, scenarios: str, ids: str | None = None) -> d
 
 
 def prompt_info(record: DialogueRecord) -> PromptInfo:
-    """What the behaviour scorers know of side 0 of a task: its goal, rule pattern and probe test, if any."""
+    """What the behaviour scorers know of side 0 of a task: its goal, rule pattern, the two names (the in-character
+    test's) and probe test, if any."""
     probe = find_probe(record, 0)
     return PromptInfo(goal=record.goals[0], rules=rule_pattern(record, 0), names=tuple(record.names),
                       test=partial(run_test, probe.test) if probe else None)
