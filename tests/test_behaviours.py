@@ -328,11 +328,23 @@ def test_a_behaviours_hint_pool_sizes_its_targeted_pool_alone_and_joins_the_fing
     assert sizes[None] <= config().pool * len(DIALOGUES) < sizes[2 * config().pool]
 
 
+def _hinted_pool_from(lm, folder, behaviours, sampled, infos=INFOS):
+    """The first behaviour's targeted pool read from a given ``<name>.hint.json`` sample, its recorded settings and
+    the texts the file still holds afterwards."""
+    from dat.action.behaviours import basis_settings
+
+    folder.mkdir()
+    stored = folder / f"{behaviours[0].name}.hint.json"
+    stored.write_text(json.dumps(sampled.__dict__))
+    pool = BasisTrainer(lm, DIALOGUES, infos, PREFIX, config(behaviours=behaviours), folder).hinted_pool(behaviours[0])
+    recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"][0]
+    return pool, recorded, json.loads(stored.read_text())["text"]
+
+
 def test_a_behaviour_that_drops_recitals_learns_from_no_hinted_reply_that_recites_its_hint(lm, tmp_path):
     """A hinted reply that quotes the instruction ("(Say the price you want ...)") is not the behaviour: with
     ``drop_recitals`` it leaves the targeted pool, though ``<name>.hint.json`` keeps every sampled reply."""
     from dat.action.basis import Pool
-    from dat.action.behaviours import basis_settings
 
     hint = "Say the price you want as a dollar figure, like $40."
     kept, recited = ["It is yours for $35, a fair price.", "I could go to $50."], [
@@ -342,18 +354,13 @@ def test_a_behaviour_that_drops_recitals_learns_from_no_hinted_reply_that_recite
     for drop in (None, True):
         behaviours = [Behaviour("amount", "regex", pattern=r"\$\d", hint=hint, drop_recitals=drop),
                       Behaviour("plain", "length")]
-        folder = tmp_path / str(drop)
-        folder.mkdir()
-        (folder / "amount.hint.json").write_text(json.dumps(sampled.__dict__))
-        pool = BasisTrainer(lm, DIALOGUES, INFOS, PREFIX, config(behaviours=behaviours), folder).hinted_pool(
-            behaviours[0])
-        recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"][0]
+        pool, recorded, stored = _hinted_pool_from(lm, tmp_path / str(drop), behaviours, sampled)
         if drop:
             assert (pool.text, pool.prompt, pool.ref) == (kept, [0, 1], [-1.0, -4.0])
             assert recorded["drop_recitals"] is True
         else:
             assert pool == sampled and "drop_recitals" not in recorded  # older bases still match
-        assert json.loads((folder / "amount.hint.json").read_text())["text"] == sampled.text
+        assert stored == sampled.text
 
 
 def test_a_behaviour_that_drops_out_of_character_replies_learns_from_no_hinted_stage_direction(lm, tmp_path):
@@ -361,7 +368,6 @@ def test_a_behaviour_that_drops_out_of_character_replies_learns_from_no_hinted_s
     ``drop_out_of_character`` such a hinted reply (by the gate's own in-character test, which needs the agents'
     names) leaves the targeted pool, while ``<name>.hint.json`` keeps every sampled reply."""
     from dat.action.basis import Pool
-    from dat.action.behaviours import basis_settings
 
     infos = [replace(info, names=("Jun Park", "Helena Brandt")) for info in INFOS]
     kept = ["Could we meet at noon?", "Helena, would $50 work?"]
@@ -371,18 +377,13 @@ def test_a_behaviour_that_drops_out_of_character_replies_learns_from_no_hinted_s
     for drop in (None, True):
         behaviours = [Behaviour("ask", "question", hint="Ask them a question.", drop_out_of_character=drop),
                       Behaviour("plain", "length")]
-        folder = tmp_path / str(drop)
-        folder.mkdir()
-        (folder / "ask.hint.json").write_text(json.dumps(sampled.__dict__))
-        pool = BasisTrainer(lm, DIALOGUES, infos, PREFIX, config(behaviours=behaviours), folder).hinted_pool(
-            behaviours[0])
-        recorded = basis_settings("m", PREFIX, config(behaviours=behaviours))["behaviours"]["behaviours"][0]
+        pool, recorded, stored = _hinted_pool_from(lm, tmp_path / str(drop), behaviours, sampled, infos)
         if drop:
             assert (pool.text, pool.prompt, pool.ref) == (kept, [0, 1], [-2.0, -4.0])
             assert recorded["drop_out_of_character"] is True
         else:
             assert pool == sampled and "drop_out_of_character" not in recorded  # older bases still match
-        assert json.loads((folder / "ask.hint.json").read_text())["text"] == sampled.text
+        assert stored == sampled.text
 
 
 def test_a_behaviours_scale_multiplies_its_trained_prefix_in_the_basis_alone(lm, tmp_path):
